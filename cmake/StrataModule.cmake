@@ -1,0 +1,42 @@
+# One module = include/strata/<m>/ + src/<m>/ -> library strata_<m>. Sources are globbed so that
+# adding a file to a module needs no edit here; src/<m>/cuda/ holds .cu files built only with CUDA.
+function(strata_module name)
+  cmake_parse_arguments(M "" "" "DEPS" ${ARGN})
+  file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/${name}/*.cpp)
+  list(FILTER sources EXCLUDE REGEX "/cuda/")
+  if(STRATA_CUDA)
+    file(GLOB_RECURSE cuda_sources CONFIGURE_DEPENDS
+         ${CMAKE_SOURCE_DIR}/src/${name}/cuda/*.cu ${CMAKE_SOURCE_DIR}/src/${name}/cuda/*.cpp)
+    list(APPEND sources ${cuda_sources})
+  endif()
+  if(sources)
+    add_library(strata_${name} STATIC ${sources})
+    target_include_directories(strata_${name} PUBLIC ${CMAKE_SOURCE_DIR}/include PRIVATE ${CMAKE_SOURCE_DIR}/src)
+    target_link_libraries(strata_${name} PUBLIC ${M_DEPS})
+    if(STRATA_CUDA)
+      target_compile_definitions(strata_${name} PUBLIC STRATA_HAVE_CUDA=1)
+    endif()
+  else()
+    add_library(strata_${name} INTERFACE)
+    target_include_directories(strata_${name} INTERFACE ${CMAKE_SOURCE_DIR}/include)
+    target_link_libraries(strata_${name} INTERFACE ${M_DEPS})
+  endif()
+endfunction()
+
+# Tests of module <m>: tests/<m>/*.cpp -> one GoogleTest binary test_<m>, each test registered
+# with ctest. tests/<m>/tests.cmake, when present, adds custom tests (mpirun, CLI runs).
+function(strata_module_tests name)
+  cmake_parse_arguments(T "" "" "DEPS" ${ARGN})
+  file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/${name}/*.cpp)
+  if(sources)
+    add_executable(test_${name} ${sources})
+    target_link_libraries(test_${name} PRIVATE strata_${name} ${T_DEPS} GTest::gtest GTest::gtest_main)
+    target_include_directories(test_${name} PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/tests)
+    target_compile_definitions(test_${name} PRIVATE STRATA_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+    gtest_discover_tests(test_${name} DISCOVERY_MODE PRE_TEST
+                         PROPERTIES ENVIRONMENT "STRATA_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  endif()
+  if(EXISTS ${CMAKE_SOURCE_DIR}/tests/${name}/tests.cmake)
+    include(${CMAKE_SOURCE_DIR}/tests/${name}/tests.cmake)
+  endif()
+endfunction()

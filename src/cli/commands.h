@@ -1,0 +1,20 @@
+// The strata subcommands: each is `int run_<name>(int argc, char** argv)` with argv[0] its name,
+// returning the process exit code (0 success, 2 bad input, 1 other failure).
+#pragma once
+
+namespace strata::cli {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int argc, char** argv);
+};
+
+int run_inspect(int argc, char** argv);
+
+// Every subcommand, in the order `strata --help` lists them.
+inline constexpr Command kCommands[] = {
+    {"inspect", "graph size, parameters, FLOPs, memory; DOT/JSON export", run_inspect},
+};
+
+}  // namespace strata::cli
