@@ -1,0 +1,62 @@
+// What `strata profile` measured, as plain data, and profile::Store, which reads and writes it as
+// HDF5 (the layout is in docs/profile_schema.md). HDF5 types never leave src/profile/store.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "strata/cluster/comm.h"
+#include "strata/core/dtype.h"
+#include "strata/core/status.h"
+
+namespace strata::profile {
+
+constexpr int kSchemaVersion = 1;
+
+// Time of one collective over the replica groups of one logical-mesh axis, against the
+// per-device buffer size (same convention as cluster::CommModel::seconds).
+struct CollectiveCurve {
+  cluster::Collective kind = cluster::Collective::all_reduce;
+  cluster::Submesh submesh;
+  cluster::LogicalMesh mesh;
+  int axis = 0;
+  DType dtype = DType::f32;
+  std::vector<int64_t> sizes_bytes;  // strictly increasing
+  std::vector<double> seconds;
+};
+
+struct P2PCurve {
+  bool cross_node = false;
+  std::vector<int64_t> sizes_bytes;
+  std::vector<double> seconds;
+};
+
+struct GemmPoint {
+  int64_t m = 0, n = 0, k = 0;
+  DType dtype = DType::f32;
+  double seconds = 0;
+};
+
+struct Profile {
+  int schema_version = kSchemaVersion;
+  std::string cluster_name;
+  std::string gpu_model;
+  std::string backend;           // "cpu" or "nccl"
+  std::string library_versions;  // e.g. "MPI 3.1; NCCL 2.21.5; CUDA 12.4"
+  std::string date;              // ISO 8601 UTC
+  std::vector<CollectiveCurve> collectives;
+  std::vector<P2PCurve> p2p;
+  std::vector<GemmPoint> gemm;
+};
+
+class Store {
+ public:
+  // Writes `profile` to `path`, setting complete=1 only after everything else is written.
+  static Status write(const std::string& path, const Profile& profile);
+  // Reads a complete profile; a partial file, another schema_version or a profile of a cluster
+  // other than `expected_cluster` (when not empty) is an Error naming the file and field.
+  static Expected<Profile> read(const std::string& path, const std::string& expected_cluster = "");
+};
+
+}  // namespace strata::profile

@@ -1,0 +1,346 @@
+// profile::Store: the Profile <-> HDF5 mapping of docs/profile_schema.md. Writes go to a temporary
+// name, complete=1 is the last thing written, and only then is the file renamed into place.
+#include "strata/profile/store.h"
+
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "hdf5_util.h"
+
+namespace strata::profile {
+namespace {
+
+using h5::Handle;
+
+const cluster::Collective kCollectives[] = {cluster::Collective::all_reduce, cluster::Collective::all_gather,
+                                            cluster::Collective::reduce_scatter, cluster::Collective::all_to_all};
+
+std::string shape_name(int a, int b) { return std::to_string(a) + "x" + std::to_string(b); }
+
+std::string curve_path(const CollectiveCurve& curve) {
+  return "/collectives/" + std::string(cluster::collective_name(curve.kind)) + "/" +
+         shape_name(curve.submesh.rows, curve.submesh.cols) + "/" + shape_name(curve.mesh.n0, curve.mesh.n1) +
+         "/axis" + std::to_string(curve.axis) + "/" + dtype_name(curve.dtype);
+}
+
+class Writer {
+ public:
+  Writer(hid_t file_id, std::string file) : file_id_(file_id), file_(std::move(file)) {}
+
+  Expected<Handle> group(const std::string& path) {
+    if (H5Lexists(file_id_, path.c_str(), H5P_DEFAULT) > 0) {
+      STRATA_H5_OPEN(Handle g, H5Gopen2(file_id_, path.c_str(), H5P_DEFAULT), H5Gclose, file_, path);
+      return g;
+    }
+    STRATA_H5_OPEN(Handle lcpl, H5Pcreate(H5P_LINK_CREATE), H5Pclose, file_, path);
+    STRATA_H5_CALL(H5Pset_create_intermediate_group(lcpl.get(), 1), file_, path);
+    STRATA_H5_OPEN(Handle g, H5Gcreate2(file_id_, path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+                   file_, path);
+    return g;
+  }
+
+  template <typename T>
+  Status dataset(hid_t group, const std::string& path, const char* name, const std::vector<T>& values) {
+    const std::string field = path + "/" + name;
+    const hid_t type = std::is_same_v<T, double> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+    const hsize_t count = values.size();
+    STRATA_H5_OPEN(Handle space, H5Screate_simple(1, &count, nullptr), H5Sclose, file_, field);
+    STRATA_H5_OPEN(Handle set, H5Dcreate2(group, name, type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   H5Dclose, file_, field);
+    STRATA_H5_CALL(H5Dwrite(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), file_, field);
+    return Status::ok();
+  }
+
+  Status attr_int(const char* name, int value) {
+    STRATA_H5_OPEN(Handle space, H5Screate(H5S_SCALAR), H5Sclose, file_, name);
+    STRATA_H5_OPEN(Handle attr, H5Acreate2(file_id_, name, H5T_NATIVE_INT, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                   H5Aclose, file_, name);
+    STRATA_H5_CALL(H5Awrite(attr.get(), H5T_NATIVE_INT, &value), file_, name);
+    return Status::ok();
+  }
+
+  Status attr_string(const char* name, const std::string& value) {
+    STRATA_H5_OPEN(Handle type, H5Tcopy(H5T_C_S1), H5Tclose, file_, name);
+    STRATA_H5_CALL(H5Tset_size(type.get(), value.empty() ? 1 : value.size()), file_, name);
+    STRATA_H5_OPEN(Handle space, H5Screate(H5S_SCALAR), H5Sclose, file_, name);
+    STRATA_H5_OPEN(Handle attr, H5Acreate2(file_id_, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                   H5Aclose, file_, name);
+    std::string padded = value.empty() ? std::string(1, '\0') : value;
+    STRATA_H5_CALL(H5Awrite(attr.get(), type.get(), padded.data()), file_, name);
+    return Status::ok();
+  }
+
+ private:
+  hid_t file_id_;
+  std::string file_;
+};
+
+Status write_all(hid_t file_id, const std::string& file, const Profile& profile) {
+  Writer writer(file_id, file);
+  STRATA_RETURN_IF_ERROR(writer.attr_int("schema_version", profile.schema_version));
+  STRATA_RETURN_IF_ERROR(writer.attr_string("units", "sizes_bytes: bytes per device; seconds: seconds"));
+  STRATA_RETURN_IF_ERROR(writer.attr_string("cluster", profile.cluster_name));
+  STRATA_RETURN_IF_ERROR(writer.attr_string("gpu_model", profile.gpu_model));
+  STRATA_RETURN_IF_ERROR(writer.attr_string("backend", profile.backend));
+  STRATA_RETURN_IF_ERROR(writer.attr_string("library_versions", profile.library_versions));
+  STRATA_RETURN_IF_ERROR(writer.attr_string("date", profile.date));
+  for (const CollectiveCurve& curve : profile.collectives) {
+    STRATA_CHECK(curve.sizes_bytes.size() == curve.seconds.size(), "curve with mismatched lengths");
+    const std::string path = curve_path(curve);
+    STRATA_ASSIGN_OR_RETURN(Handle g, writer.group(path));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "sizes_bytes", curve.sizes_bytes));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "seconds", curve.seconds));
+  }
+  STRATA_ASSIGN_OR_RETURN(Handle p2p_root, writer.group("/p2p"));
+  for (const P2PCurve& curve : profile.p2p) {
+    const std::string path = curve.cross_node ? "/p2p/inter_node" : "/p2p/intra_node";
+    STRATA_ASSIGN_OR_RETURN(Handle g, writer.group(path));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "sizes_bytes", curve.sizes_bytes));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "seconds", curve.seconds));
+  }
+  std::map<DType, std::vector<const GemmPoint*>> gemm_by_dtype;
+  for (const GemmPoint& point : profile.gemm) gemm_by_dtype[point.dtype].push_back(&point);
+  STRATA_ASSIGN_OR_RETURN(Handle gemm_root, writer.group("/gemm"));
+  for (const auto& [dtype, points] : gemm_by_dtype) {
+    const std::string path = std::string("/gemm/") + dtype_name(dtype);
+    std::vector<int64_t> m, n, k;
+    std::vector<double> seconds;
+    for (const GemmPoint* point : points) {
+      m.push_back(point->m);
+      n.push_back(point->n);
+      k.push_back(point->k);
+      seconds.push_back(point->seconds);
+    }
+    STRATA_ASSIGN_OR_RETURN(Handle g, writer.group(path));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "m", m));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "n", n));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "k", k));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "seconds", seconds));
+  }
+  STRATA_H5_CALL(H5Fflush(file_id, H5F_SCOPE_GLOBAL), file, "");
+  return writer.attr_int("complete", 1);  // last: a reader rejects a file without it
+}
+
+class Reader {
+ public:
+  Reader(hid_t file_id, std::string file) : file_id_(file_id), file_(std::move(file)) {}
+
+  Expected<std::vector<std::string>> children(const std::string& path) {
+    std::vector<std::string> names;
+    if (H5Lexists(file_id_, path.c_str(), H5P_DEFAULT) <= 0) return names;
+    STRATA_H5_OPEN(Handle g, H5Gopen2(file_id_, path.c_str(), H5P_DEFAULT), H5Gclose, file_, path);
+    H5G_info_t info;
+    STRATA_H5_CALL(H5Gget_info(g.get(), &info), file_, path);
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      char name[256] = {};
+      const ssize_t length = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                                                H5P_DEFAULT);
+      if (length < 0 || length >= static_cast<ssize_t>(sizeof name)) {
+        return h5::call_failed(file_, path, "H5Lget_name_by_idx");
+      }
+      names.emplace_back(name);
+    }
+    return names;
+  }
+
+  template <typename T>
+  Expected<std::vector<T>> dataset(const std::string& path) {
+    const hid_t type = std::is_same_v<T, double> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+    STRATA_H5_OPEN(Handle set, H5Dopen2(file_id_, path.c_str(), H5P_DEFAULT), H5Dclose, file_, path);
+    STRATA_H5_OPEN(Handle space, H5Dget_space(set.get()), H5Sclose, file_, path);
+    const hssize_t count = H5Sget_simple_extent_npoints(space.get());
+    if (count < 0) return h5::call_failed(file_, path, "H5Sget_simple_extent_npoints");
+    std::vector<T> values(static_cast<size_t>(count));
+    STRATA_H5_CALL(H5Dread(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), file_, path);
+    return values;
+  }
+
+  bool has_attr(const char* name) { return H5Aexists(file_id_, name) > 0; }
+
+  Expected<int> attr_int(const char* name) {
+    if (!has_attr(name)) return make_error(file_, name, "missing attribute");
+    STRATA_H5_OPEN(Handle attr, H5Aopen(file_id_, name, H5P_DEFAULT), H5Aclose, file_, name);
+    int value = 0;
+    STRATA_H5_CALL(H5Aread(attr.get(), H5T_NATIVE_INT, &value), file_, name);
+    return value;
+  }
+
+  Expected<std::string> attr_string(const char* name) {
+    if (!has_attr(name)) return make_error(file_, name, "missing attribute");
+    STRATA_H5_OPEN(Handle attr, H5Aopen(file_id_, name, H5P_DEFAULT), H5Aclose, file_, name);
+    STRATA_H5_OPEN(Handle type, H5Aget_type(attr.get()), H5Tclose, file_, name);
+    if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0) {
+      return make_error(file_, name, "must be a fixed-length string attribute");
+    }
+    const size_t size = H5Tget_size(type.get());
+    std::string value(size, '\0');
+    STRATA_H5_CALL(H5Aread(attr.get(), type.get(), value.data()), file_, name);
+    value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
+    return value;
+  }
+
+  const std::string& file() const { return file_; }
+
+ private:
+  hid_t file_id_;
+  std::string file_;
+};
+
+Expected<std::pair<int, int>> parse_shape(const std::string& text, const std::string& file,
+                                          const std::string& field) {
+  int a = 0, b = 0;
+  char x = 0, extra = 0;
+  std::istringstream in(text);
+  if (!(in >> a >> x >> b) || x != 'x' || (in >> extra) || a <= 0 || b <= 0) {
+    return make_error(file, field, "group name '" + text + "' is not a shape like 2x4");
+  }
+  return std::make_pair(a, b);
+}
+
+Expected<Profile> read_all(Reader& reader) {
+  const std::string& file = reader.file();
+  Profile profile;
+  STRATA_ASSIGN_OR_RETURN(profile.cluster_name, reader.attr_string("cluster"));
+  STRATA_ASSIGN_OR_RETURN(profile.gpu_model, reader.attr_string("gpu_model"));
+  STRATA_ASSIGN_OR_RETURN(profile.backend, reader.attr_string("backend"));
+  STRATA_ASSIGN_OR_RETURN(profile.library_versions, reader.attr_string("library_versions"));
+  STRATA_ASSIGN_OR_RETURN(profile.date, reader.attr_string("date"));
+  for (cluster::Collective kind : kCollectives) {
+    const std::string kind_path = std::string("/collectives/") + cluster::collective_name(kind);
+    STRATA_ASSIGN_OR_RETURN(auto submeshes, reader.children(kind_path));
+    for (const std::string& submesh_name : submeshes) {
+      const std::string submesh_path = kind_path + "/" + submesh_name;
+      STRATA_ASSIGN_OR_RETURN(auto submesh, parse_shape(submesh_name, file, submesh_path));
+      STRATA_ASSIGN_OR_RETURN(auto meshes, reader.children(submesh_path));
+      for (const std::string& mesh_name : meshes) {
+        const std::string mesh_path = submesh_path + "/" + mesh_name;
+        STRATA_ASSIGN_OR_RETURN(auto mesh, parse_shape(mesh_name, file, mesh_path));
+        STRATA_ASSIGN_OR_RETURN(auto axes, reader.children(mesh_path));
+        for (const std::string& axis_name : axes) {
+          const std::string axis_path = mesh_path + "/" + axis_name;
+          if (axis_name != "axis0" && axis_name != "axis1") {
+            return make_error(file, axis_path, "group name must be axis0 or axis1");
+          }
+          STRATA_ASSIGN_OR_RETURN(auto dtypes, reader.children(axis_path));
+          for (const std::string& dtype_text : dtypes) {
+            const std::string path = axis_path + "/" + dtype_text;
+            auto dtype = parse_dtype(dtype_text);
+            if (!dtype) return make_error(file, path, "unknown dtype '" + dtype_text + "'");
+            CollectiveCurve curve;
+            curve.kind = kind;
+            curve.submesh = {submesh.first, submesh.second};
+            curve.mesh = {mesh.first, mesh.second};
+            curve.axis = axis_name == "axis0" ? 0 : 1;
+            curve.dtype = *dtype;
+            STRATA_ASSIGN_OR_RETURN(curve.sizes_bytes, reader.dataset<int64_t>(path + "/sizes_bytes"));
+            STRATA_ASSIGN_OR_RETURN(curve.seconds, reader.dataset<double>(path + "/seconds"));
+            if (curve.mesh.num_devices() != curve.submesh.num_devices()) {
+              return make_error(file, path, "logical mesh does not cover the submesh");
+            }
+            profile.collectives.push_back(std::move(curve));
+          }
+        }
+      }
+    }
+  }
+  for (bool cross_node : {false, true}) {
+    const std::string path = cross_node ? "/p2p/inter_node" : "/p2p/intra_node";
+    STRATA_ASSIGN_OR_RETURN(auto p2p_children, reader.children("/p2p"));
+    bool present = false;
+    for (const auto& name : p2p_children) present = present || "/p2p/" + name == path;
+    if (!present) continue;
+    P2PCurve curve;
+    curve.cross_node = cross_node;
+    STRATA_ASSIGN_OR_RETURN(curve.sizes_bytes, reader.dataset<int64_t>(path + "/sizes_bytes"));
+    STRATA_ASSIGN_OR_RETURN(curve.seconds, reader.dataset<double>(path + "/seconds"));
+    profile.p2p.push_back(std::move(curve));
+  }
+  STRATA_ASSIGN_OR_RETURN(auto gemm_dtypes, reader.children("/gemm"));
+  for (const std::string& dtype_text : gemm_dtypes) {
+    const std::string path = "/gemm/" + dtype_text;
+    auto dtype = parse_dtype(dtype_text);
+    if (!dtype) return make_error(file, path, "unknown dtype '" + dtype_text + "'");
+    STRATA_ASSIGN_OR_RETURN(auto m, reader.dataset<int64_t>(path + "/m"));
+    STRATA_ASSIGN_OR_RETURN(auto n, reader.dataset<int64_t>(path + "/n"));
+    STRATA_ASSIGN_OR_RETURN(auto k, reader.dataset<int64_t>(path + "/k"));
+    STRATA_ASSIGN_OR_RETURN(auto seconds, reader.dataset<double>(path + "/seconds"));
+    if (n.size() != m.size() || k.size() != m.size() || seconds.size() != m.size()) {
+      return make_error(file, path, "datasets m, n, k, seconds differ in length");
+    }
+    for (size_t i = 0; i < m.size(); ++i) profile.gemm.push_back({m[i], n[i], k[i], *dtype, seconds[i]});
+  }
+  // Curves must be usable for interpolation: same lengths, sizes increasing, times positive.
+  auto check_curve = [&](const std::string& path, const std::vector<int64_t>& sizes,
+                         const std::vector<double>& seconds) -> Status {
+    if (sizes.size() != seconds.size() || sizes.empty()) {
+      return make_error(file, path, "sizes_bytes and seconds must be non-empty and of equal length");
+    }
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (sizes[i] <= 0 || !(seconds[i] > 0) || (i > 0 && sizes[i] <= sizes[i - 1])) {
+        return make_error(file, path, "sizes_bytes must increase and seconds be positive");
+      }
+    }
+    return Status::ok();
+  };
+  for (const auto& curve : profile.collectives) {
+    STRATA_RETURN_IF_ERROR(check_curve(curve_path(curve), curve.sizes_bytes, curve.seconds));
+  }
+  for (const auto& curve : profile.p2p) {
+    STRATA_RETURN_IF_ERROR(check_curve(curve.cross_node ? "/p2p/inter_node" : "/p2p/intra_node",
+                                       curve.sizes_bytes, curve.seconds));
+  }
+  return profile;
+}
+
+}  // namespace
+
+Status Store::write(const std::string& path, const Profile& profile) {
+  h5::silence_errors();
+  const std::string temp = path + ".tmp";
+  {
+    STRATA_H5_OPEN(Handle file_id, H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+                   temp, "");
+    STRATA_RETURN_IF_ERROR(write_all(file_id.get(), temp, profile));
+    STRATA_H5_CALL(H5Fclose(file_id.release()), temp, "");  // a failed close may lose data: checked
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    return make_error(path, "", "cannot rename " + temp + " into place");
+  }
+  return Status::ok();
+}
+
+Expected<Profile> Store::read(const std::string& path, const std::string& expected_cluster) {
+  h5::silence_errors();
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    std::FILE* probe = std::fopen(path.c_str(), "rb");
+    if (probe == nullptr) return make_error(path, "", "cannot open the profile file");
+    std::fclose(probe);
+    return make_error(path, "", "not a readable HDF5 file (truncated or corrupt)");
+  }
+  hid_t raw = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (raw < 0) return make_error(path, "", "HDF5 call H5Fopen failed: file truncated or corrupt");
+  Handle file_id(raw, H5Fclose);
+  Reader reader(file_id.get(), path);
+  if (!reader.has_attr("complete")) {
+    return make_error(path, "complete", "missing: a partial profile (the profiler did not finish)");
+  }
+  STRATA_ASSIGN_OR_RETURN(int complete, reader.attr_int("complete"));
+  if (complete != 1) return make_error(path, "complete", "is " + std::to_string(complete) + ", not 1: a partial profile");
+  STRATA_ASSIGN_OR_RETURN(int version, reader.attr_int("schema_version"));
+  if (version != kSchemaVersion) {
+    return make_error(path, "schema_version",
+                      "is " + std::to_string(version) + ", this build reads " + std::to_string(kSchemaVersion) +
+                          " (re-run strata profile)");
+  }
+  STRATA_ASSIGN_OR_RETURN(std::string cluster, reader.attr_string("cluster"));
+  if (!expected_cluster.empty() && cluster != expected_cluster) {
+    return make_error(path, "cluster",
+                      "profile is of cluster '" + cluster + "', not of the requested '" + expected_cluster + "'");
+  }
+  STRATA_ASSIGN_OR_RETURN(Profile profile, read_all(reader));
+  profile.schema_version = version;
+  return profile;
+}
+
+}  // namespace strata::profile
