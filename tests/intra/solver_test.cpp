@@ -1,0 +1,214 @@
+// The lp_solve ILP against the brute-force reference on random small requests, follower folding
+// against the same problem stated with forbidden reshardings, memory infeasibility, determinism.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "strata/intra/solver.h"
+
+namespace strata::intra {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// 2-6 nodes, 2-4 strategies, random edges (a chain plus extra pairs), costs in milliseconds.
+SolverRequest random_request(uint32_t seed, bool with_budget) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> node_count(2, 6), strategy_count(2, 4), memory(1, 100);
+  std::uniform_real_distribution<double> cost(0.0, 1e-3);
+  SolverRequest request;
+  const int n = node_count(rng);
+  for (int i = 0; i < n; ++i) {
+    SolverNode node;
+    node.name = "n" + std::to_string(i);
+    const int k = strategy_count(rng);
+    for (int s = 0; s < k; ++s) {
+      node.strategy_cost.push_back(cost(rng));
+      node.strategy_memory_bytes.push_back(memory(rng) * 1024);
+    }
+    request.nodes.push_back(node);
+  }
+  auto add_edge = [&](int src, int dst) {
+    SolverEdge edge{src, dst, {}};
+    const size_t cells = request.nodes[src].strategy_cost.size() * request.nodes[dst].strategy_cost.size();
+    for (size_t c = 0; c < cells; ++c) edge.cost.push_back(cost(rng));
+    request.edges.push_back(edge);
+  };
+  for (int i = 1; i < n; ++i) add_edge(i - 1, i);
+  std::uniform_int_distribution<int> pick(0, n - 1);
+  for (int extra = pick(rng); extra > 0; --extra) {
+    const int a = pick(rng), b = pick(rng);
+    if (a != b) add_edge(a, b);
+  }
+  if (with_budget) {  // somewhere between the least and the most memory any assignment uses
+    int64_t least = 0, most = 0;
+    for (const auto& node : request.nodes) {
+      least += *std::min_element(node.strategy_memory_bytes.begin(), node.strategy_memory_bytes.end());
+      most += *std::max_element(node.strategy_memory_bytes.begin(), node.strategy_memory_bytes.end());
+    }
+    request.memory_budget_bytes = least + (most - least) / 3;
+  }
+  return request;
+}
+
+TEST(IntraSolver, LpSolveMatchesBruteForceOnRandomRequests) {
+  ilp::LpSolveSolver lp;
+  ilp::BruteForceSolver brute;
+  int with_budget_active = 0;  // budgets that changed the optimum: the memory row was exercised
+  for (uint32_t seed = 1; seed <= 40; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const SolverRequest request = random_request(seed, seed % 3 == 0);
+    auto lp_response = lp.solve(request);
+    auto brute_response = brute.solve(request);
+    ASSERT_TRUE(lp_response.is_ok()) << lp_response.error().message();
+    ASSERT_TRUE(brute_response.is_ok()) << brute_response.error().message();
+    ASSERT_EQ(brute_response->status, SolverStatus::optimal);
+    ASSERT_EQ(lp_response->status, SolverStatus::optimal) << lp_response->message;
+    EXPECT_NEAR(lp_response->objective, brute_response->objective, 1e-12);
+    EXPECT_NEAR(evaluate_cost(request, lp_response->choice), lp_response->objective, 1e-15);
+    if (request.memory_budget_bytes > 0) {
+      EXPECT_LE(evaluate_memory_bytes(request, lp_response->choice), request.memory_budget_bytes);
+      SolverRequest unbounded = request;
+      unbounded.memory_budget_bytes = 0;
+      if (brute.solve(unbounded)->objective < brute_response->objective - 1e-15) ++with_budget_active;
+    }
+    EXPECT_GT(lp_response->num_variables, 0);
+    EXPECT_GE(lp_response->num_constraints, static_cast<int>(request.nodes.size()));
+  }
+  EXPECT_GT(with_budget_active, 0);
+}
+
+TEST(IntraSolver, IlpSizeFollowsTheFormulation) {
+  // Chain of 3 nodes with 2, 3, 4 strategies and a budget: 9 node + 6 + 12 edge variables;
+  // 3 one-hot rows + (2+3) + (3+4) marginal rows + 1 memory row.
+  SolverRequest request;
+  for (int k : {2, 3, 4}) request.nodes.push_back({"n", std::vector<double>(k, 1.0), std::vector<int64_t>(k, 1), -1, {}});
+  request.edges.push_back({0, 1, std::vector<double>(6, 0.5)});
+  request.edges.push_back({1, 2, std::vector<double>(12, 0.5)});
+  request.memory_budget_bytes = 100;
+  auto response = ilp::LpSolveSolver().solve(request);
+  ASSERT_TRUE(response.is_ok());
+  EXPECT_EQ(response->num_variables, 27);
+  EXPECT_EQ(response->num_constraints, 16);
+  EXPECT_DOUBLE_EQ(response->objective, 4.0);
+}
+
+TEST(IntraSolver, MemoryBudgetBelowMinimumIsInfeasibleWithAReason) {
+  SolverRequest request;
+  request.nodes.push_back({"a", {1.0, 2.0}, {3000, 2000}, -1, {}});
+  request.nodes.push_back({"b", {1.0, 2.0}, {1000, 500}, -1, {}});
+  request.memory_budget_bytes = 2000;  // least is 2000 + 500 = 2500
+  for (ilp::Solver* solver : std::initializer_list<ilp::Solver*>{new ilp::LpSolveSolver, new ilp::BruteForceSolver}) {
+    std::unique_ptr<ilp::Solver> owned(solver);
+    auto response = solver->solve(request);
+    ASSERT_TRUE(response.is_ok()) << solver->name();
+    EXPECT_EQ(response->status, SolverStatus::infeasible) << solver->name();
+    EXPECT_TRUE(response->choice.empty());
+    EXPECT_NE(response->message.find("2500 bytes"), std::string::npos) << response->message;
+    EXPECT_NE(response->message.find("2000 bytes"), std::string::npos) << response->message;
+  }
+  request.memory_budget_bytes = 2500;  // exactly enough: the least-memory pair, cost 4
+  auto response = ilp::LpSolveSolver().solve(request);
+  ASSERT_TRUE(response.is_ok());
+  EXPECT_EQ(response->status, SolverStatus::optimal);
+  EXPECT_EQ(response->choice, (std::vector<int>{1, 1}));
+  EXPECT_DOUBLE_EQ(response->objective, 4.0);
+}
+
+TEST(IntraSolver, ForbiddenStrategiesAndReshardingsAreAvoided) {
+  SolverRequest request;
+  request.nodes.push_back({"a", {kInf, 5.0}, {0, 0}, -1, {}});
+  request.nodes.push_back({"b", {0.0, 0.0}, {0, 0}, -1, {}});
+  request.edges.push_back({0, 1, {0.0, 0.0, kInf, 1.0}});
+  auto response = ilp::LpSolveSolver().solve(request);
+  ASSERT_TRUE(response.is_ok());
+  EXPECT_EQ(response->choice, (std::vector<int>{1, 1}));
+  EXPECT_DOUBLE_EQ(response->objective, 6.0);
+  request.edges[0].cost[3] = kInf;  // now nothing is allowed
+  response = ilp::LpSolveSolver().solve(request);
+  ASSERT_TRUE(response.is_ok());
+  EXPECT_EQ(response->status, SolverStatus::infeasible);
+}
+
+// Random requests where some nodes follow others; the "unsimplified" twin states the same
+// problem without `follow`, forbidding (+inf) every non-following pair on an extra edge.
+TEST(IntraSolver, FollowerFoldingGivesTheUnsimplifiedOptimum) {
+  ilp::LpSolveSolver lp;
+  ilp::BruteForceSolver brute;
+  int infeasible = 0;
+  for (uint32_t seed = 100; seed < 120; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    SolverRequest request = random_request(seed, seed % 2 == 0);
+    std::mt19937 rng(seed * 7);
+    SolverRequest unsimplified = request;
+    for (size_t i = 1; i < request.nodes.size(); i += 2) {  // odd nodes follow an earlier node
+      const int leader = static_cast<int>(rng() % i);
+      const size_t leader_k = request.nodes[leader].strategy_cost.size();
+      const size_t own_k = request.nodes[i].strategy_cost.size();
+      std::vector<int> map(leader_k);
+      for (auto& s : map) s = static_cast<int>(rng() % own_k);
+      request.nodes[i].follow = leader;
+      request.nodes[i].follow_map = map;
+      SolverEdge tie{leader, static_cast<int>(i), std::vector<double>(leader_k * own_k, kInf)};
+      for (size_t s = 0; s < leader_k; ++s) tie.cost[s * own_k + map[s]] = 0.0;
+      unsimplified.edges.push_back(tie);
+    }
+    auto folded = lp.solve(request);
+    auto plain = lp.solve(unsimplified);
+    auto reference = brute.solve(request);
+    ASSERT_TRUE(folded.is_ok() && plain.is_ok() && reference.is_ok());
+    if (reference->status == SolverStatus::infeasible) {  // the budget is too tight once nodes follow
+      EXPECT_EQ(folded->status, SolverStatus::infeasible);
+      EXPECT_EQ(plain->status, SolverStatus::infeasible);
+      ++infeasible;
+      continue;
+    }
+    ASSERT_EQ(folded->status, SolverStatus::optimal);
+    ASSERT_EQ(plain->status, SolverStatus::optimal);
+    EXPECT_NEAR(folded->objective, plain->objective, 1e-12);
+    EXPECT_NEAR(folded->objective, reference->objective, 1e-12);
+    EXPECT_TRUE(respects_follow(request, folded->choice));
+    EXPECT_LT(folded->num_variables, plain->num_variables);
+  }
+  EXPECT_LT(infeasible, 5);  // most cases must compare optima
+}
+
+TEST(IntraSolver, SameRequestGivesTheSameChoice) {
+  ilp::LpSolveSolver lp;
+  // Ties everywhere: every cost equal, so only deterministic tie-breaking keeps the choice fixed.
+  SolverRequest request = random_request(7, false);
+  for (auto& node : request.nodes) std::fill(node.strategy_cost.begin(), node.strategy_cost.end(), 1.0);
+  for (auto& edge : request.edges) std::fill(edge.cost.begin(), edge.cost.end(), 0.0);
+  for (const SolverRequest& r : {request, random_request(8, true)}) {
+    auto first = lp.solve(r);
+    auto second = lp.solve(r);
+    ASSERT_TRUE(first.is_ok() && second.is_ok());
+    EXPECT_EQ(first->choice, second->choice);
+    EXPECT_EQ(first->objective, second->objective);
+  }
+}
+
+TEST(IntraSolver, MalformedRequestsAreErrorsNamingTheField) {
+  SolverRequest request;
+  request.nodes.push_back({"a", {1.0, 2.0}, {1, 1}, -1, {}});
+  request.nodes.push_back({"b", {1.0}, {1}, 0, {0}});  // map has 1 entry, leader has 2 strategies
+  auto response = ilp::LpSolveSolver().solve(request);
+  ASSERT_FALSE(response.is_ok());
+  EXPECT_EQ(response.error().field, "nodes[1].follow_map");
+  request.nodes[1].follow_map = {0, 0};
+  request.edges.push_back({0, 1, {1.0, 2.0, 3.0}});
+  response = ilp::LpSolveSolver().solve(request);
+  ASSERT_FALSE(response.is_ok());
+  EXPECT_EQ(response.error().field, "edges[0].cost");
+  request.edges[0].cost = {1.0, std::nan("")};
+  EXPECT_EQ(validate_request(request).error().field, "edges[0].cost[1]");
+  request.edges.clear();
+  request.nodes[0].follow = 1;
+  request.nodes[0].follow_map = {0};
+  EXPECT_EQ(validate_request(request).error().reason, "follow chain forms a cycle");
+}
+
+}  // namespace
+}  // namespace strata::intra
