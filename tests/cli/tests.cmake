@@ -1,0 +1,23 @@
+# CLI tests that run the `strata` binary (included from tests/CMakeLists.txt via strata_module_tests).
+
+# --- strata inspect ---
+set(STRATA_INSPECT_TINY ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml)
+# gpt-tiny: 2 x (12*32^2 + 13*32) + 64*32 (tied embedding) + 16*32 (positions) + 2*32 = 28032.
+add_test(NAME cli_inspect_json COMMAND strata inspect --model ${STRATA_INSPECT_TINY} --json)
+set_tests_properties(cli_inspect_json PROPERTIES
+  PASS_REGULAR_EXPRESSION "\"parameters\": 28032,.*\"training_flops_method\": \"estimated as 3 x forward")
+add_test(NAME cli_inspect_text COMMAND strata inspect --model ${CMAKE_SOURCE_DIR}/configs/models/moe-tiny.yaml
+                                       --micro-batch 2)
+set_tests_properties(cli_inspect_text PROPERTIES
+  PASS_REGULAR_EXPRESSION "family moe.*graph built for 2.*MoEGate +1\n")
+add_test(NAME cli_inspect_dot
+  COMMAND sh -c "\"$1\" inspect --model \"$2\" --dot \"$3\" >/dev/null && grep -q 'loss' \"$3\" && grep -q '^digraph' \"$3\""
+          sh $<TARGET_FILE:strata> ${STRATA_INSPECT_TINY} ${CMAKE_CURRENT_BINARY_DIR}/cli_inspect_gpt_tiny.dot)
+# Bad input: exit code 2 and one line naming the file, field and reason.
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/cli_inspect_bad.yaml
+     "model:\n  family: gpt\n  hidden: 30\n  layers: 2\n  heads: 4\n  global_batch: 8\n")
+add_test(NAME cli_inspect_bad_config
+  COMMAND sh -c "out=$(\"$1\" inspect --model \"$2\" 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && [ $(echo \"$out\" | wc -l) -eq 1 ] && echo \"$out\" | grep -q 'cli_inspect_bad.yaml: model.heads: heads (4) must divide hidden (30)'"
+          sh $<TARGET_FILE:strata> ${CMAKE_CURRENT_BINARY_DIR}/cli_inspect_bad.yaml)
+add_test(NAME cli_inspect_missing_model_flag
+  COMMAND sh -c "\"$1\" inspect 2>/dev/null; [ $? -eq 2 ]" sh $<TARGET_FILE:strata>)
