@@ -1,0 +1,174 @@
+// Plan YAML: byte-identical round trips, the example plan, and every validation rule's error.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "strata/core/units.h"
+#include "strata/plan/plan.h"
+
+namespace strata::plan {
+namespace {
+
+std::string source_dir() { return STRATA_SOURCE_DIR; }
+
+std::string example_text() {
+  auto text = read_text_file(source_dir() + "/configs/plans/example-gpt-2stage.yaml");
+  EXPECT_TRUE(text.is_ok()) << text.status().message();
+  return *text;
+}
+
+// The example plan, parsed as if from "plan.yaml", after `edit` rewrote its text.
+Status validate_edited(const std::string& from, const std::string& to) {
+  std::string text = example_text();
+  auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  text.replace(at, from.size(), to);
+  auto plan = parse_plan(text, "plan.yaml");
+  if (!plan.is_ok()) return plan.error();
+  return validate(*plan);
+}
+
+std::string error_of(const std::string& from, const std::string& to) {
+  Status status = validate_edited(from, to);
+  EXPECT_FALSE(status.is_ok()) << "edit " << from << " -> " << to << " was accepted";
+  return status.message();
+}
+
+TEST(Plan, ExampleParsesAndValidates) {
+  auto plan = read_plan(source_dir() + "/configs/plans/example-gpt-2stage.yaml");
+  ASSERT_TRUE(plan.is_ok()) << plan.error().message();
+  EXPECT_EQ(plan->model, "gpt-1.3b");
+  EXPECT_EQ(plan->cluster.num_devices(), 8);
+  ASSERT_EQ(plan->num_stages(), 2);
+  EXPECT_EQ(plan->stages[1].first_layer, 12);
+  EXPECT_EQ(plan->stages[1].first_gpu, 4);
+  EXPECT_EQ(plan->stages[1].submesh, (cluster::Submesh{1, 4}));
+  EXPECT_DOUBLE_EQ(plan->stages[1].backward_seconds, 0.026);
+  EXPECT_DOUBLE_EQ(plan->cross_stage_link.bandwidth_bytes_per_second, 1.5e11);
+  EXPECT_EQ(plan->stages[0].send_bytes, 33554432);
+  EXPECT_EQ(plan->stages[0].strategies.at("layer0.mlp.fc2"), "S0 @ n1");
+  EXPECT_TRUE(boundary_is_intra_node(*plan, 0));
+}
+
+TEST(Plan, ExampleRoundTripsByteForByte) {
+  std::string text = example_text();
+  auto plan = parse_plan(text, "example.yaml");
+  ASSERT_TRUE(plan.is_ok()) << plan.error().message();
+  EXPECT_EQ(plan_to_yaml(*plan), text);
+}
+
+TEST(Plan, BuiltPlanRoundTripsThroughAFile) {
+  Plan plan;
+  plan.model = "odd \"name\" \\ here";
+  plan.cluster = {"two-nodes", 2, 2};
+  plan.global_batch = 12;
+  plan.num_micro_batches = 3;
+  plan.schedule = "gpipe";
+  plan.cross_stage_link = {1.0 / 3.0 * 1e10, 1.25e-5};
+  Stage a;
+  a.first_layer = 0;
+  a.last_layer = 4;
+  a.submesh = {1, 2};
+  a.logical_mesh = {2, 1};
+  a.forward_seconds = 0.1 + 0.2;  // not exactly representable in short decimal form
+  a.backward_seconds = 2.0 / 3.0;
+  a.weights_bytes = 123456789012;
+  a.send_bytes = 77;
+  a.strategies = {{"z.op", "R"}, {"a: op", "S0"}};
+  Stage b = a;
+  b.first_layer = 5;
+  b.last_layer = 9;
+  b.first_node = 1;
+  b.submesh = {1, 2};
+  b.strategies.clear();
+  plan.stages = {a, b};
+  plan.predicted = {1.0e-3 / 7, 999};
+  std::string text = plan_to_yaml(plan);
+  std::string path = testing::TempDir() + "/plan_roundtrip.yaml";
+  ASSERT_TRUE(write_plan(plan, path).is_ok());
+  auto back = read_plan(path);
+  ASSERT_TRUE(back.is_ok()) << back.error().message();
+  EXPECT_EQ(back->model, plan.model);
+  EXPECT_EQ(back->stages[0].forward_seconds, a.forward_seconds);  // exact, not approximately
+  EXPECT_EQ(back->stages[0].backward_seconds, a.backward_seconds);
+  EXPECT_EQ(back->stages[0].weights_bytes, 123456789012);
+  EXPECT_EQ(back->stages[0].strategies.at("a: op"), "S0");
+  EXPECT_EQ(back->predicted.step_seconds, plan.predicted.step_seconds);
+  EXPECT_EQ(plan_to_yaml(*back), text);
+  EXPECT_FALSE(boundary_is_intra_node(*back, 0));  // node 0 -> node 1
+}
+
+TEST(PlanValidation, LayersMustBeContiguous) {
+  EXPECT_EQ(error_of("layers: [12, 23]", "layers: [13, 23]"),
+            "plan.yaml: stages[1].layers: starts at layer 13 but stages[0] ends at layer 11");
+  EXPECT_EQ(error_of("layers: [0, 11]", "layers: [1, 11]"),
+            "plan.yaml: stages[0].layers: starts at layer 1 but the first stage must start at layer 0");
+  EXPECT_EQ(error_of("layers: [12, 23]", "layers: [12, 10]"),
+            "plan.yaml: stages[1].layers: last layer 10 is before first layer 12");
+}
+
+TEST(PlanValidation, LogicalMeshMustMatchTheSubmesh) {
+  EXPECT_EQ(error_of("logical_mesh: {n0: 1, n1: 4}\n    forward_seconds: 0.013",
+                     "logical_mesh: {n0: 2, n1: 1}\n    forward_seconds: 0.013"),
+            "plan.yaml: stages[1].logical_mesh: 2x1 has 2 devices but the submesh has 4");
+}
+
+TEST(PlanValidation, SubmeshesMustNotOverlap) {
+  EXPECT_EQ(error_of("first_gpu: 4", "first_gpu: 2"),
+            "plan.yaml: stages[1].submesh: node 0 GPU 2 is already used by stages[0]");
+}
+
+TEST(PlanValidation, SubmeshesMustTileTheCluster) {
+  EXPECT_EQ(error_of("cols: 4, first_node: 0, first_gpu: 4}\n    logical_mesh: {n0: 1, n1: 4}",
+                     "cols: 2, first_node: 0, first_gpu: 4}\n    logical_mesh: {n0: 1, n1: 2}"),
+            "plan.yaml: stages: the submeshes do not tile the cluster: node 0 GPU 6 is in no stage");
+}
+
+TEST(PlanValidation, SubmeshMustFit) {
+  EXPECT_EQ(error_of("first_gpu: 4", "first_gpu: 6"),
+            "plan.yaml: stages[1].submesh: 1x4 at node 0, GPU 6 does not fit in the 1x8 cluster");
+}
+
+TEST(PlanValidation, MicroBatchesMustDivideTheBatch) {
+  EXPECT_EQ(error_of("num_micro_batches: 8", "num_micro_batches: 5"),
+            "plan.yaml: num_micro_batches: 5 does not divide global_batch 32");
+}
+
+TEST(PlanValidation, ScheduleMustBeKnown) {
+  EXPECT_EQ(error_of("schedule: \"1f1b\"", "schedule: \"interleaved\""),
+            "plan.yaml: schedule: must be \"1f1b\" or \"gpipe\", got \"interleaved\"");
+}
+
+TEST(PlanValidation, FieldErrorsNameTheField) {
+  EXPECT_EQ(error_of("    forward_seconds: 0.013\n", ""), "plan.yaml: stages[1].forward_seconds: missing field");
+  EXPECT_EQ(error_of("backward_seconds: 0.024", "backward_seconds: -1"),
+            "plan.yaml: stages[0].backward_seconds: must be non-negative, got -1");
+  EXPECT_EQ(error_of("send_bytes: 0", "send_byte: 0"), "plan.yaml: stages[1].send_byte: unknown field");
+  EXPECT_EQ(error_of("gpus_per_node: 8", "gpus_per_node: eight"), "plan.yaml: cluster.gpus_per_node: must be an integer");
+}
+
+TEST(PlanValidation, ClusterSpecMustMatch) {
+  auto plan = parse_plan(example_text(), "plan.yaml");
+  ASSERT_TRUE(plan.is_ok());
+  cluster::ClusterSpec spec;
+  spec.name = "aws-p3-2node";
+  spec.num_nodes = 2;
+  spec.gpus_per_node = 8;
+  EXPECT_EQ(validate(*plan, &spec).message(),
+            "plan.yaml: cluster: plan is for 1x8 (nodes x GPUs) but cluster 'aws-p3-2node' is 2x8");
+  spec.num_nodes = 1;
+  EXPECT_TRUE(validate(*plan, &spec).is_ok());
+}
+
+TEST(Plan, ReportListsStages) {
+  auto plan = parse_plan(example_text(), "plan.yaml");
+  ASSERT_TRUE(plan.is_ok());
+  std::string text = report(*plan);
+  EXPECT_NE(text.find("gpt-1.3b on aws-p3-1node (1 node(s) x 8 GPUs)"), std::string::npos) << text;
+  EXPECT_NE(text.find("micro-batches of 4, schedule 1f1b, 2 stage(s)"), std::string::npos) << text;
+  EXPECT_NE(text.find("12-23"), std::string::npos) << text;
+  EXPECT_NE(text.find("1x4@0:4"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace strata::plan
