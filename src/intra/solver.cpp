@@ -2,6 +2,7 @@
 // that the ILP is checked against.
 #include "strata/intra/solver.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>

@@ -2,8 +2,10 @@
 // against the same problem stated with forbidden reshardings, memory infeasibility, determinism.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <random>
 
 #include "strata/intra/solver.h"
@@ -78,6 +80,46 @@ TEST(IntraSolver, LpSolveMatchesBruteForceOnRandomRequests) {
     EXPECT_GE(lp_response->num_constraints, static_cast<int>(request.nodes.size()));
   }
   EXPECT_GT(with_budget_active, 0);
+}
+
+// On a chain with no budget, dynamic programming (Viterbi) gives the exact optimum at sizes far
+// beyond brute force.
+double chain_optimum(const SolverRequest& request) {
+  std::vector<double> best = request.nodes[0].strategy_cost;
+  for (size_t i = 1; i < request.nodes.size(); ++i) {
+    const auto& costs = request.nodes[i].strategy_cost;
+    std::vector<double> next(costs.size(), kInf);
+    for (size_t r = 0; r < best.size(); ++r) {
+      for (size_t c = 0; c < costs.size(); ++c) {
+        next[c] = std::min(next[c], best[r] + request.edges[i - 1].cost[r * costs.size() + c] + costs[c]);
+      }
+    }
+    best = next;
+  }
+  return *std::min_element(best.begin(), best.end());
+}
+
+TEST(IntraSolver, LpSolveMatchesDynamicProgrammingOnLongChains) {
+  for (uint32_t seed = 0; seed < 3; ++seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<double> cost(0.0, 1e-2);
+    SolverRequest request;
+    for (int i = 0; i < 40; ++i) {
+      const int k = 2 + static_cast<int>(rng() % 5);
+      SolverNode node{"n", {}, std::vector<int64_t>(k, 0), -1, {}};
+      for (int s = 0; s < k; ++s) node.strategy_cost.push_back(cost(rng));
+      if (i > 0) {
+        SolverEdge edge{i - 1, i, {}};
+        for (size_t c = 0; c < request.nodes.back().strategy_cost.size() * k; ++c) edge.cost.push_back(cost(rng));
+        request.edges.push_back(edge);
+      }
+      request.nodes.push_back(node);
+    }
+    auto response = ilp::LpSolveSolver().solve(request);
+    ASSERT_TRUE(response.is_ok());
+    ASSERT_EQ(response->status, SolverStatus::optimal);
+    EXPECT_NEAR(response->objective, chain_optimum(request), 1e-12) << "seed " << seed;
+  }
 }
 
 TEST(IntraSolver, IlpSizeFollowsTheFormulation) {
