@@ -1,0 +1,216 @@
+// Each interpreter kernel against a small hand-computed case (or nested loops / an adjoint identity
+// where a table of numbers would be unreadable).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "strata/interp/interp.h"
+
+namespace strata::interp {
+namespace {
+
+using ir::Attrs;
+using ir::OpKind;
+using ir::Shape;
+using ir::Value;
+using Ints = std::vector<int64_t>;
+using Feeds = std::map<std::string, Tensor>;
+
+// Runs one op on fed Inputs named in0, in1, ... and returns all of its outputs.
+std::vector<Tensor> run_op(OpKind kind, const std::vector<Tensor>& inputs, Attrs attrs = {},
+                           const std::vector<DType>& dtypes = {}) {
+  ir::Graph g;
+  Feeds feeds;
+  std::vector<Value> values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string name = "in" + std::to_string(i);
+    values.push_back(g.input(name, inputs[i].shape, i < dtypes.size() ? dtypes[i] : DType::f32));
+    feeds[name] = inputs[i];
+  }
+  const ir::OpId id = g.add(kind, values, std::move(attrs), "op");
+  auto out = run(g, feeds, Precision::f64);
+  EXPECT_TRUE(out.is_ok()) << (out ? "" : out.error().message());
+  return out ? out->values[id] : std::vector<Tensor>{};
+}
+
+Tensor iota_tensor(Shape shape, double start = 0.0, double step = 1.0) {
+  Tensor t(std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = start + step * static_cast<double>(i);
+  return t;
+}
+
+void expect_values(const Tensor& t, const std::vector<double>& expected, double tolerance = 1e-12) {
+  ASSERT_EQ(t.data.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(t.data[i], expected[i], tolerance) << "at " << i;
+}
+
+TEST(Kernels, ElementwiseAndBroadcasting) {
+  expect_values(run_op(OpKind::Gelu, {Tensor({2}, {1.0, -0.5})})[0], {0.8411919906082768, -0.15428599017532825}, 1e-12);
+  expect_values(run_op(OpKind::Rsqrt, {Tensor({1}, {4.0})})[0], {0.5});
+  expect_values(run_op(OpKind::Scale, {Tensor({2}, {1.0, -2.0})}, {{"scalar", 3.0}})[0], {3.0, -6.0});
+  expect_values(run_op(OpKind::Step, {Tensor({3}, {-1.0, 0.0, 2.0})})[0], {0, 0, 1});
+  expect_values(run_op(OpKind::Indicator, {Tensor({3}, {-1.0, 0.0, 2.0})})[0], {1, 0, 1});
+  expect_values(run_op(OpKind::GeluGrad, {Tensor({1}, {0.0}), Tensor({1}, {3.0})})[0], {1.5});
+  // [2, 1] - [3] -> [2, 3]
+  expect_values(run_op(OpKind::Sub, {Tensor({2, 1}, {10, 20}), Tensor({3}, {1, 2, 3})})[0], {9, 8, 7, 19, 18, 17});
+  expect_values(run_op(OpKind::Max, {Tensor({3}, {1, 5, -2}), Tensor({1}, {0})})[0], {1, 5, 0});
+}
+
+TEST(Kernels, Reductions) {
+  const Tensor x({2, 3}, {1, 2, 3, 4, 5, 6});
+  expect_values(run_op(OpKind::ReduceSum, {x}, {{"axes", Ints{1}}})[0], {6, 15});
+  const Tensor max = run_op(OpKind::ReduceMax, {x}, {{"axes", Ints{0}}, {"keepdims", int64_t{1}}})[0];
+  EXPECT_EQ(max.shape, (Shape{1, 3}));
+  expect_values(max, {4, 5, 6});
+  expect_values(run_op(OpKind::ReduceMean, {x})[0], {3.5});
+}
+
+TEST(Kernels, Layout) {
+  const Tensor x({2, 3}, {1, 2, 3, 4, 5, 6});
+  expect_values(run_op(OpKind::Transpose, {x}, {{"perm", Ints{1, 0}}})[0], {1, 4, 2, 5, 3, 6});
+  expect_values(run_op(OpKind::Broadcast, {Tensor({3}, {7, 8, 9})}, {{"shape", Shape{2, 3}}, {"dims", Ints{1}}})[0],
+                {7, 8, 9, 7, 8, 9});
+  expect_values(run_op(OpKind::Broadcast, {Tensor({2}, {7, 8})}, {{"shape", Shape{2, 3}}, {"dims", Ints{0}}})[0],
+                {7, 7, 7, 8, 8, 8});
+  expect_values(run_op(OpKind::Slice, {x}, {{"starts", Ints{1, 1}}, {"limits", Ints{2, 3}}})[0], {5, 6});
+  expect_values(run_op(OpKind::Pad, {Tensor({1, 2}, {1, 2})}, {{"low", Ints{1, 0}}, {"high", Ints{0, 1}}})[0],
+                {0, 0, 0, 1, 2, 0});
+  expect_values(run_op(OpKind::Concat, {x, Tensor({2, 1}, {9, 10})}, {{"axis", int64_t{1}}})[0],
+                {1, 2, 3, 9, 4, 5, 6, 10});
+  const Tensor r = run_op(OpKind::Reshape, {x}, {{"shape", Shape{3, 2}}})[0];
+  EXPECT_EQ(r.shape, (Shape{3, 2}));
+  expect_values(r, {1, 2, 3, 4, 5, 6});
+}
+
+TEST(Kernels, DotAgainstNestedLoops) {
+  // Batched matmul with the lhs stored transposed: out[b, i, j] = sum_k lhs[b, k, i] * rhs[j, b, k].
+  const int64_t B = 2, I = 3, K = 4, J = 2;
+  const Tensor lhs = iota_tensor({B, K, I}, -3.0, 0.25);
+  const Tensor rhs = iota_tensor({J, B, K}, 1.0, -0.5);
+  const Tensor y = run_op(OpKind::Dot, {lhs, rhs},
+                          {{"lhs_batch", Ints{0}}, {"rhs_batch", Ints{1}}, {"lhs_contract", Ints{1}},
+                           {"rhs_contract", Ints{2}}})[0];
+  ASSERT_EQ(y.shape, (Shape{B, I, J}));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t i = 0; i < I; ++i) {
+      for (int64_t j = 0; j < J; ++j) {
+        double sum = 0;
+        for (int64_t k = 0; k < K; ++k) sum += lhs[(b * K + k) * I + i] * rhs[(j * B + b) * K + k];
+        EXPECT_DOUBLE_EQ(y[(b * I + i) * J + j], sum);
+      }
+    }
+  }
+  // Outer product: no contracting dims.
+  expect_values(run_op(OpKind::Dot, {Tensor({2}, {1, 2}), Tensor({2}, {3, 4})})[0], {3, 4, 6, 8});
+}
+
+TEST(Kernels, Conv2dKnownAnswers) {
+  const Tensor x = iota_tensor({1, 1, 3, 3}, 1.0);  // 1..9
+  // [[1, 0], [0, -1]]: x[i, j] - x[i+1, j+1] = -4 everywhere.
+  expect_values(run_op(OpKind::Conv2d, {x, Tensor({1, 1, 2, 2}, {1, 0, 0, -1})})[0], {-4, -4, -4, -4});
+  // 3x3 box with padding 1: sums of neighbourhoods.
+  expect_values(run_op(OpKind::Conv2d, {x, Tensor({1, 1, 3, 3}, 1.0)}, {{"padding", int64_t{1}}})[0],
+                {12, 21, 16, 27, 45, 33, 24, 39, 28});
+  // Stride 2, padding 1 keeps the corners' neighbourhoods.
+  expect_values(run_op(OpKind::Conv2d, {x, Tensor({1, 1, 3, 3}, 1.0)}, {{"padding", int64_t{1}}, {"stride", int64_t{2}}})[0],
+                {12, 16, 24, 28});
+}
+
+TEST(Kernels, ConvGradsAreAdjoints) {
+  // <conv(x, w), dy> = <x, grad_input(w, dy)> = <w, grad_filter(x, dy)>.
+  const Tensor x = iota_tensor({2, 2, 5, 4}, -1.0, 0.1);
+  const Tensor w = iota_tensor({3, 2, 3, 2}, 0.5, -0.07);
+  const Attrs conv{{"stride", int64_t{2}}, {"padding", int64_t{1}}};
+  const Tensor y = run_op(OpKind::Conv2d, {x, w}, conv)[0];
+  const Tensor dy = iota_tensor(y.shape, 0.3, 0.11);
+  Attrs gi = conv, gf = conv;
+  gi.set("input_shape", x.shape);
+  gf.set("filter_shape", w.shape);
+  const Tensor dx = run_op(OpKind::Conv2dGradInput, {w, dy}, gi)[0];
+  const Tensor dw = run_op(OpKind::Conv2dGradFilter, {x, dy}, gf)[0];
+  auto inner = [](const Tensor& a, const Tensor& b) {
+    double s = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) s += a[i] * b[i];
+    return s;
+  };
+  EXPECT_NEAR(inner(y, dy), inner(x, dx), 1e-9);
+  EXPECT_NEAR(inner(y, dy), inner(w, dw), 1e-9);
+  EXPECT_GT(std::abs(inner(y, dy)), 1.0);
+}
+
+TEST(Kernels, Pools) {
+  const Tensor x = iota_tensor({1, 1, 4, 4});
+  expect_values(run_op(OpKind::MaxPool2d, {x}, {{"window", int64_t{2}}})[0], {5, 7, 13, 15});
+  expect_values(run_op(OpKind::AvgPool2d, {x}, {{"window", int64_t{2}}})[0], {2.5, 4.5, 10.5, 12.5});
+  // Padding counts as zeros in the average: a corner of a 3x3 ones input sees 4 of 9.
+  const Tensor corners = run_op(OpKind::AvgPool2d, {Tensor({1, 1, 3, 3}, 1.0)},
+                                {{"window", int64_t{3}}, {"stride", int64_t{2}}, {"padding", int64_t{1}}})[0];
+  expect_values(corners, {4.0 / 9, 4.0 / 9, 4.0 / 9, 4.0 / 9});
+  expect_values(run_op(OpKind::MaxPool2dGrad, {x, Tensor({1, 1, 2, 2}, {1, 2, 3, 4})}, {{"window", int64_t{2}}})[0],
+                {0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 4});
+  expect_values(run_op(OpKind::AvgPool2dGrad, {Tensor({1, 1, 1, 1}, {8})},
+                       {{"window", int64_t{2}}, {"input_shape", Shape{1, 1, 2, 2}}})[0],
+                {2, 2, 2, 2});
+}
+
+TEST(Kernels, SoftmaxAndNorms) {
+  expect_values(run_op(OpKind::Softmax, {Tensor({2, 2}, {0, 0, std::log(3.0), 0})}, {{"axis", int64_t{0}}})[0],
+                {0.25, 0.5, 0.75, 0.5});
+  expect_values(run_op(OpKind::SoftmaxGrad, {Tensor({2}, {0.25, 0.75}), Tensor({2}, {1, 0})}, {{"axis", int64_t{0}}})[0],
+                {0.25 * 0.75, -0.75 * 0.25});
+  const double s = std::sqrt(1.5);  // [1, 2, 3]: mean 2, variance 2/3
+  expect_values(run_op(OpKind::LayerNorm, {Tensor({1, 3}, {1, 2, 3}), Tensor({3}, {1, 2, 1}), Tensor({3}, {0, 0, 5})},
+                       {{"eps", 1e-12}})[0],
+                {-s, 0, 5 + s}, 1e-9);
+  // Channel 0 holds {1, 3} over N: mean 2, variance 1; channel 1 holds {5, 5}: normalises to 0.
+  expect_values(run_op(OpKind::BatchNorm, {Tensor({2, 2, 1, 1}, {1, 5, 3, 5}), Tensor({2}, {2, 1}), Tensor({2}, {1, 7})},
+                       {{"eps", 1e-12}})[0],
+                {-1, 7, 3, 7}, 1e-6);
+}
+
+TEST(Kernels, GatherAndGrad) {
+  const Tensor table({3, 2}, {1, 2, 3, 4, 5, 6});
+  expect_values(run_op(OpKind::Gather, {table, Tensor({3}, {2, 0, 2})}, {}, {DType::f32, DType::i32})[0],
+                {5, 6, 1, 2, 5, 6});
+  expect_values(run_op(OpKind::GatherGrad, {Tensor({3}, {2, 0, 2}), Tensor({3, 2}, {1, 1, 2, 2, 3, 3})},
+                       {{"vocab", int64_t{3}}}, {DType::i32, DType::f32})[0],
+                {2, 2, 0, 0, 4, 4});
+}
+
+TEST(Kernels, MoEGateRoutesInArrivalOrder) {
+  // Top-1, capacity 1: token 0 takes expert 0; token 1 also prefers expert 0, which is full, so it
+  // is dropped; token 2 takes expert 1.
+  const Tensor probs({1, 3, 2}, {0.7, 0.3, 0.6, 0.4, 0.2, 0.8});
+  expect_values(run_op(OpKind::MoEGate, {probs}, {{"k", int64_t{1}}, {"capacity", int64_t{1}}})[0],
+                {0.7, 0, 0, 0, 0, 0.8});
+  // Top-2, capacity 2: token 2 finds both experts full except expert 1's second slot.
+  const Tensor combine = run_op(OpKind::MoEGate, {probs}, {{"k", int64_t{2}}, {"capacity", int64_t{2}}})[0];
+  ASSERT_EQ(combine.shape, (Shape{1, 3, 2, 2}));
+  expect_values(combine, {0.7, 0, 0.3, 0, /*token 1*/ 0, 0.6, 0, 0.4, /*token 2: all full*/ 0, 0, 0, 0});
+  const Tensor dcombine = iota_tensor({1, 3, 2, 2}, 1.0);
+  expect_values(run_op(OpKind::MoEGateGrad, {probs, dcombine}, {{"k", int64_t{2}}, {"capacity", int64_t{2}}})[0],
+                {1, 3, 6, 8, 0, 0});
+}
+
+TEST(Kernels, CrossEntropyAndGrad) {
+  const Tensor logits({2, 2}, {0, std::log(3.0), 5, 5});
+  const Tensor labels({2}, {1, 0});
+  expect_values(run_op(OpKind::CrossEntropy, {logits, labels}, {}, {DType::f32, DType::i32})[0],
+                {(-std::log(0.75) - std::log(0.5)) / 2}, 1e-12);
+  expect_values(run_op(OpKind::CrossEntropyGrad, {logits, labels, Tensor({}, {4.0})}, {},
+                       {DType::f32, DType::i32, DType::f32})[0],
+                {0.5, -0.5, -1.0, 1.0}, 1e-12);
+}
+
+TEST(Kernels, OptimizerUpdates) {
+  expect_values(run_op(OpKind::SgdUpdate, {Tensor({2}, {1, 2}), Tensor({2}, {10, -10})}, {{"lr", 0.1}})[0], {0, 3});
+  // Step 1 from zero state: m = 0.1 g, v = 0.001 g^2, m_hat = g, v_hat = g^2.
+  const auto out = run_op(OpKind::AdamUpdate, {Tensor({1}, {1.0}), Tensor({1}, {-2.0}), Tensor({1}, 0.0), Tensor({1}, 0.0)},
+                          {{"lr", 0.5}, {"beta1", 0.9}, {"beta2", 0.999}, {"eps", 0.0}, {"weight_decay", 0.2}, {"step", int64_t{1}}});
+  expect_values(out[0], {1.0 - 0.5 * (-1.0 + 0.2)}, 1e-12);
+  expect_values(out[1], {-0.2}, 1e-12);
+  expect_values(out[2], {0.004}, 1e-12);
+}
+
+}  // namespace
+}  // namespace strata::interp
