@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "strata/autodiff/autodiff.h"
 #include "strata/core/args.h"
 #include "strata/core/json.h"
 #include "strata/core/units.h"
@@ -24,6 +25,7 @@ struct Summary {
   int64_t parameter_bytes = 0;
   double forward_flops_per_step = 0;
   double training_flops_per_step = 0;
+  std::string training_method;  // how training_flops_per_step was found
   int64_t activation_bytes = 0;  // sum of output bytes of the non-Parameter ops of the built graph
 };
 
@@ -45,11 +47,18 @@ Summary summarize(const models::ModelSpec& spec, const ir::Graph& graph, int64_t
   // FLOPs scale linearly with the batch, so a micro-batch graph gives the step's by scaling.
   const double steps = batch > 0 ? static_cast<double>(spec.global_batch) / static_cast<double>(batch) : 1.0;
   s.forward_flops_per_step = graph.total_flops() * steps;
-  s.training_flops_per_step = 3.0 * s.forward_flops_per_step;
+  // Training FLOPs from the autodiff gradient graph (forward + backward) when it can be built;
+  // otherwise the usual estimate of 3 x forward, saying why.
+  Expected<autodiff::GradientGraph> gradients = autodiff::build_gradient_graph(graph);
+  if (gradients) {
+    s.training_flops_per_step = gradients->graph.total_flops() * steps;
+    s.training_method = "forward + backward of the autodiff gradient graph";
+  } else {
+    s.training_flops_per_step = 3.0 * s.forward_flops_per_step;
+    s.training_method = "estimated as 3 x forward (no gradient graph: " + gradients.error().reason + ")";
+  }
   return s;
 }
-
-constexpr const char* kTrainingMethod = "estimated as 3 x forward (no training graph built)";
 
 Json to_json(const Summary& s) {
   Json counts = Json::object();
@@ -65,7 +74,7 @@ Json to_json(const Summary& s) {
   out.set("parameter_bytes", s.parameter_bytes);
   out.set("forward_flops_per_step", s.forward_flops_per_step);
   out.set("training_flops_per_step", s.training_flops_per_step);
-  out.set("training_flops_method", kTrainingMethod);
+  out.set("training_flops_method", s.training_method);
   out.set("activation_bytes", s.activation_bytes);
   return out;
 }
@@ -85,7 +94,8 @@ void print_text(const Summary& s) {
               static_cast<long long>(s.parameters));
   std::printf("param memory %s\n", format_bytes(static_cast<double>(s.parameter_bytes)).c_str());
   std::printf("forward      %s per step\n", format_flops(s.forward_flops_per_step).c_str());
-  std::printf("training     %s per step, %s\n", format_flops(s.training_flops_per_step).c_str(), kTrainingMethod);
+  std::printf("training     %s per step, %s\n", format_flops(s.training_flops_per_step).c_str(),
+              s.training_method.c_str());
   std::printf("activations  %s (sum of forward output bytes of the built graph)\n",
               format_bytes(static_cast<double>(s.activation_bytes)).c_str());
 }

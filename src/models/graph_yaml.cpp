@@ -15,7 +15,7 @@ std::string index_path(const std::string& path, size_t i) { return path + "[" + 
 // "name" or "name:K" against the ops defined so far (name -> number of outputs unknown yet, so
 // only the name is checked here; the output index is checked when the graph is built).
 Expected<ValueRef> parse_ref(const yaml::Reader& in, const YAML::Node& node, const std::string& field,
-                             const std::map<std::string, size_t>& defined) {
+                             const std::map<std::string, size_t>& defined, const std::string& user) {
   if (!node.IsScalar()) return in.error(field, "must be an op name or \"name:index\"");
   const std::string text = node.Scalar();
   ValueRef ref{text, 0};
@@ -27,7 +27,7 @@ Expected<ValueRef> parse_ref(const yaml::Reader& in, const YAML::Node& node, con
     ref = ValueRef{text.substr(0, colon), static_cast<int32_t>(std::stoi(index))};
   }
   if (!defined.count(ref.op))
-    return in.error(field, "dangling input '" + text + "': no op named '" + ref.op + "' before this one");
+    return in.error(field, "dangling input '" + text + "' of " + user + ": no op named '" + ref.op + "' before it");
   return ref;
 }
 
@@ -56,7 +56,7 @@ Status read_graph_ops(const yaml::Reader& in, const YAML::Node& model, ModelSpec
     if (inputs.IsDefined() && !inputs.IsNull()) {
       if (!inputs.IsSequence()) return in.error(path + ".inputs", "must be a list of op names");
       for (size_t j = 0; j < inputs.size(); ++j) {
-        STRATA_ASSIGN_OR_RETURN(ValueRef ref, parse_ref(in, inputs[j], index_path(path + ".inputs", j), defined));
+        STRATA_ASSIGN_OR_RETURN(ValueRef ref, parse_ref(in, inputs[j], index_path(path + ".inputs", j), defined, "op " + op.name));
         op.inputs.push_back(ref);
       }
     }
@@ -65,8 +65,9 @@ Status read_graph_ops(const yaml::Reader& in, const YAML::Node& model, ModelSpec
       if (!attrs.IsMap()) return in.error(path + ".attrs", "must be a map of attribute values");
       for (const auto& entry : attrs) {
         const std::string key = entry.first.Scalar();
-        STRATA_ASSIGN_OR_RETURN(ir::AttrValue value, in.attr_value(entry.second, path + ".attrs." + key));
-        op.attrs.set(key, value);
+        Expected<ir::AttrValue> value = in.attr_value(entry.second, path + ".attrs." + key);
+        if (!value) return in.error(value.error().field, value.error().reason + " (op " + op.name + ")");
+        op.attrs.set(key, *value);
       }
     }
     defined[op.name] = i;
@@ -76,7 +77,7 @@ Status read_graph_ops(const yaml::Reader& in, const YAML::Node& model, ModelSpec
   if (!outputs.IsDefined() || outputs.IsNull()) return in.error("model.outputs", "missing field");
   if (!outputs.IsSequence() || outputs.size() == 0) return in.error("model.outputs", "must be a non-empty list");
   for (size_t j = 0; j < outputs.size(); ++j) {
-    STRATA_ASSIGN_OR_RETURN(ValueRef ref, parse_ref(in, outputs[j], index_path("model.outputs", j), defined));
+    STRATA_ASSIGN_OR_RETURN(ValueRef ref, parse_ref(in, outputs[j], index_path("model.outputs", j), defined, "the graph outputs"));
     spec.outputs.push_back(ref);
   }
   return Status::ok();

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 
+#include <unistd.h>
+
 #include "strata/models/models.h"
 
 namespace strata::models {
@@ -136,15 +138,13 @@ TEST(ModelBuilders, WresnetTinyShapes) {
 // --- malformed configs: one line naming file, field and reason ---
 
 struct TempConfig {
+  // One file per test and process, so that parallel ctest runs do not share it.
   explicit TempConfig(const std::string& text) {
-    path = (fs::temp_directory_path() / ("strata_models_test_" + std::to_string(counter()++) + ".yaml")).string();
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    path = (fs::temp_directory_path() / ("strata_models_" + test + "_" + std::to_string(::getpid()) + ".yaml")).string();
     std::ofstream(path) << text;
   }
   ~TempConfig() { fs::remove(path); }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
   std::string path;
 };
 
@@ -246,7 +246,7 @@ TEST(MalformedConfig, GraphUnknownOp) {
   expect_error(replace(kGraph, "op: Dot", "op: Matmul"), "model.ops[3].op", "unknown op 'Matmul' (op y)");
 }
 TEST(MalformedConfig, GraphDanglingInput) {
-  expect_error(replace(kGraph, "inputs: [x, w]", "inputs: [x, v]"), "model.ops[3].inputs[1]", "dangling input 'v'");
+  expect_error(replace(kGraph, "inputs: [x, w]", "inputs: [x, v]"), "model.ops[3].inputs[1]", "dangling input 'v' of op y");
 }
 TEST(MalformedConfig, GraphInputDefinedLater) {
   expect_error(replace(kGraph, "inputs: [y, labels]", "inputs: [y, labels]}\n    - {name: z, op: Relu, inputs: [zz]"),
@@ -261,7 +261,11 @@ TEST(MalformedConfig, GraphBadOutputIndex) {
 }
 TEST(MalformedConfig, GraphBadAttrType) {
   expect_error(replace(kGraph, "shape: [8, 3]", "shape: [8, three]"), "model.ops[2].attrs.shape[1]",
-               "bad attribute type");
+               "bad attribute type: list elements must be integers (op w)");
+}
+TEST(MalformedConfig, GraphAttrIsAMap) {
+  expect_error(replace(kGraph, "init_std: 0.5", "init_std: {a: 1}"), "model.ops[2].attrs.init_std",
+               "bad attribute type: must be a number, a string or a list of integers (op w)");
 }
 TEST(MalformedConfig, GraphAttrOfWrongKindForTheOp) {
   // Well-formed YAML, but the IR wants an integer list for a Dot's contracting dims.
