@@ -112,6 +112,7 @@ int run_inspect(int argc, char** argv) {
   args.option("model", "model config (YAML)", "M.yaml")
       .flag("json", "print JSON instead of text")
       .option("dot", "write the forward graph as Graphviz DOT to this file", "FILE")
+      .option("graph-json", "write the forward graph (ops, attrs, types) as JSON to this file", "FILE")
       .option("micro-batch", "build the graph for this many samples (default: the global batch)", "N")
       .required("model");
   if (Status status = args.parse(argc, argv); !status) return fail(status.error(), 2);
@@ -130,6 +131,10 @@ int run_inspect(int argc, char** argv) {
   const Summary summary = summarize(*spec, *graph, models::effective_batch(*spec, *micro_batch));
   if (args.has("dot")) {
     if (Status status = write_file_atomically(args.get("dot"), graph->to_dot()); !status)
+      return fail(status.error(), 1);
+  }
+  if (args.has("graph-json")) {
+    if (Status status = write_file_atomically(args.get("graph-json"), graph->to_json().dump(1) + "\n"); !status)
       return fail(status.error(), 1);
   }
   if (args.has("json")) {

@@ -21,3 +21,17 @@ add_test(NAME cli_inspect_bad_config
           sh $<TARGET_FILE:strata> ${CMAKE_CURRENT_BINARY_DIR}/cli_inspect_bad.yaml)
 add_test(NAME cli_inspect_missing_model_flag
   COMMAND sh -c "\"$1\" inspect 2>/dev/null; [ $? -eq 2 ]" sh $<TARGET_FILE:strata>)
+add_test(NAME cli_inspect_graph_json
+  COMMAND sh -c "\"$1\" inspect --model \"$2\" --graph-json \"$3\" >/dev/null && grep -q '\"CrossEntropy\"' \"$3\""
+          sh $<TARGET_FILE:strata> ${STRATA_INSPECT_TINY} ${CMAKE_CURRENT_BINARY_DIR}/cli_inspect_gpt_tiny.json)
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/cli_inspect_graph.yaml
+     "model:\n  family: graph\n  ops:\n"
+     "    - {name: x, op: Input, attrs: {shape: [4, 8]}}\n"
+     "    - {name: labels, op: Input, attrs: {shape: [4], dtype: i32}}\n"
+     "    - {name: w, op: Parameter, attrs: {shape: [8, 3]}}\n"
+     "    - {name: y, op: Dot, inputs: [x, w], attrs: {lhs_contract: [1], rhs_contract: [0]}}\n"
+     "    - {name: loss, op: CrossEntropy, inputs: [y, labels]}\n"
+     "  outputs: [loss]\n")
+add_test(NAME cli_inspect_generic_graph COMMAND strata inspect --model ${CMAKE_CURRENT_BINARY_DIR}/cli_inspect_graph.yaml)
+set_tests_properties(cli_inspect_generic_graph PROPERTIES
+  PASS_REGULAR_EXPRESSION "family graph.*ops          5\n.*parameters   24 [(]24[)]")
