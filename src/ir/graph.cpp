@@ -111,8 +111,11 @@ Expected<OpId> Graph::try_add(OpKind kind, std::vector<Value> inputs, Attrs attr
   op_value.outputs = std::move(*types);
   op_value.role = role;
   op_value.forward_op = forward_op;
-  const auto vertex = boost::add_vertex(std::move(op_value), impl_->graph);
+  // add_vertex without a property, then fill it: the property overload goes through Boost's
+  // named_graph path, which trips GCC's maybe-uninitialized warning under the sanitizers.
+  const auto vertex = boost::add_vertex(impl_->graph);
   STRATA_CHECK(static_cast<OpId>(vertex) == id, "vertex index must equal op id");
+  impl_->graph[vertex] = std::move(op_value);
   const Op& added = impl_->graph[vertex];
   for (size_t i = 0; i < added.inputs.size(); ++i) {
     boost::add_edge(static_cast<size_t>(added.inputs[i].op), vertex,
