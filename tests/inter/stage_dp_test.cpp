@@ -79,12 +79,12 @@ void expect_valid_plan(const StageDpRequest& r, const StageDpResult& plan) {
 
 TEST(StageDp, MatchesBruteForceOnRandomInstances) {
   std::mt19937_64 rng(42);
-  const std::pair<int, int> clusters[] = {{1, 1}, {1, 2}, {1, 4}, {2, 1}, {2, 2}, {2, 4}};
-  int solved = 0, unsolvable = 0, memory_bound = 0;
-  for (int trial = 0; trial < 60; ++trial) {
+  const std::pair<int, int> clusters[] = {{1, 1}, {1, 2}, {1, 4}, {2, 1}, {2, 2}, {2, 4}, {2, 4}};
+  int solved = 0, unsolvable = 0, memory_bound = 0, pipelined = 0;
+  for (int trial = 0; trial < 100; ++trial) {
     StageDpRequest r;
-    r.num_layers = 1 + static_cast<int>(rng() % 5);
-    std::tie(r.num_nodes, r.gpus_per_node) = clusters[rng() % 6];
+    r.num_layers = 1 + static_cast<int>(rng() % 8 < 2 ? rng() % 2 : 2 + rng() % 3);
+    std::tie(r.num_nodes, r.gpus_per_node) = clusters[rng() % 7];
     r.num_micro_batches = {1 + static_cast<int>(rng() % 8)};
     if (rng() % 2) r.num_micro_batches.push_back(r.num_micro_batches[0] + 3);
     r.memory_budget_bytes = 40 + static_cast<int64_t>(rng() % 200);
@@ -98,6 +98,7 @@ TEST(StageDp, MatchesBruteForceOnRandomInstances) {
       continue;
     }
     ++solved;
+    if (fast->stages.size() >= 2) ++pipelined;
     EXPECT_NEAR(fast->objective_seconds, slow->objective_seconds, 1e-9) << "trial " << trial;
     expect_valid_plan(r, *fast);
     expect_valid_plan(r, *slow);
@@ -109,6 +110,7 @@ TEST(StageDp, MatchesBruteForceOnRandomInstances) {
     }
   }
   EXPECT_GE(solved, 20);
+  EXPECT_GE(pipelined, 10);  // many optima must be real pipelines, not one stage
   EXPECT_GE(unsolvable, 1);    // some instances must not fit at all
   EXPECT_GE(memory_bound, 3);  // and in some the budget must bind
 }
