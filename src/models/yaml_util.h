@@ -17,7 +17,7 @@ struct Reader {
   std::string file;
   Error error(const std::string& field, const std::string& reason) const { return make_error(file, field, reason); }
 
-  // A required positive integer (or non-negative when allow_zero).
+  // A required positive integer.
   Expected<int64_t> positive_int(const YAML::Node& map, const std::string& key, const std::string& path) const;
   // An optional positive integer: `fallback` when absent.
   Expected<int64_t> positive_int_or(const YAML::Node& map, const std::string& key, const std::string& path,
