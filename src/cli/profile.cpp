@@ -1,0 +1,113 @@
+// `strata profile`: measure a cluster's collectives, point-to-point and GEMM under MPI (one rank
+// per device) and write the HDF5 profile the planner reads (docs/profile_schema.md).
+// The MPI C API only: Open MPI's deprecated C++ bindings would need libmpi_cxx.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "strata/cluster/cluster.h"
+#include "strata/core/args.h"
+#include "strata/profile/profiler.h"
+#include "strata/profile/store.h"
+
+namespace strata::cli {
+namespace {
+
+Expected<std::vector<DType>> parse_dtypes(const std::string& text) {
+  std::vector<DType> dtypes;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto dtype = parse_dtype(item);
+    if (!dtype) return make_error("", "--dtypes", "unknown dtype '" + item + "'");
+    dtypes.push_back(*dtype);
+  }
+  if (dtypes.empty()) return make_error("", "--dtypes", "needs at least one dtype");
+  return dtypes;
+}
+
+// Runs after MPI_Init on every rank; returns the exit code (2 for bad input).
+int profile_on_rank(const ArgParser& args, int rank) {
+  auto fail = [&](const Error& error, int code) {
+    if (rank == 0 || error.reason.find("another rank") == std::string::npos) {
+      std::fprintf(stderr, "strata profile: %s\n", error.message().c_str());
+    }
+    return code;
+  };
+  auto spec = cluster::load_cluster(args.get("cluster"));
+  if (!spec) return fail(spec.error(), 2);
+  profile::ProfilerOptions options;
+  options.backend = args.get("backend", "cpu");
+  auto max_bytes = args.get_int("max-bytes", 0);
+  if (!max_bytes) return fail(max_bytes.error(), 2);
+  options.max_bytes = *max_bytes;
+  auto dtypes = parse_dtypes(args.get("dtypes", "f32"));
+  if (!dtypes) return fail(dtypes.error(), 2);
+  options.dtypes = *dtypes;
+  auto warmup = args.get_int("warmup", 0);
+  auto iterations = args.get_int("iterations", 0);
+  if (!warmup) return fail(warmup.error(), 2);
+  if (!iterations) return fail(iterations.error(), 2);
+  options.warmup_iterations = static_cast<int>(*warmup);
+  options.timed_iterations = static_cast<int>(*iterations);
+  std::ostringstream table;
+  auto result = profile::run_profiler(*spec, options, MPI_COMM_WORLD, rank == 0 ? std::cout : table);
+  if (!result) {
+    const bool input = !result.error().field.empty();  // a flag or cluster field: the user's input
+    return fail(result.error(), input ? 2 : 1);
+  }
+  if (rank != 0) return 0;
+  const std::string out = args.get("out");
+  Status written = profile::Store::write(out, *result);
+  if (!written.is_ok()) return fail(written.error(), 1);
+  std::printf("# wrote %s (%zu collective curves, %zu p2p curves, %zu GEMM points)\n", out.c_str(),
+              result->collectives.size(), result->p2p.size(), result->gemm.size());
+  return 0;
+}
+
+}  // namespace
+
+int run_profile(int argc, char** argv) {
+  ArgParser args("profile", "measure collectives, p2p and GEMM of a cluster into an HDF5 profile (under mpirun)");
+  args.option("cluster", "cluster YAML (configs/clusters/*.yaml)", "FILE")
+      .option("out", "profile to write (HDF5)", "FILE")
+      .option("backend", "cpu (host MPI) or nccl (GPUs; needs a CUDA build)", "NAME")
+      .option("max-bytes", "largest message size (default 4 MiB cpu, 1 GiB nccl)", "N")
+      .option("dtypes", "comma-separated dtypes (default f32)", "LIST")
+      .option("warmup", "warmup iterations (default: backend's)", "N")
+      .option("iterations", "timed iterations (default: backend's)", "N")
+      .required("cluster")
+      .required("out");
+  Status parsed = args.parse(argc, argv);
+  if (args.help_requested()) {
+    std::printf("%s", args.help_text().c_str());
+    return 0;
+  }
+  if (!parsed.is_ok()) {
+    std::fprintf(stderr, "strata profile: %s\n", parsed.message().c_str());
+    return 2;
+  }
+  if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
+    std::fprintf(stderr, "strata profile: MPI_Init failed\n");
+    return 1;
+  }
+  int rank = 0;
+  if (MPI_Comm_rank(MPI_COMM_WORLD, &rank) != MPI_SUCCESS) {
+    std::fprintf(stderr, "strata profile: MPI_Comm_rank failed\n");
+    MPI_Finalize();
+    return 1;
+  }
+  const int code = profile_on_rank(args, rank);
+  // Every rank reaches here with the same verdict except for local input errors, which every
+  // rank sees alike (same flags, same files), so finalizing together cannot hang.
+  MPI_Finalize();
+  return code;
+}
+
+}  // namespace strata::cli
