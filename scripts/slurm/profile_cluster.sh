@@ -22,7 +22,7 @@ mkdir -p profiles
 # strata checks (and refuses with a clear error otherwise).
 launcher=${LAUNCHER:-srun}
 if [[ "${launcher}" == srun ]]; then
-  srun --mpi=pmix --ntasks-per-node="${SLURM_NTASKS_PER_NODE:-8}" --gpus-per-task=1 --gpu-bind=none \
+  srun --mpi=pmix --ntasks-per-node="${SLURM_NTASKS_PER_NODE:-8}" \
     "${strata}" profile --backend nccl --cluster "${cluster_yaml}" --out "profiles/${name}.h5" \
     --dtypes f32,bf16 "$@"
 else
