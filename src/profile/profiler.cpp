@@ -216,16 +216,19 @@ Expected<Profile> run_profiler(const cluster::ClusterSpec& spec, const ProfilerO
   }
   const int64_t max_bytes = options.max_bytes > 0 ? options.max_bytes : nccl ? kGiB : 4 * kMiB;
   if (max_bytes < 1024) return make_error("", "--max-bytes", "must be at least 1024");
-  std::unique_ptr<Backend> backend;
-  if (nccl) {
+  auto make_backend = [&]() -> Expected<std::unique_ptr<Backend>> {
+    if (!nccl) return make_cpu_backend(max_bytes);
 #ifdef STRATA_HAVE_CUDA
-    STRATA_ASSIGN_OR_RETURN(backend, make_nccl_backend(world, max_bytes));
+    return make_nccl_backend(world, max_bytes);
 #else
     return make_error("", "--backend", "nccl needs a build with CUDA (configure with -DSTRATA_CUDA=ON)");
 #endif
-  } else {
-    STRATA_ASSIGN_OR_RETURN(backend, make_cpu_backend(max_bytes));
-  }
+  };
+  Expected<std::unique_ptr<Backend>> made = make_backend();
+  // A device problem on one rank must stop every rank before the first collective.
+  STRATA_ASSIGN_OR_RETURN(double agreed, agree(world, made.is_ok() ? Expected<double>(0.0) : made.error()));
+  (void)agreed;
+  std::unique_ptr<Backend> backend = std::move(made).value();
   for (DType dtype : options.dtypes) STRATA_RETURN_IF_ERROR(backend->check_dtype(dtype));
 
   Profile profile;
