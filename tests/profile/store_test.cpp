@@ -141,6 +141,22 @@ TEST(Store, RejectsTruncatedAndMissingFiles) {
   EXPECT_EQ(missing.error().reason, "cannot open the profile file");
 }
 
+TEST(Store, RejectsUnusableCurveAndUnwritablePath) {
+  const std::string path = temp_path("decreasing.h5");
+  Profile profile = sample_profile();
+  profile.collectives[0].sizes_bytes = {4096, 1024, 16384};
+  ASSERT_TRUE(Store::write(path, profile).is_ok());
+  auto read = Store::read(path);
+  ASSERT_FALSE(read.is_ok());
+  EXPECT_EQ(read.error().message(),
+            path + ": /collectives/all_reduce/2x2/2x2/axis0/f32: sizes_bytes must increase and seconds be positive");
+  std::filesystem::remove(path);
+  Status written = Store::write("/nonexistent-dir/p.h5", sample_profile());
+  ASSERT_FALSE(written.is_ok());
+  EXPECT_EQ(written.error().file, "/nonexistent-dir/p.h5.tmp");
+  EXPECT_NE(written.error().reason.find("HDF5 call H5Fcreate failed"), std::string::npos);
+}
+
 TEST(Interpolate, ExactBetweenAndBeyond) {
   const std::vector<int64_t> sizes = {1024, 4096, 16384};
   const std::vector<double> seconds = {1e-5, 2e-5, 6e-5};
