@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
           libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libyaml-cpp-dev
-          libboost-graph-dev liblpsolve55-dev lp-solve googletest libgtest-dev)
+          libboost-graph-dev liblpsolve55-dev lp-solve googletest libgtest-dev
+          slurmctld slurmd slurm-client munge)
 if [[ "${STRATA_EXTRA_PACKAGES:-}" != "" ]]; then
   read -r -a extra <<<"$STRATA_EXTRA_PACKAGES"; packages+=("${extra[@]}")
 fi
