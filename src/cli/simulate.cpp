@@ -1,0 +1,57 @@
+// `strata simulate`: reads a plan, runs its schedule through the timing simulator and prints the
+// predicted step, bubbles and memory; optionally writes a Chrome/Perfetto trace (docs/trace.md).
+#include <cstdio>
+#include <string>
+
+#include "cli/commands.h"
+#include "strata/cluster/cluster.h"
+#include "strata/core/args.h"
+#include "strata/core/units.h"
+#include "strata/plan/plan.h"
+#include "strata/sim/simulator.h"
+
+namespace strata::cli {
+namespace {
+
+int fail_with(const Error& error, int code) {
+  std::fprintf(stderr, "strata simulate: %s\n", error.message().c_str());
+  return code;
+}
+
+}  // namespace
+
+int run_simulate(int argc, char** argv) {
+  ArgParser args("simulate", "Simulate a plan's pipeline schedule: step time, bubbles, memory, trace.");
+  args.option("plan", "plan (YAML, docs/plan_format.md)", "plan.yaml")
+      .option("cluster", "also check the plan against this cluster config", "C.yaml")
+      .option("trace", "write a Chrome/Perfetto trace JSON to this file", "t.json")
+      .flag("json", "print JSON instead of text")
+      .required("plan");
+  if (Status status = args.parse(argc, argv); !status) return fail_with(status.error(), 2);
+  if (args.help_requested()) {
+    std::printf("%s", args.help_text().c_str());
+    return 0;
+  }
+  Expected<plan::Plan> plan = plan::read_plan(args.get("plan"));
+  if (!plan) return fail_with(plan.error(), 2);
+  if (args.has("cluster")) {
+    Expected<cluster::ClusterSpec> spec = cluster::load_cluster(args.get("cluster"));
+    if (!spec) return fail_with(spec.error(), 2);
+    if (Status status = plan::validate(*plan, &*spec); !status) return fail_with(status.error(), 2);
+  }
+  const sim::Result result = sim::simulate(*plan);
+  if (args.has("trace")) {
+    if (Status status = write_file_atomically(args.get("trace"), sim::trace_json(*plan, result).dump() + "\n");
+        !status) {
+      return fail_with(status.error(), 1);
+    }
+  }
+  if (args.has("json")) {
+    std::printf("%s\n", sim::result_json(*plan, result).dump(2).c_str());
+  } else {
+    std::printf("%s\n%s", plan::report(*plan).c_str(), sim::report(*plan, result).c_str());
+  }
+  return 0;
+}
+
+}  // namespace strata::cli
