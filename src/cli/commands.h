@@ -12,11 +12,13 @@ struct Command {
 
 int run_inspect(int argc, char** argv);
 int run_profile(int argc, char** argv);
+int run_simulate(int argc, char** argv);
 
 // Every subcommand, in the order `strata --help` lists them.
 inline constexpr Command kCommands[] = {
     {"inspect", "graph size, parameters, FLOPs, memory; DOT/JSON export", run_inspect},
     {"profile", "measure a cluster's collectives, p2p and GEMM into an HDF5 profile (mpirun)", run_profile},
+    {"simulate", "simulate a plan's pipeline schedule: step time, bubbles, memory, trace", run_simulate},
 };
 
 }  // namespace strata::cli
