@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "strata/autodiff/autodiff.h"
 #include "strata/core/args.h"
 #include "strata/core/json.h"
@@ -100,10 +101,7 @@ void print_text(const Summary& s) {
               format_bytes(static_cast<double>(s.activation_bytes)).c_str());
 }
 
-int fail(const Error& error, int code) {
-  std::fprintf(stderr, "strata inspect: %s\n", error.message().c_str());
-  return code;
-}
+int fail(const Error& error, int code) { return report_failure("inspect", error, code); }
 
 }  // namespace
 

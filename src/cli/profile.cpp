@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "strata/cluster/cluster.h"
 #include "strata/core/args.h"
 #include "strata/profile/profiler.h"
@@ -35,10 +36,9 @@ Expected<std::vector<DType>> parse_dtypes(const std::string& text) {
 // Runs after MPI_Init on every rank; returns the exit code (2 for bad input).
 int profile_on_rank(const ArgParser& args, int rank) {
   auto fail = [&](const Error& error, int code) {
-    if (rank == 0 || error.reason.find("another rank") == std::string::npos) {
-      std::fprintf(stderr, "strata profile: %s\n", error.message().c_str());
-    }
-    return code;
+    // Errors every rank sees alike ("another rank ...") are printed once, by rank 0.
+    if (rank != 0 && error.reason.find("another rank") != std::string::npos) return code;
+    return report_failure("profile", error, code);
   };
   auto spec = cluster::load_cluster(args.get("cluster"));
   if (!spec) return fail(spec.error(), 2);

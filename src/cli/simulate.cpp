@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "strata/cluster/cluster.h"
 #include "strata/core/args.h"
 #include "strata/core/units.h"
@@ -13,10 +14,7 @@
 namespace strata::cli {
 namespace {
 
-int fail_with(const Error& error, int code) {
-  std::fprintf(stderr, "strata simulate: %s\n", error.message().c_str());
-  return code;
-}
+int fail_with(const Error& error, int code) { return report_failure("simulate", error, code); }
 
 }  // namespace
 
