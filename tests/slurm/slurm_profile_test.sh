@@ -11,6 +11,9 @@ slurm_dir="$work/slurm"
 cleanup() { "$source_dir/scripts/slurm/local_slurm.sh" stop "$slurm_dir"; rm -rf "$work"; }
 trap cleanup EXIT
 
+# Ports of our own, so that two test runs on one machine do not collide.
+export STRATA_SLURMCTLD_PORT=$((20000 + (RANDOM % 10000) * 2))
+export STRATA_SLURMD_PORT=$((STRATA_SLURMCTLD_PORT + 1))
 eval "$("$source_dir/scripts/slurm/local_slurm.sh" start "$slurm_dir")"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export STRATA="$strata" BACKEND=cpu DTYPES=f32 PROFILE_DIR="$work/profiles" LAUNCHER=mpirun
