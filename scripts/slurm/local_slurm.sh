@@ -67,14 +67,17 @@ CONF
 export SLURM_CONF="$dir/slurm.conf"
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
+alive() { [[ -f "$dir/$1.pid" ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
 for _ in $(seq 1 60); do
-  if sinfo -h -o '%T' 2>/dev/null | grep -q -E '^idle'; then
+  # A daemon that died (a port in use, a bad config) will never answer: stop waiting at once.
+  if ! alive slurmctld || ! alive slurmd; then sleep 1; alive slurmctld && alive slurmd || break; fi
+  if timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -q -E '^idle'; then
     echo "export SLURM_CONF=$SLURM_CONF"
     exit 0
   fi
   sleep 1
 done
-echo "local_slurm.sh: the node did not become idle within 60 s; logs in $dir/log" >&2
+echo "local_slurm.sh: the Slurm node did not come up (daemon died or not idle within 60 s); logs in $dir/log" >&2
 tail -n 20 "$dir"/log/*.log >&2 || true
 stop
 exit 1
