@@ -85,16 +85,6 @@ Grads concat(Emitter& e, const RuleArgs& a) {
   return g;
 }
 
-std::vector<int64_t> free_dims(int64_t rank, const std::vector<int64_t>& batch, const std::vector<int64_t>& contract) {
-  std::vector<int64_t> free;
-  for (int64_t d = 0; d < rank; ++d) {
-    if (std::find(batch.begin(), batch.end(), d) == batch.end() &&
-        std::find(contract.begin(), contract.end(), d) == contract.end()) {
-      free.push_back(d);
-    }
-  }
-  return free;
-}
 
 int64_t position(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) - v.begin(); }
 int64_t rank_in_sorted(std::vector<int64_t> v, int64_t x) {
@@ -121,7 +111,7 @@ Grads dot(Emitter& e, const RuleArgs& a) {
   const auto lb = ints(a.op, "lhs_batch"), rb = ints(a.op, "rhs_batch");
   const auto lc = ints(a.op, "lhs_contract"), rc = ints(a.op, "rhs_contract");
   const int64_t lrank = e.type(a.x(0)).rank(), rrank = e.type(a.x(1)).rank();
-  const auto lf = free_dims(lrank, lb, lc), rf = free_dims(rrank, rb, rc);
+  const auto lf = ir::dot_free_dims(lrank, lb, lc), rf = ir::dot_free_dims(rrank, rb, rc);
   const auto nb = static_cast<int64_t>(lb.size()), nlf = static_cast<int64_t>(lf.size());
   const auto nrf = static_cast<int64_t>(rf.size()), nc = static_cast<int64_t>(lc.size());
   Grads g(2);

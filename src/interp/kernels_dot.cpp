@@ -11,16 +11,6 @@ std::vector<int64_t> ints_or_empty(const ir::Op& op, const char* key) {
   return op.attrs.has(key) ? attr_ints(op, key) : std::vector<int64_t>{};
 }
 
-std::vector<int64_t> free_dims(int64_t rank, const std::vector<int64_t>& batch, const std::vector<int64_t>& contract) {
-  std::vector<int64_t> free;
-  for (int64_t d = 0; d < rank; ++d) {
-    if (std::find(batch.begin(), batch.end(), d) == batch.end() &&
-        std::find(contract.begin(), contract.end(), d) == contract.end()) {
-      free.push_back(d);
-    }
-  }
-  return free;
-}
 
 Status dot(const Args& a) {
   const Tensor& lhs = a.in(0);
@@ -28,7 +18,7 @@ Status dot(const Args& a) {
   Tensor& y = a.out();
   const auto lb = ints_or_empty(a.op, "lhs_batch"), rb = ints_or_empty(a.op, "rhs_batch");
   const auto lc = ints_or_empty(a.op, "lhs_contract"), rc = ints_or_empty(a.op, "rhs_contract");
-  const auto lf = free_dims(lhs.rank(), lb, lc), rf = free_dims(rhs.rank(), rb, rc);
+  const auto lf = ir::dot_free_dims(lhs.rank(), lb, lc), rf = ir::dot_free_dims(rhs.rank(), rb, rc);
   const auto ls = row_major_strides(lhs.shape), rs = row_major_strides(rhs.shape);
   ir::Shape contract_shape;
   for (int64_t d : lc) contract_shape.push_back(lhs.shape[d]);

@@ -7,6 +7,8 @@
 #include "ir/rules.h"
 #include "strata/ir/op.h"
 
+#include <algorithm>
+
 namespace strata::ir {
 namespace {
 
@@ -195,6 +197,18 @@ Expected<std::vector<TensorType>> infer_types(OpKind kind, const std::vector<Ten
 double op_flops(OpKind kind, const std::vector<TensorType>& inputs, const std::vector<TensorType>& outputs,
                 const Attrs& attrs) {
   return row(kind).flops(inputs, outputs, attrs);
+}
+
+std::vector<int64_t> dot_free_dims(int64_t rank, const std::vector<int64_t>& batch,
+                                   const std::vector<int64_t>& contract) {
+  std::vector<int64_t> free;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (std::find(batch.begin(), batch.end(), d) == batch.end() &&
+        std::find(contract.begin(), contract.end(), d) == contract.end()) {
+      free.push_back(d);
+    }
+  }
+  return free;
 }
 
 }  // namespace strata::ir

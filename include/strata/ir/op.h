@@ -135,6 +135,9 @@ const OpInfo& op_info(OpKind kind);
 Expected<std::vector<TensorType>> infer_types(OpKind kind, const std::vector<TensorType>& inputs,
                                               const Attrs& attrs);
 
+// The free (neither batch nor contracting) dims of one Dot operand of rank `rank`, ascending.
+std::vector<int64_t> dot_free_dims(int64_t rank, const std::vector<int64_t>& batch, const std::vector<int64_t>& contract);
+
 // Floating-point operations of one execution (multiply-add = 2 FLOPs). Layout ops count 0.
 double op_flops(OpKind kind, const std::vector<TensorType>& inputs, const std::vector<TensorType>& outputs,
                 const Attrs& attrs);
