@@ -1,0 +1,50 @@
+// How long one op takes on one device: a roofline of FLOPs against the dtype's peak rate and of
+// bytes moved against HBM bandwidth, from the cluster YAML; GEMMs from a profile's table when given.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "strata/cluster/cluster.h"
+#include "strata/ir/op.h"
+#include "strata/profile/store.h"
+
+namespace strata::cost {
+
+struct ComputeOptions {
+  double contraction_efficiency = 0.6;  // share of peak a GEMM/convolution reaches
+  double other_efficiency = 0.3;        // share of peak elementwise and normalisation ops reach
+  double bandwidth_efficiency = 0.8;    // share of HBM bandwidth any op reaches
+};
+
+class ComputeModel {
+ public:
+  explicit ComputeModel(cluster::ClusterSpec spec, ComputeOptions options = {});
+
+  // Measured GEMMs (profile::Profile::gemm): Dot ops are then priced by the nearest measured
+  // shape of their dtype (in log m, n, k), scaled by the FLOP ratio. Points with seconds <= 0 or
+  // empty dims are ignored.
+  void use_gemm_table(std::vector<profile::GemmPoint> points);
+  bool has_gemm_table() const { return !gemm_.empty(); }
+
+  // Roofline seconds: max(flops / (peak(dtype) · efficiency), bytes / (bandwidth · efficiency)).
+  double roofline_seconds(double flops, int64_t bytes, DType dtype, bool contraction) const;
+  // One execution of an op with these (per-device) input/output types and attributes.
+  double op_seconds(ir::OpKind kind, const std::vector<ir::TensorType>& inputs,
+                    const std::vector<ir::TensorType>& outputs, const ir::Attrs& attrs) const;
+  // Seconds for C[m,n] = A[m,k]·B[k,n] (times `batch`), from the table when there is one.
+  double gemm_seconds(int64_t batch, int64_t m, int64_t n, int64_t k, DType dtype) const;
+
+  const cluster::ClusterSpec& spec() const { return spec_; }
+  const ComputeOptions& options() const { return options_; }
+
+ private:
+  cluster::ClusterSpec spec_;
+  ComputeOptions options_;
+  std::vector<profile::GemmPoint> gemm_;
+};
+
+// Bytes one device holds of a tensor of `type` whose dims are split into `parts[d]` blocks.
+int64_t sharded_bytes(const ir::TensorType& type, const std::vector<int64_t>& parts);
+
+}  // namespace strata::cost

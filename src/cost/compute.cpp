@@ -1,0 +1,113 @@
+// The roofline compute model and its optional measured-GEMM table.
+#include "strata/cost/compute.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace strata::cost {
+namespace {
+
+bool is_contraction(ir::OpKind kind) {
+  switch (kind) {
+    case ir::OpKind::Dot:
+    case ir::OpKind::Conv2d:
+    case ir::OpKind::Conv2dGradInput:
+    case ir::OpKind::Conv2dGradFilter: return true;
+    default: return false;
+  }
+}
+
+double product(const ir::Shape& shape, const std::vector<int64_t>& dims) {
+  double p = 1;
+  for (int64_t d : dims) p *= static_cast<double>(shape[static_cast<size_t>(d)]);
+  return p;
+}
+
+}  // namespace
+
+ComputeModel::ComputeModel(cluster::ClusterSpec spec, ComputeOptions options)
+    : spec_(std::move(spec)), options_(options) {}
+
+void ComputeModel::use_gemm_table(std::vector<profile::GemmPoint> points) {
+  gemm_.clear();
+  for (const profile::GemmPoint& point : points) {
+    if (point.seconds > 0 && point.m > 0 && point.n > 0 && point.k > 0) gemm_.push_back(point);
+  }
+}
+
+double ComputeModel::roofline_seconds(double flops, int64_t bytes, DType dtype, bool contraction) const {
+  const double efficiency = contraction ? options_.contraction_efficiency : options_.other_efficiency;
+  const double peak = spec_.peak_flops(dtype) * efficiency;
+  const double bandwidth = spec_.memory_bandwidth_bytes_per_second * options_.bandwidth_efficiency;
+  const double compute = peak > 0 ? flops / peak : 0;
+  const double memory = bandwidth > 0 ? static_cast<double>(bytes) / bandwidth : 0;
+  return std::max(compute, memory);
+}
+
+double ComputeModel::gemm_seconds(int64_t batch, int64_t m, int64_t n, int64_t k, DType dtype) const {
+  const double flops = 2.0 * static_cast<double>(batch) * static_cast<double>(m) * static_cast<double>(n) *
+                       static_cast<double>(k);
+  const profile::GemmPoint* nearest = nullptr;
+  double best = std::numeric_limits<double>::infinity();
+  for (const profile::GemmPoint& point : gemm_) {
+    if (point.dtype != dtype) continue;
+    auto gap = [](int64_t a, int64_t b) { return std::log(static_cast<double>(a) / static_cast<double>(b)); };
+    const double distance = std::pow(gap(point.m, std::max<int64_t>(m, 1)), 2) +
+                            std::pow(gap(point.n, std::max<int64_t>(n, 1)), 2) +
+                            std::pow(gap(point.k, std::max<int64_t>(k, 1)), 2);
+    if (distance < best) {
+      best = distance;
+      nearest = &point;
+    }
+  }
+  if (nearest == nullptr) {
+    const int64_t bytes = (batch * (m * k + k * n + m * n)) * dtype_bytes(dtype);
+    return roofline_seconds(flops, bytes, dtype, true);
+  }
+  const double point_flops = 2.0 * static_cast<double>(nearest->m) * static_cast<double>(nearest->n) *
+                             static_cast<double>(nearest->k);
+  return nearest->seconds * flops / point_flops;
+}
+
+double ComputeModel::op_seconds(ir::OpKind kind, const std::vector<ir::TensorType>& inputs,
+                                const std::vector<ir::TensorType>& outputs, const ir::Attrs& attrs) const {
+  if (op_info(kind).is_source) return 0;
+  switch (kind) {  // layout ops that only relabel memory
+    case ir::OpKind::Reshape: return 0;
+    default: break;
+  }
+  DType dtype = outputs.empty() ? DType::f32 : outputs[0].dtype;
+  if (!inputs.empty() && is_float(inputs[0].dtype)) dtype = inputs[0].dtype;
+  if (kind == ir::OpKind::Dot && !gemm_.empty()) {
+    auto lhs_batch = attrs.get_ints("lhs_batch");
+    auto lhs_contract = attrs.get_ints("lhs_contract");
+    auto rhs_batch = attrs.get_ints("rhs_batch");
+    auto rhs_contract = attrs.get_ints("rhs_contract");
+    if (lhs_batch.is_ok() && lhs_contract.is_ok() && rhs_batch.is_ok() && rhs_contract.is_ok()) {
+      const ir::Shape& lhs = inputs[0].shape;
+      const ir::Shape& rhs = inputs[1].shape;
+      const double batch = product(lhs, *lhs_batch);
+      const double k = product(lhs, *lhs_contract);
+      const double m = product(lhs, ir::dot_free_dims(inputs[0].rank(), *lhs_batch, *lhs_contract));
+      const double n = product(rhs, ir::dot_free_dims(inputs[1].rank(), *rhs_batch, *rhs_contract));
+      return gemm_seconds(static_cast<int64_t>(batch), static_cast<int64_t>(m), static_cast<int64_t>(n),
+                          static_cast<int64_t>(k), dtype);
+    }
+  }
+  int64_t bytes = 0;
+  for (const ir::TensorType& type : inputs) bytes += type.bytes();
+  for (const ir::TensorType& type : outputs) bytes += type.bytes();
+  return roofline_seconds(ir::op_flops(kind, inputs, outputs, attrs), bytes, dtype, is_contraction(kind));
+}
+
+int64_t sharded_bytes(const ir::TensorType& type, const std::vector<int64_t>& parts) {
+  int64_t elements = 1;
+  for (size_t d = 0; d < type.shape.size(); ++d) {
+    const int64_t split = d < parts.size() && parts[d] > 0 ? parts[d] : 1;
+    elements *= type.shape[d] / split;
+  }
+  return elements * dtype_bytes(type.dtype);
+}
+
+}  // namespace strata::cost
