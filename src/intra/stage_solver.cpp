@@ -1,0 +1,444 @@
+// solve_stage: strategies of every op of a stage, followers folded (elementwise and layout ops
+// follow their main operand, optimizer updates and their state follow the parameter), resharding
+// matrices on the edges, memory from liveness, the ILP, and the stage's costs read back.
+#include "strata/intra/stage_solver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <unordered_map>
+
+namespace strata::intra {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Resharding seconds between two specs of one tensor, cached by (shape, dtype, from, to): the
+// same matrices recur in every layer of a model.
+class ReshardCache {
+ public:
+  ReshardCache(const StageProblem& problem) : problem_(problem) {}
+  double seconds(const ShardingSpec& from, const ShardingSpec& to, const ir::TensorType& type) {
+    if (from == to) return 0;
+    std::string key = ir::type_string(type) + "|" + from.to_string() + "|" + to.to_string();
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    auto plan = resharding_cost(from, to, type.shape, type.dtype, problem_.submesh, problem_.mesh, *problem_.comm);
+    const double value = plan.is_ok() ? plan->seconds : kInf;
+    cache_.emplace(std::move(key), value);
+    return value;
+  }
+
+ private:
+  const StageProblem& problem_;
+  std::unordered_map<std::string, double> cache_;
+};
+
+bool is_layout_follower(ir::OpKind kind) {
+  switch (kind) {
+    case ir::OpKind::Reshape:
+    case ir::OpKind::Transpose:
+    case ir::OpKind::Broadcast:
+    case ir::OpKind::Slice:
+    case ir::OpKind::Pad: return true;
+    default: return false;
+  }
+}
+
+bool is_update(ir::OpKind kind) { return kind == ir::OpKind::SgdUpdate || kind == ir::OpKind::AdamUpdate; }
+
+struct Builder {
+  const StageProblem& problem;
+  const ir::Graph& graph;
+  const cost::ComputeModel& compute;
+  ReshardCache reshard;
+  std::vector<int> node_of;  // op id -> node, -1 outside the stage
+  StageRequest out;
+
+  Builder(const StageProblem& p, const cost::ComputeModel& c)
+      : problem(p), graph(*p.graph), compute(c), reshard(p), node_of(p.graph->num_ops(), -1) {}
+
+  // How often an op runs per step: update ops once, the others once per micro-batch.
+  double times_per_step(const ir::Op& op) const {
+    return op.role == ir::Role::update ? 1.0 : static_cast<double>(problem.num_micro_batches);
+  }
+
+  // Bytes of op `id`'s outputs that stay on the device: parameters and optimizer state always,
+  // forward values only when a backward op of the stage reads them.
+  bool keeps_output(ir::OpId id, int32_t index) const {
+    const ir::Op& op = graph.op(id);
+    if (op.kind == ir::OpKind::Parameter) return true;
+    if (op.role != ir::Role::forward) return false;
+    for (const ir::Use& use : graph.uses(ir::Value{id, index})) {
+      if (node_of[use.user] >= 0 && graph.op(use.user).role == ir::Role::backward) return true;
+    }
+    return false;
+  }
+
+  Status add_nodes() {
+    for (ir::OpId id : out.node_ops) {
+      const ir::Op& op = graph.op(id);
+      STRATA_ASSIGN_OR_RETURN(std::vector<Strategy> all, enumerate_strategies(graph, id, problem.mesh, compute));
+      std::vector<Strategy> kept;
+      for (Strategy& s : all) {
+        if (!problem.allow || problem.allow(op, s)) kept.push_back(std::move(s));
+      }
+      if (kept.empty()) return make_error("", op.name, "the strategy restriction forbids every strategy of this op");
+      SolverNode node;
+      node.name = op.name;
+      const double weight = times_per_step(op);
+      for (const Strategy& s : kept) {
+        node.strategy_cost.push_back(weight * (s.compute_seconds + s.comm_seconds));
+        int64_t bytes = 0;
+        for (size_t o = 0; o < op.outputs.size(); ++o) {
+          if (!keeps_output(id, static_cast<int32_t>(o))) continue;
+          auto shape = local_shape(s.sharding.outputs[o], op.outputs[o].shape, problem.mesh);
+          bytes += ir::TensorType{*shape, op.outputs[o].dtype}.numel() * dtype_bytes(op.outputs[o].dtype);
+        }
+        node.strategy_memory_bytes.push_back(bytes);
+      }
+      out.request.nodes.push_back(std::move(node));
+      out.strategies.push_back(std::move(kept));
+    }
+    return Status::ok();
+  }
+
+  // Resharding seconds of input `k` of node `c` from strategy `sp` of its producer node `p`.
+  double edge_seconds(int p, int sp, int32_t index, int c, int sc, int k) {
+    const ir::Op& consumer = graph.op(out.node_ops[c]);
+    const ir::TensorType& type = graph.type(consumer.inputs[k]);
+    return reshard.seconds(out.strategies[p][sp].sharding.outputs[index], out.strategies[c][sc].sharding.inputs[k], type);
+  }
+
+  void add_edges() {
+    for (size_t c = 0; c < out.node_ops.size(); ++c) {
+      const ir::Op& op = graph.op(out.node_ops[c]);
+      for (size_t k = 0; k < op.inputs.size(); ++k) {
+        const int p = node_of[op.inputs[k].op];
+        if (p < 0) continue;  // from another stage: arrives in whatever spec this op wants
+        SolverEdge edge{p, static_cast<int>(c), {}};
+        const double weight = times_per_step(op);
+        const size_t rows = out.strategies[p].size(), cols = out.strategies[c].size();
+        edge.cost.resize(rows * cols);
+        for (size_t sp = 0; sp < rows; ++sp) {
+          for (size_t sc = 0; sc < cols; ++sc) {
+            edge.cost[sp * cols + sc] = weight * edge_seconds(p, static_cast<int>(sp), op.inputs[k].index, static_cast<int>(c),
+                                                     static_cast<int>(sc), static_cast<int>(k));
+          }
+        }
+        out.request.edges.push_back(std::move(edge));
+      }
+    }
+  }
+
+  // Node `c` follows node `p` through input `k`: for each strategy of p, the strategy of c that
+  // reads the value cheapest (ties: the first).
+  void follow_cheapest(int c, int p, int k) {
+    const ir::Op& op = graph.op(out.node_ops[c]);
+    SolverNode& node = out.request.nodes[c];
+    node.follow = p;
+    node.follow_map.clear();
+    for (size_t sp = 0; sp < out.strategies[p].size(); ++sp) {
+      int best = 0;
+      double best_cost = kInf;
+      for (size_t sc = 0; sc < out.strategies[c].size(); ++sc) {
+        const double cost =
+            times_per_step(op) * edge_seconds(p, static_cast<int>(sp), op.inputs[k].index, c, static_cast<int>(sc), k) +
+            node.strategy_cost[sc];
+        if (cost < best_cost) {
+          best_cost = cost;
+          best = static_cast<int>(sc);
+        }
+      }
+      node.follow_map.push_back(best);
+    }
+  }
+
+  // Node `c` must produce output `index` exactly as node `p` produces output `p_index` (optimizer
+  // state keeps its layout): p's strategies with no such match are forbidden.
+  void follow_exactly(int c, int p, int p_index, int index) {
+    SolverNode& node = out.request.nodes[c];
+    node.follow = p;
+    node.follow_map.clear();
+    for (size_t sp = 0; sp < out.strategies[p].size(); ++sp) {
+      const ShardingSpec& want = out.strategies[p][sp].sharding.outputs[p_index];
+      int match = -1;
+      for (size_t sc = 0; sc < out.strategies[c].size() && match < 0; ++sc) {
+        if (out.strategies[c][sc].sharding.outputs[index] == want) match = static_cast<int>(sc);
+      }
+      if (match < 0) {
+        out.request.nodes[p].strategy_cost[sp] = kInf;
+        match = 0;
+      }
+      node.follow_map.push_back(match);
+    }
+  }
+
+  void add_followers() {
+    for (size_t c = 0; c < out.node_ops.size(); ++c) {
+      const ir::Op& op = graph.op(out.node_ops[c]);
+      if (is_update(op.kind)) {
+        const int param = node_of[op.inputs[0].op];
+        if (param < 0 || graph.op(op.inputs[0].op).kind != ir::OpKind::Parameter) continue;
+        follow_exactly(static_cast<int>(c), param, op.inputs[0].index, 0);
+        for (size_t k = 2; k < op.inputs.size(); ++k) {  // Adam's m and v follow the update
+          const int state = node_of[op.inputs[k].op];
+          if (state < 0 || graph.op(op.inputs[k].op).kind != ir::OpKind::Parameter) continue;
+          if (graph.users(op.inputs[k].op).size() != 1) continue;
+          follow_exactly(state, static_cast<int>(c), static_cast<int>(k) - 1, 0);
+        }
+        continue;
+      }
+      if (!op_info(op.kind).elementwise && !is_layout_follower(op.kind)) continue;
+      // The operand with the most elements whose producer is in the stage leads (ties: the first).
+      int lead_input = -1;
+      int64_t most = -1;
+      for (size_t k = 0; k < op.inputs.size(); ++k) {
+        const int p = node_of[op.inputs[k].op];
+        if (p < 0 || out.request.nodes[p].follow == static_cast<int>(c)) continue;
+        const int64_t numel = graph.type(op.inputs[k]).numel();
+        if (numel > most) {
+          most = numel;
+          lead_input = static_cast<int>(k);
+        }
+      }
+      if (lead_input >= 0) follow_cheapest(static_cast<int>(c), node_of[op.inputs[lead_input].op], lead_input);
+    }
+  }
+};
+
+// The root leader of every node (itself when it follows no one).
+std::vector<int> leaders(const SolverRequest& request) {
+  std::vector<int> root(request.nodes.size());
+  for (size_t i = 0; i < root.size(); ++i) {
+    int r = static_cast<int>(i);
+    while (request.nodes[r].follow >= 0) r = request.nodes[r].follow;
+    root[i] = r;
+  }
+  return root;
+}
+
+int64_t least_memory(const SolverNode& node) {
+  int64_t least = std::numeric_limits<int64_t>::max();
+  for (size_t s = 0; s < node.strategy_cost.size(); ++s) {
+    if (std::isfinite(node.strategy_cost[s])) least = std::min(least, node.strategy_memory_bytes[s]);
+  }
+  return least == std::numeric_limits<int64_t>::max() ? 0 : least;
+}
+
+// Solves `stage` as consecutive chunks of at most `max_decisions` decision nodes, ordered by the
+// forward op each node belongs to (so a chunk is a run of layers with their backward and update
+// ops): a first pass in order, then one sweep of block coordinate descent. See
+// StageProblem::max_ilp_decision_nodes.
+Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const StageRequest& stage, ilp::Solver& solver,
+                                         int max_decisions) {
+  const SolverRequest& request = stage.request;
+  const int n = static_cast<int>(request.nodes.size());
+  const std::vector<int> root = leaders(request);
+  const ir::Graph& graph = *problem.graph;
+  auto owner = [&](int node) {
+    const ir::Op& op = graph.op(stage.node_ops[node]);
+    return op.forward_op != ir::kNoOp ? op.forward_op : op.id;
+  };
+  std::vector<int> decisions;
+  for (int i = 0; i < n; ++i) {
+    if (root[i] == i) decisions.push_back(i);
+  }
+  std::stable_sort(decisions.begin(), decisions.end(), [&](int a, int b) { return owner(a) < owner(b); });
+  std::vector<int> chunk_of_root(n, -1);
+  const int num_chunks = (static_cast<int>(decisions.size()) + max_decisions - 1) / max_decisions;
+  for (size_t d = 0; d < decisions.size(); ++d) chunk_of_root[decisions[d]] = static_cast<int>(d) / max_decisions;
+  std::vector<int> chunk(n);
+  for (int i = 0; i < n; ++i) chunk[i] = chunk_of_root[root[i]];
+
+  SolverResponse total;
+  total.choice.assign(n, -1);
+  total.status = SolverStatus::optimal;
+  std::vector<bool> solved(num_chunks, false);
+  // Chunk k's ILP: edges to solved chunks become strategy costs (their choice is fixed), edges to
+  // unsolved ones wait. Budget: what the other chunks leave (their choice, or their least).
+  auto solve_chunk = [&](int k) -> Expected<SolverResponse> {
+    SolverRequest sub;
+    std::vector<int> local(n, -1), members;
+    for (int i = 0; i < n; ++i) {
+      if (chunk[i] != k) continue;
+      local[i] = static_cast<int>(members.size());
+      members.push_back(i);
+      sub.nodes.push_back(request.nodes[i]);
+    }
+    for (int i : members) {
+      if (request.nodes[i].follow >= 0) sub.nodes[local[i]].follow = local[request.nodes[i].follow];
+    }
+    for (const SolverEdge& edge : request.edges) {
+      const int cols = static_cast<int>(request.nodes[edge.dst].strategy_cost.size());
+      const int src_chunk = chunk[edge.src], dst_chunk = chunk[edge.dst];
+      if (src_chunk == k && dst_chunk == k) {
+        sub.edges.push_back(SolverEdge{local[edge.src], local[edge.dst], edge.cost});
+      } else if (dst_chunk == k && solved[src_chunk]) {
+        std::vector<double>& cost = sub.nodes[local[edge.dst]].strategy_cost;
+        for (int c = 0; c < cols; ++c) cost[c] += edge.cost[total.choice[edge.src] * cols + c];
+      } else if (src_chunk == k && solved[dst_chunk]) {
+        std::vector<double>& cost = sub.nodes[local[edge.src]].strategy_cost;
+        for (size_t r = 0; r < cost.size(); ++r) cost[r] += edge.cost[r * cols + total.choice[edge.dst]];
+      }
+    }
+    if (request.memory_budget_bytes > 0) {
+      int64_t others = 0;
+      for (int i = 0; i < n; ++i) {
+        if (chunk[i] == k) continue;
+        others += solved[chunk[i]] ? request.nodes[i].strategy_memory_bytes[total.choice[i]]
+                                   : least_memory(request.nodes[i]);
+      }
+      sub.memory_budget_bytes = std::max<int64_t>(1, request.memory_budget_bytes - others);
+    }
+    sub.time_limit_seconds = request.time_limit_seconds;
+    STRATA_ASSIGN_OR_RETURN(SolverResponse part, solver.solve(sub));
+    total.num_variables += part.num_variables;
+    total.num_constraints += part.num_constraints;
+    total.solve_seconds += part.solve_seconds;
+    if (part.status == SolverStatus::time_limit_feasible) total.status = part.status;
+    if (part.status != SolverStatus::infeasible && !part.choice.empty()) {
+      std::vector<int> full(n, -1);
+      for (size_t m = 0; m < members.size(); ++m) full[members[m]] = part.choice[m];
+      part.choice = std::move(full);
+    }
+    return part;
+  };
+
+  // First pass in layer order, each chunk optimal given the ones before it.
+  for (int k = 0; k < num_chunks; ++k) {
+    STRATA_ASSIGN_OR_RETURN(SolverResponse part, solve_chunk(k));
+    if (part.status == SolverStatus::infeasible || part.choice.empty()) {
+      total.status = SolverStatus::infeasible;
+      total.choice.clear();
+      total.message = "ILP " + std::to_string(k + 1) + " of " + std::to_string(num_chunks) + ": " + part.message;
+      return total;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (chunk[i] == k) total.choice[i] = part.choice[i];
+    }
+    solved[k] = true;
+  }
+  // Then one sweep that re-solves each chunk with all the others fixed (it now sees the gradients
+  // that come back from later layers); a chunk's new choice is kept only when it lowers the cost.
+  double cost = evaluate_cost(request, total.choice);
+  if (num_chunks > 1) {
+    for (int k = 0; k < num_chunks; ++k) {
+      STRATA_ASSIGN_OR_RETURN(SolverResponse part, solve_chunk(k));
+      if (part.status == SolverStatus::infeasible || part.choice.empty()) continue;
+      std::vector<int> candidate = total.choice;
+      for (int i = 0; i < n; ++i) {
+        if (chunk[i] == k) candidate[i] = part.choice[i];
+      }
+      const double candidate_cost = evaluate_cost(request, candidate);
+      if (candidate_cost < cost) {
+        cost = candidate_cost;
+        total.choice = std::move(candidate);
+      }
+    }
+  }
+  total.objective = evaluate_cost(request, total.choice);
+  return total;
+}
+
+}  // namespace
+
+std::vector<ir::OpId> ops_owned_by_prefix(const ir::Graph& graph, const std::string& prefix) {
+  std::vector<ir::OpId> ops;
+  for (ir::OpId id = 0; id < graph.num_ops(); ++id) {
+    const ir::Op& op = graph.op(id);
+    const ir::Op& owner = op.forward_op != ir::kNoOp ? graph.op(op.forward_op) : op;
+    if (owner.name.rfind(prefix, 0) == 0) ops.push_back(id);
+  }
+  return ops;
+}
+
+Expected<StageRequest> build_stage_request(const StageProblem& problem) {
+  if (problem.graph == nullptr) return make_error("", "graph", "stage problem without a graph");
+  if (problem.cluster == nullptr) return make_error("", "cluster", "stage problem without a cluster");
+  if (problem.comm == nullptr) return make_error("", "comm", "stage problem without a communication model");
+  if (problem.mesh.num_devices() != problem.submesh.num_devices() || problem.mesh.n0 < 1 || problem.mesh.n1 < 1) {
+    return make_error("", "mesh", std::to_string(problem.mesh.n0) + "x" + std::to_string(problem.mesh.n1) +
+                                      " does not view the " + std::to_string(problem.submesh.rows) + "x" +
+                                      std::to_string(problem.submesh.cols) + " submesh");
+  }
+  if (problem.memory_budget_bytes < 0) return make_error("", "memory_budget_bytes", "must be >= 0 (0: none)");
+  if (problem.num_micro_batches < 1) return make_error("", "num_micro_batches", "must be at least 1");
+  if (problem.max_ilp_decision_nodes < 0) return make_error("", "max_ilp_decision_nodes", "must be >= 0 (0: no limit)");
+  std::optional<cost::ComputeModel> own;
+  if (problem.compute == nullptr) own.emplace(*problem.cluster);
+  Builder builder(problem, problem.compute != nullptr ? *problem.compute : *own);
+  const ir::Graph& graph = *problem.graph;
+  std::vector<ir::OpId> ops = problem.ops;
+  if (ops.empty()) {
+    for (ir::OpId id = 0; id < graph.num_ops(); ++id) ops.push_back(id);
+  }
+  std::sort(ops.begin(), ops.end());
+  ops.erase(std::unique(ops.begin(), ops.end()), ops.end());
+  for (ir::OpId id : ops) {
+    if (id < 0 || id >= graph.num_ops()) return make_error("", "ops", "op id " + std::to_string(id) + " out of range");
+    builder.node_of[id] = static_cast<int>(builder.out.node_ops.size());
+    builder.out.node_ops.push_back(id);
+  }
+  STRATA_RETURN_IF_ERROR(builder.add_nodes());
+  builder.add_followers();
+  builder.add_edges();
+  builder.out.request.memory_budget_bytes = problem.memory_budget_bytes;
+  builder.out.request.time_limit_seconds = problem.time_limit_seconds;
+  return std::move(builder.out);
+}
+
+Expected<StageSolution> solve_stage(const StageProblem& problem, ilp::Solver& solver) {
+  STRATA_ASSIGN_OR_RETURN(StageRequest stage, build_stage_request(problem));
+  int decisions = 0;
+  for (const SolverNode& node : stage.request.nodes) decisions += node.follow < 0 ? 1 : 0;
+  const int limit = problem.max_ilp_decision_nodes;
+  const bool split = limit > 0 && decisions > limit;
+  STRATA_ASSIGN_OR_RETURN(SolverResponse response, split ? solve_in_chunks(problem, stage, solver, limit)
+                                                          : solver.solve(stage.request));
+  StageSolution solution;
+  solution.num_ilps = split ? (decisions + limit - 1) / limit : 1;
+  solution.objective_seconds = response.objective;
+  solution.num_variables = response.num_variables;
+  solution.num_constraints = response.num_constraints;
+  solution.solve_seconds = response.solve_seconds;
+  if (response.status == SolverStatus::infeasible || response.choice.empty()) {
+    solution.reason = response.message.empty() ? "no feasible assignment" : response.message;
+    return solution;
+  }
+  solution.feasible = true;
+  const ir::Graph& graph = *problem.graph;
+  auto role_seconds = [&](ir::Role role, bool into_update) -> double& {
+    if (role == ir::Role::update) return into_update ? solution.grad_sync_seconds : solution.update_seconds;
+    return role == ir::Role::backward ? solution.backward_seconds : solution.forward_seconds;
+  };
+  for (size_t n = 0; n < stage.node_ops.size(); ++n) {
+    const ir::Op& op = graph.op(stage.node_ops[n]);
+    const Strategy& s = stage.strategies[n][response.choice[n]];
+    solution.shardings[op.name] = s.sharding;
+    role_seconds(op.role, false) += s.compute_seconds + s.comm_seconds;
+    for (size_t o = 0; o < op.outputs.size(); ++o) {
+      auto shape = local_shape(s.sharding.outputs[o], op.outputs[o].shape, problem.mesh);
+      const int64_t bytes = ir::TensorType{*shape, op.outputs[o].dtype}.bytes();
+      const int64_t kept = stage.request.nodes[n].strategy_memory_bytes[response.choice[n]];
+      if (op.kind == ir::OpKind::Parameter) {
+        (op.role == ir::Role::update ? solution.optimizer_state_bytes : solution.weights_bytes) += bytes;
+      } else if (kept > 0) {
+        solution.activation_bytes += kept;
+        break;  // the node's kept bytes cover all its kept outputs
+      }
+    }
+  }
+  for (const SolverEdge& edge : stage.request.edges) {
+    const size_t cols = stage.request.nodes[edge.dst].strategy_cost.size();
+    const ir::Op& consumer = graph.op(stage.node_ops[edge.dst]);
+    const double per_step = consumer.role == ir::Role::update ? 1.0 : static_cast<double>(problem.num_micro_batches);
+    const double seconds = edge.cost[response.choice[edge.src] * cols + response.choice[edge.dst]] / per_step;
+    role_seconds(consumer.role, is_update(consumer.kind)) += seconds;
+  }
+  return solution;
+}
+
+}  // namespace strata::intra
