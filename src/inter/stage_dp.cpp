@@ -56,6 +56,11 @@ Status validate(const StageDpRequest& r) {
   }
   if (r.memory_budget_bytes <= 0) return make_error("", "memory_budget_bytes", "must be > 0");
   if (r.num_threads < 1) return make_error("", "num_threads", "must be at least 1");
+  const int most_stages = std::min(r.num_layers, r.num_nodes * r.gpus_per_node);
+  if (r.num_stages < 0 || r.num_stages > most_stages) {
+    return make_error("", "num_stages", std::to_string(r.num_stages) + " is not between 0 (any) and " +
+                                            std::to_string(most_stages) + " (min of layers and devices)");
+  }
   STRATA_CHECK(static_cast<bool>(r.oracle), "StageDpRequest without an oracle");
   return Status::ok();
 }
@@ -185,7 +190,7 @@ class MicroBatchDp {
   MicroBatchDp(const CandidateTable& table, const StageDpRequest& r, int b)
       : table_(table), b_(b), micro_batches_(r.num_micro_batches[b]),
         layers_(r.num_layers), devices_(r.num_nodes * r.gpus_per_node),
-        max_stages_(std::min(layers_, devices_)) {
+        max_stages_(std::min(layers_, devices_)), forced_stages_(r.num_stages) {
     const size_t size = static_cast<size_t>(max_stages_ + 1) * layers_ * layers_ * table.shapes;
     best_seconds_.assign(size, kInf);
     best_mesh_.assign(size, -1);
@@ -250,6 +255,7 @@ class MicroBatchDp {
     }
     int best_stages = -1;
     for (int s = 1; s <= max_stages_; ++s) {
+      if (forced_stages_ > 0 && s != forced_stages_) continue;
       const double value = total_[state(s, 0, devices_)];
       if (value < kInf && (best_stages < 0 || value < total_[state(best_stages, 0, devices_)])) {
         best_stages = s;
@@ -301,7 +307,7 @@ class MicroBatchDp {
           need[state(s, k, d)] = best;
         }
       }
-      least = std::min(least, need[state(s, 0, devices_)]);
+      if (forced_stages_ == 0 || s == forced_stages_) least = std::min(least, need[state(s, 0, devices_)]);
     }
     return least;
   }
@@ -315,7 +321,7 @@ class MicroBatchDp {
   }
 
   const CandidateTable& table_;
-  int b_, micro_batches_, layers_, devices_, max_stages_;
+  int b_, micro_batches_, layers_, devices_, max_stages_, forced_stages_;
   std::vector<double> best_seconds_;
   std::vector<int> best_mesh_;
   std::vector<int64_t> least_memory_;
@@ -405,6 +411,7 @@ Expected<StageDpResult> solve_stage_dp_brute_force(const StageDpRequest& request
         }
       }
       const int count = static_cast<int>(ranges.size());
+      if (request.num_stages > 0 && count != request.num_stages) continue;
       std::vector<PlannedStage> stages(count);
       // Every submesh and mesh per stage, by recursion over the stages.
       std::function<Status(int, int)> choose = [&](int s, int used) -> Status {

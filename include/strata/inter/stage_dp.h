@@ -42,6 +42,7 @@ struct StageDpRequest {
   int64_t memory_budget_bytes = 0;         // per device
   StageCostOracle oracle;
   int num_threads = 1;                     // threads evaluating the oracle (each candidate once)
+  int num_stages = 0;                      // only plans of exactly this many stages (0: any)
 };
 
 struct PlannedStage {

@@ -1,0 +1,111 @@
+// What one planning run shares between the DP search, the grid plans and the plan writer: the
+// training graph per micro-batch count, the layers, the stage cache, lower bounds for pruning,
+// and turning chosen stages into a plan::Plan.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "planner/stage_cache.h"
+#include "strata/inter/stage_dp.h"
+#include "strata/planner/layers.h"
+#include "strata/planner/planner.h"
+
+namespace strata::planner {
+
+// One candidate stage as the plan writer needs it.
+struct ChosenStage {
+  int first_layer = 0, last_layer = 0;
+  cluster::Submesh submesh;
+  cluster::LogicalMesh mesh;
+  inter::SubmeshPlacement placement;
+};
+
+class Context {
+ public:
+  // Checks the options, builds a training graph per micro-batch count and the layers.
+  static Expected<std::unique_ptr<Context>> create(const models::ModelSpec& spec, const cluster::ClusterSpec& cluster,
+                                                   const cluster::CommModel& comm, const PlannerOptions& options);
+
+  const std::vector<int>& micro_batch_counts() const { return counts_; }
+  int index_of(int num_micro_batches) const;  // into micro_batch_counts(); -1 when absent
+  int num_layers() const { return layers_.num_layers; }
+  int64_t memory_budget() const { return budget_; }
+  const PlannerOptions& options() const { return options_; }
+  const cluster::ClusterSpec& cluster() const { return cluster_; }
+
+  // The intra-op solution of layers [first, last] on `mesh` with the graph of micro-batch count
+  // index b, from the cache when an identical problem was solved before.
+  Expected<intra::StageSolution> solve(int b, int first, int last, const cluster::Submesh& submesh,
+                                       const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
+
+  // Lower bounds, per device, for layers [first, last] on `devices` devices: the forward and
+  // backward seconds (their ops' roofline time split perfectly), and the parameter and optimizer
+  // state bytes (split perfectly).
+  double seconds_lower_bound(int b, int first, int last, int devices) const;
+  int64_t memory_lower_bound(int b, int first, int last, int devices) const;
+
+  // What the DP sees of a solution: fwd + bwd + (update + grad sync) / B, and its memory.
+  static inter::StageCost stage_cost(const intra::StageSolution& solution, int num_micro_batches);
+
+  // The plan of `stages` with micro-batch count index b (strategies, costs, send bytes, then the
+  // simulator's prediction); `solutions` are the stages' intra-op solutions.
+  Expected<PlanResult> make_plan(int b, const std::vector<ChosenStage>& stages,
+                                 const std::vector<intra::StageSolution>& solutions) const;
+
+  // Counters.
+  std::atomic<int64_t> problems_solved{0}, ilp_solves{0}, memory_hits{0}, disk_hits{0};
+  double graph_seconds = 0;
+
+  void report_progress(int64_t total);  // one more candidate answered, out of `total`
+
+ private:
+  Context(const models::ModelSpec& spec, const cluster::ClusterSpec& cluster, const cluster::CommModel& comm,
+          const PlannerOptions& options);
+  Status build(const models::ModelSpec& spec);
+  const std::vector<ir::OpId>& ops_of(int first, int last);
+  std::string structure(int b, int first, int last);
+
+  struct BatchGraph {
+    int num_micro_batches = 1;
+    int64_t micro_batch = 0;
+    ir::Graph graph;
+    std::unique_ptr<GraphSignature> signature;
+    double training_flops = 0;                 // one micro-batch, forward + backward + update
+    std::vector<double> layer_seconds;         // Σ roofline seconds of forward + backward ops
+    std::vector<int64_t> layer_state_bytes;    // Σ bytes of parameters and optimizer state
+  };
+
+  models::ModelSpec spec_;
+  cluster::ClusterSpec cluster_;
+  const cluster::CommModel& comm_;
+  PlannerOptions options_;
+  std::unique_ptr<cost::ComputeModel> own_compute_;
+  const cost::ComputeModel* compute_ = nullptr;
+  int64_t budget_ = 0;
+  std::vector<int> counts_;
+  std::vector<BatchGraph> graphs_;
+  LayerAssignment layers_;
+  std::string environment_;  // hash of everything but the stage's structure
+  StageCache cache_;
+  std::mutex mutex_;
+  std::map<std::pair<int, int>, std::vector<ir::OpId>> ops_;
+  std::map<std::tuple<int, int, int>, std::string> structures_;
+  std::mutex progress_mutex_;
+  int64_t progress_done_ = 0;
+};
+
+// Default micro-batch counts: powers of two dividing the global batch, at most 128, the 4 largest.
+std::vector<int> default_micro_batch_counts(int64_t global_batch);
+// Default layer count of a model (see planner.cpp).
+int default_num_layers(const models::ModelSpec& spec, int clusterable_ops);
+// (rows, cols) for `devices` devices, or nullopt when no stage submesh has that many.
+std::optional<cluster::Submesh> submesh_for(int devices, const cluster::ClusterSpec& cluster);
+
+}  // namespace strata::planner

@@ -1,0 +1,382 @@
+// plan_model and the grid plans under a synthetic stage solver (the search's logic: DP against
+// brute force, pruning, the cache, coverage and memory), and the stage keys and cache files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "planner/context.h"
+#include "planner/planner_test_util.h"
+#include "strata/cluster/alpha_beta.h"
+#include "strata/core/units.h"
+#include "strata/inter/stage_dp.h"
+#include "strata/planner/planner.h"
+
+namespace strata::planner {
+namespace {
+
+using testing_util::load_cluster;
+using testing_util::SyntheticSolver;
+using testing_util::tiny_gpt;
+
+struct Fixture {
+  cluster::ClusterSpec cluster;
+  cluster::AlphaBetaModel comm;
+  std::shared_ptr<SyntheticSolver> solver = std::make_shared<SyntheticSolver>();
+  explicit Fixture(const std::string& name) : cluster(load_cluster(name)), comm(cluster) {}
+  PlannerOptions options() const {
+    PlannerOptions o;
+    auto s = solver;
+    o.solve = [s](const intra::StageProblem& p) { return (*s)(p); };
+    return o;
+  }
+};
+
+std::string temp_dir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/planner_" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+// Every GPU in exactly one stage, every op in exactly one stage, memory within the budget.
+void expect_sound(const PlanResult& r, const cluster::ClusterSpec& cluster, int64_t budget) {
+  EXPECT_TRUE(plan::validate(r.plan, &cluster).is_ok()) << plan::validate(r.plan, &cluster).message();
+  int devices = 0;
+  for (const plan::Stage& s : r.plan.stages) devices += s.submesh.num_devices();
+  EXPECT_EQ(devices, cluster.num_devices());
+  for (int i = 0; i < r.plan.num_stages(); ++i) {
+    const plan::Stage& s = r.plan.stages[i];
+    const int in_flight = std::min(r.plan.num_stages() - i, r.plan.num_micro_batches);
+    EXPECT_LE(s.weights_bytes + s.optimizer_state_bytes + s.activation_bytes_per_micro_batch * in_flight, budget)
+        << "stage " << i;
+    EXPECT_FALSE(s.strategies.empty());
+  }
+  EXPECT_LE(r.plan.predicted.peak_memory_bytes, budget);
+  EXPECT_GT(r.step_seconds, 0);
+  EXPECT_GT(r.tflops_per_device, 0);
+}
+
+TEST(Planner, PlansCoverTheClusterAndFitMemory) {
+  Fixture f("cpu-8");
+  for (int64_t budget : {int64_t{1} << 30, int64_t{600} << 10, int64_t{350} << 10}) {
+    PlannerOptions o = f.options();
+    o.memory_budget_bytes = budget;
+    o.num_layers = 4;
+    auto r = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+    ASSERT_TRUE(r.is_ok()) << r.error().message();
+    expect_sound(*r, f.cluster, budget);
+    EXPECT_EQ(r->plan.model, "gpt-tiny");
+    EXPECT_NE(r->plan.model_file.find("configs/models/gpt-tiny.yaml"), std::string::npos);
+  }
+}
+
+TEST(Planner, NothingFitsSaysHowMuchMemory) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.memory_budget_bytes = 4096;
+  o.num_layers = 2;
+  auto r = plan_model(tiny_gpt(2), f.cluster, f.comm, o);
+  ASSERT_FALSE(r.is_ok());
+  const std::string message = r.error().message();
+  EXPECT_NE(message.find("cpu-8.yaml: gpu_memory_gbytes: no plan of gpt-tiny fits in memory"), std::string::npos) << message;
+  EXPECT_NE(message.find("the budget is 4096 bytes"), std::string::npos) << message;
+  EXPECT_NE(message.find("least per-device memory any plan needs is"), std::string::npos) << message;
+}
+
+// The DP over the planner's cached oracle against the brute force over the same oracle.
+TEST(Planner, StageDpEqualsBruteForceOnRealGraphs) {
+  Fixture f("cpu-4");
+  for (int layers : {2, 3, 4}) {
+    PlannerOptions o = f.options();
+    o.num_layers = layers;
+    o.micro_batch_candidates = {1, 2, 4};
+    o.memory_budget_bytes = int64_t{700} << 10;
+    auto context = Context::create(tiny_gpt(4), f.cluster, f.comm, o);
+    ASSERT_TRUE(context.is_ok()) << context.error().message();
+    Context& c = **context;
+    inter::StageDpRequest request;
+    request.num_layers = layers;
+    request.num_nodes = f.cluster.num_nodes;
+    request.gpus_per_node = f.cluster.gpus_per_node;
+    request.num_micro_batches = c.micro_batch_counts();
+    request.memory_budget_bytes = c.memory_budget();
+    request.oracle = [&](const inter::StageQuery& q) {
+      auto s = c.solve(c.index_of(q.num_micro_batches), q.first_layer, q.last_layer, q.submesh, q.logical_mesh, {});
+      EXPECT_TRUE(s.is_ok());
+      return Context::stage_cost(*s, q.num_micro_batches);
+    };
+    for (int stages : {0, 2}) {
+      request.num_stages = stages;
+      auto dp = inter::solve_stage_dp(request);
+      auto brute = inter::solve_stage_dp_brute_force(request);
+      ASSERT_TRUE(dp.is_ok()) << dp.error().message();
+      ASSERT_TRUE(brute.is_ok()) << brute.error().message();
+      EXPECT_NEAR(dp->objective_seconds, brute->objective_seconds, 1e-12 * brute->objective_seconds)
+          << layers << " layers, " << stages << " stages";
+      if (stages > 0) {
+        EXPECT_EQ(static_cast<int>(dp->stages.size()), stages);
+      }
+    }
+  }
+}
+
+TEST(Planner, PruningKeepsTheOptimum) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 4;
+  o.memory_budget_bytes = int64_t{500} << 10;
+  auto pruned = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  o.prune = false;
+  auto full = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(pruned.is_ok()) << pruned.error().message();
+  ASSERT_TRUE(full.is_ok()) << full.error().message();
+  EXPECT_DOUBLE_EQ(pruned->dp_objective_seconds, full->dp_objective_seconds);
+  EXPECT_GT(pruned->stats.pruned_memory + pruned->stats.pruned_time, 0);
+  EXPECT_LT(pruned->stats.ilp_solves, full->stats.ilp_solves);
+  EXPECT_EQ(full->stats.pruned_memory + full->stats.pruned_time, 0);
+}
+
+TEST(Planner, ForcedStagesMicroBatchesAndLayers) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 4;
+  o.num_stages = 2;
+  o.num_micro_batches = 4;
+  auto r = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(r.is_ok()) << r.error().message();
+  EXPECT_EQ(r->plan.num_stages(), 2);
+  EXPECT_EQ(r->plan.num_micro_batches, 4);
+  EXPECT_EQ(r->plan.micro_batch_size(), 2);
+  EXPECT_EQ(r->plan.stages.back().last_layer, 3);
+  o.num_stages = 5;
+  EXPECT_EQ(plan_model(tiny_gpt(4), f.cluster, f.comm, o).error().message(),
+            "stages: 5 stages but at most 4 (min of 4 layers and 8 devices)");
+  o.num_stages = 0;
+  o.num_micro_batches = 3;
+  EXPECT_EQ(plan_model(tiny_gpt(4), f.cluster, f.comm, o).error().message(),
+            "micro_batches: 3 does not divide the global batch 8 of gpt-tiny");
+}
+
+TEST(Planner, IdenticalLayersShareSolutionsAndTheDiskCacheReplans) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 6;
+  o.prune = false;
+  o.cache_dir = temp_dir("cache");
+  auto first = plan_model(tiny_gpt(6), f.cluster, f.comm, o);
+  ASSERT_TRUE(first.is_ok()) << first.error().message();
+  // Layers 1-4 are one block each: ranges of equal length among them are one problem.
+  EXPECT_GT(first->stats.memory_hits, 0);
+  EXPECT_EQ(first->stats.disk_hits, 0);
+  EXPECT_EQ(first->stats.ilp_solves, f.solver->calls);
+  const int64_t solved = f.solver->calls;
+  auto again = plan_model(tiny_gpt(6), f.cluster, f.comm, o);
+  ASSERT_TRUE(again.is_ok()) << again.error().message();
+  EXPECT_EQ(f.solver->calls, solved);  // nothing solved again
+  EXPECT_EQ(again->stats.ilp_solves, 0);
+  EXPECT_EQ(again->stats.disk_hits, first->stats.problems_solved);
+  EXPECT_EQ(plan::plan_to_yaml(again->plan), plan::plan_to_yaml(first->plan));
+  // A damaged entry is solved again, not trusted.
+  for (const auto& entry : std::filesystem::directory_iterator(o.cache_dir)) {
+    ASSERT_TRUE(write_file_atomically(entry.path().string(), "garbage\n").is_ok());
+    break;
+  }
+  auto repaired = plan_model(tiny_gpt(6), f.cluster, f.comm, o);
+  ASSERT_TRUE(repaired.is_ok());
+  EXPECT_EQ(repaired->stats.problems_solved, 1);
+  EXPECT_EQ(plan::plan_to_yaml(repaired->plan), plan::plan_to_yaml(first->plan));
+}
+
+TEST(Planner, ThreadsGiveTheSamePlan) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 4;
+  auto one = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  o.num_threads = 4;
+  std::atomic<int64_t> last{0};
+  o.progress = [&](const PlanProgress& p) {
+    EXPECT_LE(p.done, p.total);
+    last = p.done;
+  };
+  auto four = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(one.is_ok() && four.is_ok());
+  EXPECT_EQ(plan::plan_to_yaml(one->plan), plan::plan_to_yaml(four->plan));
+  EXPECT_GT(last.load(), 0);
+}
+
+TEST(Planner, GridPlansAreNoBetterThanTheSearch) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 4;
+  auto search = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  auto grid = best_grid_plan(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(search.is_ok()) << search.error().message();
+  ASSERT_TRUE(grid.is_ok()) << grid.error().message();
+  ASSERT_GE(grid->best, 0);
+  // The synthetic solver ignores the filter, so every grid plan is a candidate of the DP.
+  for (const GridResult& g : grid->points) {
+    if (!g.feasible) continue;
+    EXPECT_LE(search->dp_objective_seconds, g.result.dp_objective_seconds * (1 + 1e-12));
+    expect_sound(g.result, f.cluster, f.cluster.gpu_memory_bytes);
+    const plan::Plan& p = g.result.plan;
+    EXPECT_EQ(p.num_stages(), g.point.pp);
+    for (const plan::Stage& s : p.stages) EXPECT_EQ(s.logical_mesh, (cluster::LogicalMesh{g.point.dp, g.point.tp}));
+  }
+  std::set<int> depths;
+  for (const GridResult& g : grid->points) depths.insert(g.point.pp);
+  EXPECT_EQ(depths, (std::set<int>{1, 2, 4}));  // pp <= 4 layers, 8 / pp a stage submesh
+  auto one = grid_plan(tiny_gpt(4), f.cluster, f.comm, {2, 2, 2, 4}, o);
+  ASSERT_TRUE(one.is_ok()) << one.error().message();
+  EXPECT_TRUE(one->feasible);
+  EXPECT_EQ(one->result.plan.num_micro_batches, 4);
+  EXPECT_EQ(grid_plan(tiny_gpt(4), f.cluster, f.comm, {3, 1, 2, 4}, o).error().message(),
+            "grid: dp x tp x pp = 3 x 1 x 2 is not the 8 devices");
+}
+
+TEST(Planner, MegatronFilterReplicatesParametersOverAxisZero) {
+  const StrategyFilter filter = megatron_filter();
+  ir::Op param;
+  param.kind = ir::OpKind::Parameter;
+  intra::Strategy split0, split1;
+  split0.sharding.outputs = {*intra::parse_sharding("S0R")};
+  split1.sharding.outputs = {*intra::parse_sharding("RS1")};
+  EXPECT_FALSE(filter.allow(param, split0));
+  EXPECT_TRUE(filter.allow(param, split1));
+  ir::Op update;
+  update.kind = ir::OpKind::AdamUpdate;
+  update.role = ir::Role::update;
+  intra::Strategy both;
+  both.sharding.inputs = {*intra::parse_sharding("S01")};
+  EXPECT_FALSE(filter.allow(update, both));
+  ir::Op activation;
+  activation.kind = ir::OpKind::Relu;
+  EXPECT_TRUE(filter.allow(activation, split0));  // batch split over axis 0 is data parallelism
+}
+
+TEST(StageCache, KeysIgnoreNamesButNotStructure) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 6;
+  o.num_micro_batches = 2;
+  auto context = Context::create(tiny_gpt(6), f.cluster, f.comm, o);
+  ASSERT_TRUE(context.is_ok());
+  Context& c = **context;
+  // Layers 1..4 hold one block each: the same problem, answered once.
+  const cluster::Submesh sub{1, 2};
+  const cluster::LogicalMesh mesh{1, 2};
+  ASSERT_TRUE(c.solve(0, 1, 1, sub, mesh, {}).is_ok());
+  auto other = c.solve(0, 3, 3, sub, mesh, {});
+  ASSERT_TRUE(other.is_ok());
+  EXPECT_EQ(c.ilp_solves.load(), 1);
+  EXPECT_EQ(c.memory_hits.load(), 1);
+  EXPECT_TRUE(other->shardings.count("layer3.ln1"));  // mapped back to layer 3's own names
+  EXPECT_FALSE(other->shardings.count("layer1.ln1"));
+  ASSERT_TRUE(c.solve(0, 0, 0, sub, mesh, {}).is_ok());  // the embedding makes layer 0 different
+  ASSERT_TRUE(c.solve(0, 1, 1, sub, {2, 1}, {}).is_ok());  // another mesh
+  ASSERT_TRUE(c.solve(0, 1, 1, sub, mesh, megatron_filter()).is_ok());  // another filter
+  EXPECT_EQ(c.ilp_solves.load(), 4);
+}
+
+TEST(StageCache, EntriesRoundTripAndRejectDamage) {
+  CachedSolution cached;
+  cached.solution.feasible = true;
+  cached.solution.forward_seconds = 0.1 + 0.2;
+  cached.solution.weights_bytes = 123456789012;
+  cached.solution.reason = "two\nlines";
+  cached.shardings = {"[S0R,RS1]->[S0S1]", "", "[]->[RRP1]"};
+  const std::string text = serialize(cached, "abc");
+  auto back = deserialize(text, "abc", "f");
+  ASSERT_TRUE(back.is_ok()) << back.error().message();
+  EXPECT_EQ(back->solution.forward_seconds, 0.1 + 0.2);
+  EXPECT_EQ(back->solution.weights_bytes, 123456789012);
+  EXPECT_EQ(back->solution.reason, "two lines");
+  EXPECT_EQ(back->shardings, cached.shardings);
+  EXPECT_EQ(serialize(*back, "abc"), serialize(cached, "abc"));  // byte-stable
+  EXPECT_EQ(deserialize(text, "abd", "f").error().message(), "f: key: is abc, expected abd");
+  EXPECT_EQ(deserialize(text.substr(0, text.size() - 12), "abc", "f").error().message(), "f: ops: has 2 of 3 lines");
+  EXPECT_EQ(deserialize("x", "abc", "f").error().message(), "f: not a stage cache entry");
+}
+
+TEST(StageCache, ConcurrentAskersSolveOnce) {
+  StageCache cache("");
+  std::atomic<int> computed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      StageCache::Source source;
+      auto r = cache.get("k", [&]() -> Expected<CachedSolution> {
+        ++computed;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        CachedSolution c;
+        c.solution.forward_seconds = 7;
+        return c;
+      }, &source);
+      EXPECT_TRUE(r.is_ok());
+      EXPECT_EQ(r->solution.forward_seconds, 7);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(computed.load(), 1);
+}
+
+}  // namespace
+}  // namespace strata::planner
+
+namespace strata::planner {
+namespace {
+
+// The real intra-op ILP (lp_solve) as the oracle.
+struct RealFixture {
+  cluster::ClusterSpec cluster;
+  cluster::AlphaBetaModel comm;
+  explicit RealFixture(const std::string& name) : cluster(load_cluster(name)), comm(cluster) {}
+};
+
+TEST(PlannerRealSolver, TinyGptGetsASoundPlanAndPruningKeepsTheOptimum) {
+  RealFixture f("cpu-8");
+  for (const char* model : {"gpt-tiny"}) {
+    PlannerOptions o;
+    o.num_layers = 2;
+    o.num_micro_batches = 2;
+    o.num_threads = 2;
+    auto pruned = plan_model(testing_util::load_model(model), f.cluster, f.comm, o);
+    ASSERT_TRUE(pruned.is_ok()) << pruned.error().message();
+    expect_sound(*pruned, f.cluster, f.cluster.gpu_memory_bytes);
+    o.prune = false;
+    auto full = plan_model(testing_util::load_model(model), f.cluster, f.comm, o);
+    ASSERT_TRUE(full.is_ok()) << full.error().message();
+    EXPECT_DOUBLE_EQ(pruned->dp_objective_seconds, full->dp_objective_seconds) << model;
+  }
+}
+
+// Every candidate stage's time is at least the lower bound the pruning uses.
+TEST(PlannerRealSolver, LowerBoundsHold) {
+  RealFixture f("cpu-4");
+  PlannerOptions o;
+  o.num_layers = 3;
+  o.num_micro_batches = 2;
+  auto context = Context::create(tiny_gpt(3), f.cluster, f.comm, o);
+  ASSERT_TRUE(context.is_ok()) << context.error().message();
+  Context& c = **context;
+  int checked = 0;
+  for (int first = 0; first < 3; ++first) {
+    for (int last = first; last < 3; ++last) {
+      for (const cluster::Submesh& sub : {cluster::Submesh{1, 1}, cluster::Submesh{1, 2}, cluster::Submesh{2, 2}}) {
+        for (const cluster::LogicalMesh& mesh : cluster::logical_meshes(sub)) {
+          auto s = c.solve(0, first, last, sub, mesh, {});
+          ASSERT_TRUE(s.is_ok()) << s.error().message();
+          if (!s->feasible) continue;
+          const inter::StageCost cost = Context::stage_cost(*s, 2);
+          EXPECT_LE(c.seconds_lower_bound(0, first, last, sub.num_devices()), cost.seconds);
+          EXPECT_LE(c.memory_lower_bound(0, first, last, sub.num_devices()), cost.weights_bytes);
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 20);
+}
+
+}  // namespace
+}  // namespace strata::planner
