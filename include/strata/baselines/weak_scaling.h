@@ -1,0 +1,44 @@
+// The Alpa paper's weak-scaling experiments (its Table 4 and Figure 7) in simulation: per model
+// family, a larger model on more GPUs of the AWS p3 cluster, every method compared at each point.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "strata/baselines/baselines.h"
+#include "strata/baselines/plot.h"
+
+namespace strata::baselines {
+
+struct ScalingPoint {
+  int gpus = 1;
+  std::string model_file;    // configs/models/<name>.yaml
+  std::string cluster_file;  // configs/clusters/aws-p3-*.yaml
+};
+
+// The (model, cluster) pairs of `family` ("gpt", "moe" or "wresnet") with at most `max_gpus`
+// GPUs (0: all, 1 to 64), under `config_dir` (the repository's configs/). 1-4 GPU clusters are
+// aws-p3-1node-<n>gpu.yaml, else aws-p3-1node-<n>gpu-compare.yaml. Errors: an unknown family, a
+// missing file.
+Expected<std::vector<ScalingPoint>> paper_weak_scaling(const std::string& family, const std::string& config_dir,
+                                                       int max_gpus = 0);
+
+struct ScalingResult {
+  ScalingPoint point;
+  std::string model;    // its name
+  std::string cluster;  // its name
+  std::vector<MethodResult> results;
+};
+
+// compare() at every point (the analytic alpha-beta communication model of each cluster);
+// `on_point` is called after each point.
+Expected<std::vector<ScalingResult>> run_weak_scaling(const std::vector<ScalingPoint>& points,
+                                                      const CompareOptions& options,
+                                                      const std::function<void(const ScalingResult&)>& on_point = {});
+
+// One line per method: x the GPUs, y TFLOP/s per GPU, crosses where out of memory.
+LinePlot weak_scaling_plot(const std::string& family, const std::vector<ScalingResult>& results);
+Json weak_scaling_json(const std::string& family, const std::vector<ScalingResult>& results);
+
+}  // namespace strata::baselines

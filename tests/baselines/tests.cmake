@@ -1,0 +1,31 @@
+# CLI tests of `strata compare` (included from tests/CMakeLists.txt via strata_module_tests).
+set(STRATA_COMPARE_TINY --model ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml
+                        --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-4.yaml)
+add_test(NAME cli_compare_table
+         COMMAND strata compare ${STRATA_COMPARE_TINY} --methods strata,data-parallel,zero-2,intra-only)
+set_tests_properties(cli_compare_table PROPERTIES TIMEOUT 600
+  PASS_REGULAR_EXPRESSION "compare gpt-tiny on cpu-4 \\(4 GPUs\\).*\nstrata +[0-9]+ .* 1.00x.*\ndata-parallel +1 .*\nzero-2 +1 .*\nintra-only +1 ")
+add_test(NAME cli_compare_json_plot
+  COMMAND sh -c "\"$1\" compare --model \"$2\" --cluster \"$3\" --methods strata,zero-3 --json --plot \"$4\" && grep -q '<svg' \"$4\" && grep -q 'data-name=\"zero-3\"' \"$4\""
+          sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml
+          ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-4.yaml ${CMAKE_CURRENT_BINARY_DIR}/cli_compare_tiny.svg)
+set_tests_properties(cli_compare_json_plot PROPERTIES TIMEOUT 600
+  PASS_REGULAR_EXPRESSION "\"method\": \"strata\".*\"method\": \"zero-3\",\n *\"feasible\": true")
+add_test(NAME cli_compare_family_plot
+  COMMAND sh -c "\"$1\" compare --family gpt --configs \"$2\" --max-gpus 1 --methods strata,data-parallel --micro-batches 1024 --plot \"$3\" && grep -q 'class=\"series\"' \"$3\""
+          sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs ${CMAKE_CURRENT_BINARY_DIR}/cli_compare_gpt.svg)
+set_tests_properties(cli_compare_family_plot PROPERTIES TIMEOUT 900
+  PASS_REGULAR_EXPRESSION "compare gpt-350m on aws-p3-1node-1gpu \\(1 GPUs\\)")
+# Bad input: exit code 2 and one line naming the file or flag, field and reason.
+add_test(NAME cli_compare_png_refused
+  COMMAND sh -c "out=$(\"$1\" compare --family gpt --plot /tmp/strata-compare-x.png 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && [ $(echo \"$out\" | wc -l) -eq 1 ] && echo \"$out\" | grep -q '/tmp/strata-compare-x.png: plot: only .svg plots can be written'"
+          sh $<TARGET_FILE:strata>)
+add_test(NAME cli_compare_bad_family
+  COMMAND sh -c "out=$(\"$1\" compare --family bert 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && echo \"$out\" | grep -q \"family: unknown model family 'bert' (gpt, moe or wresnet)\""
+          sh $<TARGET_FILE:strata>)
+add_test(NAME cli_compare_needs_both
+  COMMAND sh -c "out=$(\"$1\" compare --model \"$2\" 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--cluster: required with the other'"
+          sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml)
+add_test(NAME cli_compare_bad_method
+  COMMAND sh -c "out=$(\"$1\" compare --model \"$2\" --cluster \"$3\" --methods strata,zero-1 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && echo \"$out\" | grep -q \"methods: unknown method 'zero-1'\""
+          sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-4.yaml)
