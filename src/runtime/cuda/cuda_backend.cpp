@@ -1,0 +1,644 @@
+// The cuda backend: device tensors on one stream (stream-ordered allocations), one kernel or
+// cuBLAS call per IR op, the storage-type policy of mixed precision, and a host fallback through the
+// reference interpreter for the op kinds the GPT path does not use (convolutions, pools, MoE gate).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cuda_tensor.h"
+#include "dot.h"
+#include "kernels.h"
+#include "strata/runtime/cuda_backend.h"
+
+namespace strata::runtime {
+namespace cuda {
+
+Expected<Elem> elem_of(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return Elem::f32;
+    case DType::bf16: return Elem::bf16;
+    case DType::i32: return Elem::i32;
+    default: return make_error("", "dtype", std::string("no device storage for ") + dtype_name(dtype));
+  }
+}
+
+DType dtype_of(Elem elem) {
+  switch (elem) {
+    case Elem::bf16: return DType::bf16;
+    case Elem::i32: return DType::i32;
+    default: return DType::f32;
+  }
+}
+
+Storage::Storage(int64_t size, cudaStream_t s) : bytes(size), stream(s) {
+  status = cudaMallocAsync(&data, static_cast<size_t>(std::max<int64_t>(bytes, 1)), stream);
+  if (status != cudaSuccess) data = nullptr;
+}
+
+Storage::~Storage() {
+  if (data != nullptr) cudaFreeAsync(data, stream);
+}
+
+CudaTensor::CudaTensor(ir::TensorType type, Elem elem, cudaStream_t stream)
+    : DeviceTensor(std::move(type)), elem_(elem) {
+  storage_ = std::make_shared<Storage>(bytes(), stream);
+}
+
+CudaTensor::CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> storage)
+    : DeviceTensor(std::move(type)), elem_(elem), storage_(std::move(storage)) {
+  STRATA_CHECK(storage_->bytes >= bytes(), "CudaTensor: a view larger than its storage");
+}
+
+Status CudaTensor::own_storage() {
+  if (storage_.use_count() == 1) return Status::ok();
+  auto copy = std::make_shared<Storage>(storage_->bytes, storage_->stream);
+  if (copy->data == nullptr) {
+    return make_error("", "", std::string("device allocation for a copy on write failed: ") +
+                                  cudaGetErrorString(copy->status));
+  }
+  STRATA_CUDA_CALL(cudaMemcpyAsync(copy->data, storage_->data, static_cast<size_t>(storage_->bytes),
+                                   cudaMemcpyDeviceToDevice, storage_->stream));
+  storage_ = std::move(copy);
+  return Status::ok();
+}
+
+Expected<std::shared_ptr<CudaTensor>> make_tensor(const ir::Shape& shape, Elem elem, cudaStream_t stream, bool zero) {
+  auto t = std::make_shared<CudaTensor>(ir::TensorType{shape, dtype_of(elem)}, elem, stream);
+  if (t->data() == nullptr) {
+    return make_error("", "", "device allocation of " + std::to_string(t->bytes()) +
+                                  " bytes failed: " + cudaGetErrorString(t->status()));
+  }
+  if (zero) STRATA_CUDA_CALL(cudaMemsetAsync(t->data(), 0, static_cast<size_t>(t->bytes()), stream));
+  return t;
+}
+
+Expected<const CudaTensor*> as_cuda(const DeviceTensor& tensor, const std::string& field) {
+  const auto* t = dynamic_cast<const CudaTensor*>(&tensor);
+  if (t == nullptr) return make_error("", field, "tensor was not made by the cuda backend");
+  return t;
+}
+
+Expected<CudaTensor*> as_cuda_for_write(DeviceTensor& tensor, const std::string& field) {
+  auto* t = dynamic_cast<CudaTensor*>(&tensor);
+  if (t == nullptr) return make_error("", field, "tensor was not made by the cuda backend");
+  STRATA_RETURN_IF_ERROR(t->own_storage());
+  return t;
+}
+
+namespace {
+
+using ir::OpKind;
+
+// Numpy broadcast strides of `in` seen from `out` (aligned at the right; size-1 dims repeat).
+View broadcast_view(const ir::Shape& in, const ir::Shape& out) {
+  View v;
+  v.rank = static_cast<int32_t>(out.size());
+  std::vector<int64_t> own(in.size(), 1);
+  for (int64_t i = static_cast<int64_t>(in.size()) - 2; i >= 0; --i) own[i] = own[i + 1] * in[i + 1];
+  const size_t offset = out.size() - in.size();
+  for (size_t i = 0; i < out.size(); ++i) {
+    v.shape[i] = out[i];
+    v.stride[i] = i < offset || in[i - offset] == 1 ? 0 : own[i - offset];
+  }
+  return v;
+}
+
+int64_t norm_axis(int64_t axis, int64_t rank) { return axis < 0 ? axis + rank : axis; }
+
+std::vector<int64_t> ints_attr(const ir::Op& op, const char* key) {
+  if (!op.attrs.has(key)) return {};
+  auto v = op.attrs.get_ints(key);
+  STRATA_CHECK(v.is_ok(), "op " + op.name + ": " + v.error().message());
+  return *v;
+}
+
+class CudaBackend : public Backend {
+ public:
+  CudaBackend(int device, const CudaOptions& options) : device_(device), options_(options) {}
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (flag_ != nullptr) cudaFree(flag_);
+    if (workspace_ != nullptr) cudaFree(workspace_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  Status init() {
+    STRATA_CUDA_CALL(cudaSetDevice(device_));
+    STRATA_CUDA_CALL(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // Keep freed blocks in the stream-ordered pool instead of returning them to the driver.
+    cudaMemPool_t pool;
+    STRATA_CUDA_CALL(cudaDeviceGetDefaultMemPool(&pool, device_));
+    uint64_t threshold = UINT64_MAX;
+    STRATA_CUDA_CALL(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+    STRATA_CUDA_CALL(cudaMalloc(reinterpret_cast<void**>(&flag_), sizeof(int32_t)));
+    STRATA_CUDA_CALL(cudaMemset(flag_, 0, sizeof(int32_t)));
+    STRATA_CUBLAS_CALL(cublasCreate(&cublas_));
+    STRATA_CUBLAS_CALL(cublasSetStream(cublas_, stream_));
+    constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+    STRATA_CUDA_CALL(cudaMalloc(&workspace_, kWorkspaceBytes));
+    STRATA_CUBLAS_CALL(cublasSetWorkspace(cublas_, workspace_, kWorkspaceBytes));
+    return Status::ok();
+  }
+
+  std::string name() const override { return "cuda"; }
+  DType storage_dtype(DType ir_dtype) const override { return is_float(ir_dtype) ? DType::f32 : ir_dtype; }
+
+  Expected<TensorPtr> alloc(const ir::TensorType& type) override {
+    STRATA_ASSIGN_OR_RETURN(Elem elem, storage_elem(type.dtype));
+    STRATA_ASSIGN_OR_RETURN(auto t, make_tensor(type.shape, elem, stream_, true));
+    return TensorPtr(std::move(t));
+  }
+
+  Expected<TensorPtr> upload(const interp::Tensor& host, DType dtype) override {
+    STRATA_ASSIGN_OR_RETURN(Elem elem, cuda::elem_of(dtype));
+    STRATA_ASSIGN_OR_RETURN(auto t, make_tensor(host.shape, elem, stream_));
+    std::vector<unsigned char> bytes(static_cast<size_t>(t->bytes()));
+    for (int64_t i = 0; i < host.numel(); ++i) {
+      const double x = host[i];
+      if (elem == Elem::i32) {
+        const auto v = static_cast<int32_t>(std::llround(x));
+        std::memcpy(&bytes[static_cast<size_t>(i) * 4], &v, 4);
+      } else if (elem == Elem::f32) {
+        const auto v = static_cast<float>(x);
+        std::memcpy(&bytes[static_cast<size_t>(i) * 4], &v, 4);
+      } else {
+        const uint16_t v = to_bf16(static_cast<float>(x));
+        std::memcpy(&bytes[static_cast<size_t>(i) * 2], &v, 2);
+      }
+    }
+    // Pageable source: the call returns once the bytes are staged, so `bytes` may go.
+    STRATA_CUDA_CALL(cudaMemcpyAsync(t->data(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice, stream_));
+    STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
+    return TensorPtr(std::move(t));
+  }
+
+  Expected<interp::Tensor> download(const DeviceTensor& tensor) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    std::vector<unsigned char> bytes(static_cast<size_t>(t->bytes()));
+    STRATA_CUDA_CALL(cudaMemcpyAsync(bytes.data(), t->data(), bytes.size(), cudaMemcpyDeviceToHost, stream_));
+    STRATA_RETURN_IF_ERROR(synchronize());
+    interp::Tensor host(t->shape());
+    for (int64_t i = 0; i < host.numel(); ++i) {
+      const size_t at = static_cast<size_t>(i) * static_cast<size_t>(elem_bytes(t->elem()));
+      if (t->elem() == Elem::i32) {
+        int32_t v;
+        std::memcpy(&v, &bytes[at], 4);
+        host[i] = v;
+      } else if (t->elem() == Elem::f32) {
+        float v;
+        std::memcpy(&v, &bytes[at], 4);
+        host[i] = v;
+      } else {
+        uint16_t v;
+        std::memcpy(&v, &bytes[at], 2);
+        host[i] = from_bf16(v);
+      }
+    }
+    return host;
+  }
+
+  Expected<std::vector<TensorPtr>> run_op(const ir::Op& op, const std::vector<const DeviceTensor*>& inputs) override {
+    std::vector<const CudaTensor*> in;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i] == nullptr) return make_error("", "ops." + op.name + ".inputs[" + std::to_string(i) + "]", "null tensor");
+      auto t = as_cuda(*inputs[i], "ops." + op.name + ".inputs[" + std::to_string(i) + "]");
+      if (!t.is_ok()) return t.error();
+      in.push_back(*t);
+    }
+    const ir::OpInfo& info = ir::op_info(op.kind);
+    if (static_cast<int>(in.size()) < info.min_inputs || (info.max_inputs >= 0 && static_cast<int>(in.size()) > info.max_inputs)) {
+      return make_error("", "ops." + op.name, std::string(info.name) + " got " + std::to_string(in.size()) + " inputs");
+    }
+    if (op.kind == OpKind::Reshape && in.size() == 1 && in[0]->numel() == op.outputs[0].numel()) {
+      // A view of the same bytes; in-place writes to either copy the storage first.
+      auto elem = output_elem(op, 0, in);
+      if (!elem.is_ok()) return elem.error().under("ops." + op.name);
+      if (*elem == in[0]->elem()) {
+        return std::vector<TensorPtr>{std::make_shared<CudaTensor>(
+            ir::TensorType{op.outputs[0].shape, dtype_of(*elem)}, *elem, in[0]->storage())};
+      }
+    }
+    std::vector<std::shared_ptr<CudaTensor>> outs;
+    for (size_t i = 0; i < op.outputs.size(); ++i) {
+      auto elem = output_elem(op, i, in);
+      if (!elem.is_ok()) return elem.error().under("ops." + op.name);
+      auto t = make_tensor(op.outputs[i].shape, *elem, stream_);
+      if (!t.is_ok()) return t.error().under("ops." + op.name);
+      outs.push_back(std::move(t).value());
+    }
+    Status status = dispatch(op, in, outs);
+    if (!status.is_ok()) return status.error().under("ops." + op.name);
+    return std::vector<TensorPtr>(outs.begin(), outs.end());
+  }
+
+  Status add_into(DeviceTensor& dst, const DeviceTensor& src) override {
+    STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* s, as_cuda(src, "src"));
+    if (d->shape() != s->shape()) {
+      return make_error("", "src", "shape " + ir::shape_string(s->shape()) + " differs from " + ir::shape_string(d->shape()));
+    }
+    return kernels::axpy(d->data(), d->elem(), s->data(), s->elem(), 1.0f, d->numel(), stream_);
+  }
+
+  Status scale(DeviceTensor& tensor, double factor) override {
+    STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(tensor, "tensor"));
+    return kernels::scale_in_place(t->data(), t->elem(), static_cast<float>(factor), t->numel(), stream_);
+  }
+
+  Expected<TensorPtr> slice(const DeviceTensor& tensor, const std::vector<int64_t>& starts,
+                            const std::vector<int64_t>& sizes) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(check_block(t->shape(), starts, sizes, "starts"));
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(sizes, t->elem(), stream_));
+    View src = kernels::contiguous(t->shape().data(), static_cast<int32_t>(t->shape().size()));
+    for (size_t d = 0; d < sizes.size(); ++d) {
+      src.offset += starts[d] * src.stride[d];
+      src.shape[d] = sizes[d];
+    }
+    const View dst = kernels::contiguous(sizes.data(), static_cast<int32_t>(sizes.size()));
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(out->data(), out->elem(), dst, t->data(), t->elem(), src, stream_));
+    return TensorPtr(std::move(out));
+  }
+
+  Status insert(DeviceTensor& dst, const DeviceTensor& block, const std::vector<int64_t>& starts) override {
+    STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* b, as_cuda(block, "block"));
+    STRATA_RETURN_IF_ERROR(check_block(d->shape(), starts, b->shape(), "starts"));
+    View dv = kernels::contiguous(d->shape().data(), static_cast<int32_t>(d->shape().size()));
+    for (size_t i = 0; i < starts.size(); ++i) {
+      dv.offset += starts[i] * dv.stride[i];
+      dv.shape[i] = b->shape()[i];
+    }
+    const View bv = kernels::contiguous(b->shape().data(), static_cast<int32_t>(b->shape().size()));
+    return kernels::copy_view(d->data(), d->elem(), dv, b->data(), b->elem(), bv, stream_);
+  }
+
+  Expected<std::unique_ptr<Communicator>> communicator(MPI_Comm comm) override {
+    STRATA_CUDA_CALL(cudaSetDevice(device_));
+    return make_nccl_communicator(comm, stream_);
+  }
+
+  Status synchronize() override {
+    STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
+    int32_t flag = 0;
+    STRATA_CUDA_CALL(cudaMemcpy(&flag, flag_, sizeof(flag), cudaMemcpyDeviceToHost));
+    if (flag != 0) {
+      STRATA_CUDA_CALL(cudaMemset(flag_, 0, sizeof(int32_t)));
+      std::string name = "?";
+      for (const auto& [op, code] : flag_codes_) {
+        if (code == flag) name = op;
+      }
+      return make_error("", "ops." + name, "an id or label lies outside [0, vocab)");
+    }
+    return Status::ok();
+  }
+
+ private:
+  static uint16_t to_bf16(float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    if (std::isnan(x)) return 0x7fc0;
+    bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest even
+    return static_cast<uint16_t>(bits >> 16);
+  }
+  static double from_bf16(uint16_t v) {
+    const uint32_t bits = static_cast<uint32_t>(v) << 16;
+    float x;
+    std::memcpy(&x, &bits, 4);
+    return x;
+  }
+
+  Expected<Elem> storage_elem(DType dtype) const { return cuda::elem_of(storage_dtype(dtype)); }
+  Elem activation_elem() const { return options_.activations == DType::f32 ? Elem::f32 : Elem::bf16; }
+
+  static Status check_block(const ir::Shape& shape, const std::vector<int64_t>& starts, const ir::Shape& sizes,
+                            const char* field) {
+    if (starts.size() != shape.size() || sizes.size() != shape.size()) {
+      return make_error("", field, "rank differs from the tensor's " + ir::shape_string(shape));
+    }
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (starts[d] < 0 || sizes[d] < 0 || starts[d] + sizes[d] > shape[d]) {
+        return make_error("", field, "block outside the tensor's " + ir::shape_string(shape) + " in dim " +
+                                         std::to_string(d));
+      }
+    }
+    return Status::ok();
+  }
+
+  // The storage type of output i (see cuda_backend.h): fp32 for updates, losses, reductions and
+  // parameter-shaped gradient outputs; bf16 for GEMMs and gathers; otherwise bf16 when a float
+  // input is bf16 and fp32 when all are fp32.
+  Expected<Elem> output_elem(const ir::Op& op, size_t i, const std::vector<const CudaTensor*>& in) const {
+    const DType dtype = op.outputs[i].dtype;
+    if (!is_float(dtype)) return cuda::elem_of(dtype);
+    if (op.role == ir::Role::update) return Elem::f32;
+    switch (op.kind) {
+      case OpKind::CrossEntropy:
+      case OpKind::ReduceSum:
+      case OpKind::ReduceMax:
+      case OpKind::ReduceMean:
+      case OpKind::GatherGrad:
+      case OpKind::AdamUpdate:
+      case OpKind::SgdUpdate:
+        return Elem::f32;
+      case OpKind::LayerNormGrad:
+      case OpKind::BatchNormGrad:
+        if (i > 0) return Elem::f32;
+        break;
+      case OpKind::Dot:
+      case OpKind::Gather:
+        return activation_elem();
+      default:
+        break;
+    }
+    for (const CudaTensor* t : in) {
+      if (t->elem() == Elem::bf16) return activation_elem();
+    }
+    return Elem::f32;
+  }
+
+  int32_t flag_code(const std::string& op_name) {
+    auto it = flag_codes_.find(op_name);
+    if (it != flag_codes_.end()) return it->second;
+    const auto code = static_cast<int32_t>(flag_codes_.size() + 1);
+    flag_codes_.emplace(op_name, code);
+    return code;
+  }
+
+  Status dispatch(const ir::Op& op, const std::vector<const CudaTensor*>& in,
+                  const std::vector<std::shared_ptr<CudaTensor>>& out) {
+    using kernels::Binary;
+    using kernels::Unary;
+    auto unary = [&](Unary u, float scalar) {
+      return kernels::unary(u, scalar, in[0]->data(), in[0]->elem(), out[0]->data(), out[0]->elem(), in[0]->numel(),
+                            stream_);
+    };
+    auto binary = [&](Binary b) {
+      const ir::Shape& shape = out[0]->shape();
+      return kernels::binary(b, in[0]->data(), in[0]->elem(), broadcast_view(in[0]->shape(), shape), in[1]->data(),
+                             in[1]->elem(), broadcast_view(in[1]->shape(), shape), out[0]->data(), out[0]->elem(),
+                             stream_);
+    };
+    const int32_t out_rank = static_cast<int32_t>(op.outputs[0].shape.size());
+    switch (op.kind) {
+      case OpKind::Parameter:
+      case OpKind::Input:
+        return make_error("", "kind", std::string(ir::op_kind_name(op.kind)) + " values are uploaded, not run");
+      case OpKind::Constant:
+        return kernels::fill(out[0]->data(), out[0]->elem(), out[0]->numel(),
+                             static_cast<float>(op.attrs.real_or("value", 0.0)), stream_);
+      case OpKind::Neg: return unary(Unary::neg, 0);
+      case OpKind::Exp: return unary(Unary::exp, 0);
+      case OpKind::Log: return unary(Unary::log, 0);
+      case OpKind::Tanh: return unary(Unary::tanh, 0);
+      case OpKind::Sqrt: return unary(Unary::sqrt, 0);
+      case OpKind::Rsqrt: return unary(Unary::rsqrt, 0);
+      case OpKind::Relu: return unary(Unary::relu, 0);
+      case OpKind::Gelu: return unary(Unary::gelu, 0);
+      case OpKind::Scale: return unary(Unary::scale, static_cast<float>(op.attrs.real_or("scalar", 1.0)));
+      case OpKind::Step: return unary(Unary::step, 0);
+      case OpKind::Indicator: return unary(Unary::indicator, 0);
+      case OpKind::GeluGrad: return binary(Binary::gelu_grad);
+      case OpKind::Add: return binary(Binary::add);
+      case OpKind::Sub: return binary(Binary::sub);
+      case OpKind::Mul: return binary(Binary::mul);
+      case OpKind::Div: return binary(Binary::div);
+      case OpKind::Max: return binary(Binary::max);
+      case OpKind::ReduceSum:
+      case OpKind::ReduceMax:
+      case OpKind::ReduceMean: {
+        const ir::Shape& shape = in[0]->shape();
+        const int64_t rank = static_cast<int64_t>(shape.size());
+        bool reduced[kMaxRank] = {};
+        STRATA_CHECK(rank <= kMaxRank, "reduce: rank above kMaxRank");
+        for (int64_t d = 0; d < rank; ++d) reduced[d] = !op.attrs.has("axes");
+        for (int64_t axis : ints_attr(op, "axes")) reduced[norm_axis(axis, rank)] = true;
+        const auto kind = op.kind == OpKind::ReduceSum   ? kernels::ReduceKind::sum
+                          : op.kind == OpKind::ReduceMax ? kernels::ReduceKind::max
+                                                         : kernels::ReduceKind::mean;
+        return kernels::reduce(kind, in[0]->data(), in[0]->elem(), shape.data(), static_cast<int32_t>(rank), reduced,
+                                out[0]->data(), out[0]->elem(), stream_);
+      }
+      case OpKind::Reshape: {
+        const int64_t n = in[0]->numel();
+        const View v = kernels::contiguous(&n, 1);
+        return kernels::copy_view(out[0]->data(), out[0]->elem(), v, in[0]->data(), in[0]->elem(), v, stream_);
+      }
+      case OpKind::Transpose: {
+        const auto perm = ints_attr(op, "perm");
+        const View xs = kernels::contiguous(in[0]->shape().data(), static_cast<int32_t>(in[0]->shape().size()));
+        View src;
+        src.rank = out_rank;
+        for (int32_t d = 0; d < out_rank; ++d) {
+          src.shape[d] = xs.shape[perm[d]];
+          src.stride[d] = xs.stride[perm[d]];
+        }
+        return copy_to_output(out[0], in[0], src);
+      }
+      case OpKind::Broadcast: {
+        const auto dims = ints_attr(op, "dims");
+        const View xs = kernels::contiguous(in[0]->shape().data(), static_cast<int32_t>(in[0]->shape().size()));
+        View src;
+        src.rank = out_rank;
+        for (int32_t d = 0; d < out_rank; ++d) src.shape[d] = op.outputs[0].shape[d];
+        for (size_t d = 0; d < dims.size(); ++d) src.stride[dims[d]] = in[0]->shape()[d] == 1 ? 0 : xs.stride[d];
+        return copy_to_output(out[0], in[0], src);
+      }
+      case OpKind::Slice: {
+        const auto starts = ints_attr(op, "starts");
+        View src = kernels::contiguous(in[0]->shape().data(), static_cast<int32_t>(in[0]->shape().size()));
+        for (int32_t d = 0; d < out_rank; ++d) {
+          src.offset += starts[d] * src.stride[d];
+          src.shape[d] = op.outputs[0].shape[d];
+        }
+        return copy_to_output(out[0], in[0], src);
+      }
+      case OpKind::Pad: {
+        const auto low = ints_attr(op, "low");
+        STRATA_RETURN_IF_ERROR(kernels::fill(out[0]->data(), out[0]->elem(), out[0]->numel(), 0.0f, stream_));
+        View dst = kernels::contiguous(op.outputs[0].shape.data(), out_rank);
+        for (int32_t d = 0; d < out_rank; ++d) {
+          dst.offset += low[d] * dst.stride[d];
+          dst.shape[d] = in[0]->shape()[d];
+        }
+        const View src = kernels::contiguous(in[0]->shape().data(), out_rank);
+        return kernels::copy_view(out[0]->data(), out[0]->elem(), dst, in[0]->data(), in[0]->elem(), src, stream_);
+      }
+      case OpKind::Concat: {
+        const int64_t axis = norm_axis(op.attrs.int_or("axis", 0), out_rank);
+        int64_t offset = 0;
+        for (const CudaTensor* x : in) {
+          View dst = kernels::contiguous(op.outputs[0].shape.data(), out_rank);
+          dst.offset = offset * dst.stride[axis];
+          for (int32_t d = 0; d < out_rank; ++d) dst.shape[d] = x->shape()[d];
+          const View src = kernels::contiguous(x->shape().data(), out_rank);
+          STRATA_RETURN_IF_ERROR(
+              kernels::copy_view(out[0]->data(), out[0]->elem(), dst, x->data(), x->elem(), src, stream_));
+          offset += x->shape()[axis];
+        }
+        return Status::ok();
+      }
+      case OpKind::Dot: {
+        const DotOperand lhs{in[0]->data(), in[0]->elem(), in[0]->shape()};
+        const DotOperand rhs{in[1]->data(), in[1]->elem(), in[1]->shape()};
+        return run_dot(cublas_, stream_, op, lhs, rhs, out[0]->data(), out[0]->elem(), op.outputs[0].shape,
+                       activation_elem());
+      }
+      case OpKind::Gather: {
+        if (in[1]->elem() != Elem::i32) return make_error("", "inputs[1]", "ids must be i32");
+        const int64_t vocab = in[0]->shape()[0];
+        const int64_t row = vocab == 0 ? 0 : in[0]->numel() / vocab;
+        return kernels::gather(in[0]->data(), in[0]->elem(), static_cast<const int32_t*>(in[1]->data()),
+                               in[1]->numel(), vocab, row, out[0]->data(), out[0]->elem(), flag_, flag_code(op.name),
+                               stream_);
+      }
+      case OpKind::GatherGrad: {
+        if (in[0]->elem() != Elem::i32) return make_error("", "inputs[0]", "ids must be i32");
+        const int64_t vocab = op.outputs[0].shape[0];
+        const int64_t row = vocab == 0 ? 0 : out[0]->numel() / vocab;
+        return kernels::gather_grad(static_cast<const int32_t*>(in[0]->data()), in[0]->numel(), in[1]->data(),
+                                    in[1]->elem(), vocab, row, out[0]->data(), out[0]->elem(), flag_,
+                                    flag_code(op.name), stream_);
+      }
+      case OpKind::Softmax:
+      case OpKind::SoftmaxGrad: {
+        const ir::Shape& shape = in[0]->shape();
+        const int64_t rank = static_cast<int64_t>(shape.size());
+        const int64_t axis = norm_axis(op.attrs.int_or("axis", -1), rank);
+        int64_t outer = 1, inner = 1;
+        for (int64_t d = 0; d < rank; ++d) {
+          if (d < axis) outer *= shape[d];
+          if (d > axis) inner *= shape[d];
+        }
+        if (op.kind == OpKind::Softmax) {
+          return kernels::softmax(in[0]->data(), in[0]->elem(), outer, shape[axis], inner, out[0]->data(),
+                                  out[0]->elem(), stream_);
+        }
+        return kernels::softmax_grad(in[0]->data(), in[0]->elem(), in[1]->data(), in[1]->elem(), outer, shape[axis],
+                                     inner, out[0]->data(), out[0]->elem(), stream_);
+      }
+      case OpKind::LayerNorm:
+      case OpKind::LayerNormGrad: {
+        const int64_t h = in[0]->shape().empty() ? 1 : in[0]->shape().back();
+        const int64_t rows = h == 0 ? 0 : in[0]->numel() / h;
+        const auto eps = static_cast<float>(op.attrs.real_or("eps", 1e-5));
+        if (op.kind == OpKind::LayerNorm) {
+          return kernels::layer_norm(in[0]->data(), in[0]->elem(), in[1]->data(), in[1]->elem(), in[2]->data(),
+                                     in[2]->elem(), rows, h, eps, out[0]->data(), out[0]->elem(), stream_);
+        }
+        return kernels::layer_norm_grad(in[0]->data(), in[0]->elem(), in[1]->data(), in[1]->elem(), in[2]->data(),
+                                        in[2]->elem(), rows, h, eps, out[0]->data(), out[0]->elem(), out[1]->data(),
+                                        out[1]->elem(), out[2]->data(), out[2]->elem(), stream_);
+      }
+      case OpKind::CrossEntropy:
+      case OpKind::CrossEntropyGrad: {
+        if (in[1]->elem() != Elem::i32) return make_error("", "inputs[1]", "labels must be i32");
+        const int64_t rows = in[0]->shape()[0], vocab = in[0]->shape()[1];
+        const auto* labels = static_cast<const int32_t*>(in[1]->data());
+        if (op.kind == OpKind::CrossEntropy) {
+          return kernels::cross_entropy(in[0]->data(), in[0]->elem(), labels, rows, vocab, out[0]->data(),
+                                        out[0]->elem(), flag_, flag_code(op.name), stream_);
+        }
+        return kernels::cross_entropy_grad(in[0]->data(), in[0]->elem(), labels, in[2]->data(), in[2]->elem(), rows,
+                                           vocab, out[0]->data(), out[0]->elem(), flag_, flag_code(op.name), stream_);
+      }
+      case OpKind::AdamUpdate: {
+        const double b1 = op.attrs.real_or("beta1", 0.9), b2 = op.attrs.real_or("beta2", 0.999);
+        const auto step = static_cast<double>(op.attrs.int_or("step", 1));
+        kernels::AdamParams p{static_cast<float>(op.attrs.real_or("lr", 0.0)),
+                              static_cast<float>(b1),
+                              static_cast<float>(b2),
+                              static_cast<float>(op.attrs.real_or("eps", 1e-8)),
+                              static_cast<float>(op.attrs.real_or("weight_decay", 0.0)),
+                              static_cast<float>(1.0 - std::pow(b1, step)),
+                              static_cast<float>(1.0 - std::pow(b2, step))};
+        return kernels::adam(p, in[0]->data(), in[0]->elem(), in[1]->data(), in[1]->elem(), in[2]->data(),
+                             in[2]->elem(), in[3]->data(), in[3]->elem(), out[0]->data(), out[1]->data(),
+                             out[2]->data(), in[0]->numel(), stream_);
+      }
+      case OpKind::SgdUpdate:
+        return kernels::sgd(static_cast<float>(op.attrs.real_or("lr", 0.0)), in[0]->data(), in[0]->elem(),
+                            in[1]->data(), in[1]->elem(), out[0]->data(), in[0]->numel(), stream_);
+      default:
+        return run_on_host(op, in, out);
+    }
+  }
+
+  Status copy_to_output(const std::shared_ptr<CudaTensor>& out, const CudaTensor* in, const View& src) {
+    const View dst = kernels::contiguous(out->shape().data(), static_cast<int32_t>(out->shape().size()));
+    return kernels::copy_view(out->data(), out->elem(), dst, in->data(), in->elem(), src, stream_);
+  }
+
+  // Kinds without a device kernel here (convolutions, batch norm, pools, the MoE gate): download,
+  // run the reference kernel in fp32, upload. Correct, and slow on purpose-visible: rare on GPT.
+  Status run_on_host(const ir::Op& op, const std::vector<const CudaTensor*>& in,
+                     const std::vector<std::shared_ptr<CudaTensor>>& out) {
+    ir::Graph graph;
+    std::map<std::string, interp::Tensor> feeds;
+    std::vector<ir::Value> values;
+    for (size_t i = 0; i < in.size(); ++i) {
+      const std::string name = "input" + std::to_string(i);
+      values.push_back(graph.input(name, in[i]->shape(), in[i]->elem() == Elem::i32 ? DType::i32 : DType::f32));
+      STRATA_ASSIGN_OR_RETURN(feeds[name], download(*in[i]));
+    }
+    STRATA_ASSIGN_OR_RETURN(ir::OpId id, graph.try_add(op.kind, values, op.attrs, op.name));
+    for (size_t i = 0; i < out.size(); ++i) graph.mark_output(ir::Value{id, static_cast<int32_t>(i)});
+    STRATA_ASSIGN_OR_RETURN(interp::Outputs result, interp::run(graph, feeds, interp::Precision::f32));
+    for (size_t i = 0; i < out.size(); ++i) {
+      STRATA_ASSIGN_OR_RETURN(TensorPtr host_out, upload(result.outputs[i], dtype_of(out[i]->elem())));
+      STRATA_ASSIGN_OR_RETURN(const CudaTensor* src, as_cuda(*host_out, "outputs"));
+      if (src->shape() != out[i]->shape()) return make_error("", "outputs", "host kernel gave another shape");
+      STRATA_CUDA_CALL(cudaMemcpyAsync(out[i]->data(), src->data(), static_cast<size_t>(src->bytes()),
+                                       cudaMemcpyDeviceToDevice, stream_));
+    }
+    return Status::ok();
+  }
+
+  int device_;
+  CudaOptions options_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* workspace_ = nullptr;
+  int32_t* flag_ = nullptr;
+  std::map<std::string, int32_t> flag_codes_;
+};
+
+}  // namespace
+}  // namespace cuda
+
+Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank, const CudaOptions& options) {
+  if (options.activations != DType::bf16 && options.activations != DType::f32) {
+    return make_error("", "activations", std::string("must be bf16 or f32, got ") + dtype_name(options.activations));
+  }
+  int devices = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&devices);
+  if (rc != cudaSuccess || devices == 0) {
+    return make_error("", "backend", std::string("cuda: no usable GPU (") +
+                                         (rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices") + ")");
+  }
+  auto backend = std::make_unique<cuda::CudaBackend>(local_rank % devices, options);
+  STRATA_RETURN_IF_ERROR(backend->init());
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank) {
+  CudaOptions options;
+  if (const char* env = std::getenv("STRATA_CUDA_ACTIVATIONS")) {
+    auto dtype = parse_dtype(env);
+    if (!dtype.is_ok()) return make_error("", "STRATA_CUDA_ACTIVATIONS", dtype.error().reason);
+    options.activations = *dtype;
+  }
+  return make_cuda_backend(local_rank, options);
+}
+
+}  // namespace strata::runtime

@@ -1,0 +1,58 @@
+// Internal to the cuda backend: the device tensor (stream-ordered allocation on the backend's
+// stream) and the communicator factory the backend calls.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "cuda_common.h"
+#include "strata/runtime/backend.h"
+
+namespace strata::runtime::cuda {
+
+// Device memory (stream-ordered), shared by a tensor and its reshaped views.
+struct Storage {
+  Storage(int64_t bytes, cudaStream_t stream);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data = nullptr;
+  int64_t bytes = 0;
+  cudaStream_t stream = nullptr;
+  cudaError_t status = cudaSuccess;
+};
+
+class CudaTensor : public DeviceTensor {
+ public:
+  // Allocates numel * elem bytes on `stream` (uninitialised); check data() != nullptr.
+  CudaTensor(ir::TensorType type, Elem elem, cudaStream_t stream);
+  // A view of `storage` (a Reshape: same bytes, another shape).
+  CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> storage);
+
+  Elem elem() const { return elem_; }
+  void* data() const { return storage_->data; }
+  int64_t bytes() const { return numel() * elem_bytes(elem_); }
+  cudaError_t status() const { return storage_->status; }
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
+  // Before an in-place write: a private copy of the storage when a view shares it (copy on write).
+  Status own_storage();
+
+ private:
+  Elem elem_;
+  std::shared_ptr<Storage> storage_;
+};
+
+// A zero-filled or uninitialised tensor of `shape` in `elem` (the IR dtype follows from elem).
+Expected<std::shared_ptr<CudaTensor>> make_tensor(const ir::Shape& shape, Elem elem, cudaStream_t stream,
+                                                  bool zero = false);
+// The CudaTensor behind a DeviceTensor made by this backend; an Error for a foreign tensor.
+Expected<const CudaTensor*> as_cuda(const DeviceTensor& tensor, const std::string& field);
+// The same for a tensor about to be written in place: its storage is made private first.
+Expected<CudaTensor*> as_cuda_for_write(DeviceTensor& tensor, const std::string& field);
+
+// NCCL collectives over `comm` (unique id broadcast over MPI); point-to-point through MPI with
+// host staging, so that tags are honoured and sends never wait on the receiver's stream.
+Expected<std::unique_ptr<Communicator>> make_nccl_communicator(MPI_Comm comm, cudaStream_t stream);
+
+}  // namespace strata::runtime::cuda

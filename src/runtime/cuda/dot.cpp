@@ -1,0 +1,256 @@
+// Dot (dot_general) through cuBLAS: the operand layout analysis, the permuting fallback and the
+// three GEMM entry points (single, strided batch, pointer-array batch). Row-major C[M, N] is
+// computed as the column-major product C^T = R^T L^T, so rhs is cuBLAS's A and lhs its B.
+#include "dot.h"
+
+#include <cublas_api.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace strata::runtime::cuda {
+namespace {
+
+// Stream-ordered scratch memory, freed on the same stream when it goes out of scope.
+class Scratch {
+ public:
+  explicit Scratch(cudaStream_t stream) : stream_(stream) {}
+  ~Scratch() {
+    if (ptr_ != nullptr) cudaFreeAsync(ptr_, stream_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  Status allocate(int64_t bytes) {
+    STRATA_CUDA_CALL(cudaMallocAsync(&ptr_, static_cast<size_t>(std::max<int64_t>(bytes, 1)), stream_));
+    return Status::ok();
+  }
+  void* get() const { return ptr_; }
+
+ private:
+  cudaStream_t stream_;
+  void* ptr_ = nullptr;
+};
+
+std::vector<int64_t> attr_list(const ir::Op& op, const char* key) {
+  if (!op.attrs.has(key)) return {};
+  auto values = op.attrs.get_ints(key);
+  STRATA_CHECK(values.is_ok(), "op " + op.name + ": " + values.error().message());
+  return *values;
+}
+
+std::vector<int64_t> row_major(const ir::Shape& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
+// dims (in order) merged into one (size, stride); false when they are not one strided run.
+struct Merged {
+  int64_t size = 1;
+  int64_t stride = 0;
+};
+bool merge_dims(const std::vector<int64_t>& dims, const ir::Shape& shape, const std::vector<int64_t>& strides,
+                Merged& merged) {
+  merged = Merged{};
+  bool any = false;
+  for (int64_t d : dims) {
+    if (shape[d] == 1) continue;
+    if (any && merged.stride != strides[d] * shape[d]) return false;
+    merged.size *= shape[d];
+    merged.stride = strides[d];
+    any = true;
+  }
+  return true;
+}
+
+// One operand as a batch of matrices: rows (free) x cols (contract), each with a stride.
+struct Matrix {
+  const void* data = nullptr;
+  std::vector<int64_t> batch_strides;  // per batch dim
+  Merged free, contract;
+};
+
+// How cuBLAS reads a matrix X (free x contract): its `trans` flag and leading dimension. As B
+// (lhs) cuBLAS needs op(B) = X^T (contract x free); as A (rhs) it needs op(A) = X (free x contract).
+bool gemm_layout(const Matrix& m, bool as_a, cublasOperation_t& trans, int64_t& ld) {
+  const int64_t f = m.free.size, k = m.contract.size;
+  if (k == 1 || m.contract.stride == 1) {  // row-major free x contract: stored column-major k x f
+    trans = as_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    ld = f == 1 ? std::max<int64_t>(k, 1) : m.free.stride;
+    return ld >= std::max<int64_t>(k, 1);
+  }
+  if (f == 1 || m.free.stride == 1) {  // column-major free x contract: stored f x k
+    trans = as_a ? CUBLAS_OP_N : CUBLAS_OP_T;
+    ld = k == 1 ? std::max<int64_t>(f, 1) : m.contract.stride;
+    return ld >= std::max<int64_t>(f, 1);
+  }
+  return false;
+}
+
+// Brings one operand into GEMM form: a cast (same layout) when only the element type is wrong; a
+// permuted copy into [batch, free, contract] when the layout is not a strided matrix batch.
+Status prepare(const DotOperand& in, bool as_a, const std::vector<int64_t>& batch, const std::vector<int64_t>& free,
+               const std::vector<int64_t>& contract, Elem gemm_elem, cudaStream_t stream, Scratch& scratch,
+               Matrix& m) {
+  const std::vector<int64_t> strides = row_major(in.shape);
+  Matrix direct;
+  direct.data = in.data;
+  for (int64_t d : batch) direct.batch_strides.push_back(strides[d]);
+  cublasOperation_t trans;
+  int64_t ld = 0;
+  const bool layout_ok = merge_dims(free, in.shape, strides, direct.free) &&
+                         merge_dims(contract, in.shape, strides, direct.contract) && gemm_layout(direct, as_a, trans, ld);
+  const int32_t rank = static_cast<int32_t>(in.shape.size());
+  STRATA_CHECK(rank <= kMaxRank, "dot operand rank above kMaxRank");
+  int64_t numel = 1;
+  for (int64_t s : in.shape) numel *= s;
+  if (layout_ok && in.elem == gemm_elem) {
+    m = direct;
+    return Status::ok();
+  }
+  STRATA_RETURN_IF_ERROR(scratch.allocate(numel * elem_bytes(gemm_elem)));
+  if (layout_ok) {
+    const View v = kernels::contiguous(in.shape.data(), rank);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(scratch.get(), gemm_elem, v, in.data, in.elem, v, stream));
+    m = direct;
+    m.data = scratch.get();
+    return Status::ok();
+  }
+  // Permute: order = batch, free, contract; the source view reads in.shape in that order.
+  std::vector<int64_t> order = batch;
+  order.insert(order.end(), free.begin(), free.end());
+  order.insert(order.end(), contract.begin(), contract.end());
+  ir::Shape permuted;
+  View src;
+  src.rank = rank;
+  for (size_t i = 0; i < order.size(); ++i) {
+    permuted.push_back(in.shape[order[i]]);
+    src.shape[i] = in.shape[order[i]];
+    src.stride[i] = strides[order[i]];
+  }
+  const View dst = kernels::contiguous(permuted.data(), rank);
+  STRATA_RETURN_IF_ERROR(kernels::copy_view(scratch.get(), gemm_elem, dst, in.data, in.elem, src, stream));
+  const std::vector<int64_t> ps = row_major(permuted);
+  m = Matrix{};
+  m.data = scratch.get();
+  const size_t nb = batch.size(), nf = free.size();
+  for (size_t i = 0; i < nb; ++i) m.batch_strides.push_back(ps[i]);
+  std::vector<int64_t> fdims, cdims;
+  for (size_t i = 0; i < nf; ++i) fdims.push_back(static_cast<int64_t>(nb + i));
+  for (size_t i = 0; i < contract.size(); ++i) cdims.push_back(static_cast<int64_t>(nb + nf + i));
+  const bool ok = merge_dims(fdims, permuted, ps, m.free) && merge_dims(cdims, permuted, ps, m.contract) &&
+                  gemm_layout(m, as_a, trans, ld);
+  STRATA_CHECK(ok, "dot: a permuted operand is not a matrix batch");
+  return Status::ok();
+}
+
+cudaDataType_t cuda_type(Elem e) { return e == Elem::bf16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+}  // namespace
+
+Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, const DotOperand& lhs,
+               const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem) {
+  const auto lb = attr_list(op, "lhs_batch"), rb = attr_list(op, "rhs_batch");
+  const auto lc = attr_list(op, "lhs_contract"), rc = attr_list(op, "rhs_contract");
+  const auto lf = ir::dot_free_dims(static_cast<int64_t>(lhs.shape.size()), lb, lc);
+  const auto rf = ir::dot_free_dims(static_cast<int64_t>(rhs.shape.size()), rb, rc);
+  int64_t batch = 1, rows = 1, cols = 1, depth = 1;
+  for (int64_t d : lb) batch *= lhs.shape[d];
+  for (int64_t d : lf) rows *= lhs.shape[d];
+  for (int64_t d : rf) cols *= rhs.shape[d];
+  for (int64_t d : lc) depth *= lhs.shape[d];
+  int64_t out_numel = 1;
+  for (int64_t s : out_shape) out_numel *= s;
+  if (out_numel == 0) return Status::ok();
+  if (depth == 0) return kernels::fill(out, out_elem, out_numel, 0.0f, stream);
+  const int64_t limit = (int64_t{1} << 31) - 1;
+  if (rows > limit || cols > limit || depth > limit || batch > limit) {
+    return make_error("", "ops." + op.name, "GEMM dimensions above 2^31 - 1 are not supported by cuBLAS");
+  }
+
+  Scratch lhs_scratch(stream), rhs_scratch(stream), pointers(stream);
+  Matrix l, r;
+  STRATA_RETURN_IF_ERROR(prepare(lhs, false, lb, lf, lc, gemm_elem, stream, lhs_scratch, l));
+  STRATA_RETURN_IF_ERROR(prepare(rhs, true, rb, rf, rc, gemm_elem, stream, rhs_scratch, r));
+  cublasOperation_t ta, tb;
+  int64_t lda = 0, ldb = 0;
+  STRATA_CHECK(gemm_layout(r, true, ta, lda) && gemm_layout(l, false, tb, ldb), "dot: prepared operands are not matrices");
+  const int m = static_cast<int>(cols), n = static_cast<int>(rows), k = static_cast<int>(depth);
+  const int ldc = static_cast<int>(std::max<int64_t>(cols, 1));
+  const cudaDataType_t ab_type = cuda_type(gemm_elem), c_type = cuda_type(out_elem);
+  const float alpha = 1.0f, beta = 0.0f;
+  STRATA_CUBLAS_CALL(cublasSetStream(handle, stream));
+
+  if (batch == 1) {
+    STRATA_CUBLAS_CALL(cublasGemmEx(handle, ta, tb, m, n, k, &alpha, r.data, ab_type, static_cast<int>(lda), l.data,
+                                    ab_type, static_cast<int>(ldb), &beta, out, c_type, ldc, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+    return Status::ok();
+  }
+  // Output batch strides: the output is [batch dims..., rows, cols] row-major.
+  const size_t nb = lb.size();
+  std::vector<int64_t> out_strides(nb);
+  int64_t stride = rows * cols;
+  for (size_t i = nb; i-- > 0;) {
+    out_strides[i] = stride;
+    stride *= out_shape[i];
+  }
+  // One stride per operand when the batch dims merge in all three at once.
+  kernels::BatchLayout layout;
+  for (size_t i = 0; i < nb; ++i) {
+    const int64_t size = out_shape[i];
+    if (size == 1) continue;
+    if (layout.rank > 0 && layout.a_stride[layout.rank - 1] == r.batch_strides[i] * size &&
+        layout.b_stride[layout.rank - 1] == l.batch_strides[i] * size &&
+        layout.c_stride[layout.rank - 1] == out_strides[i] * size) {
+      layout.shape[layout.rank - 1] *= size;
+      layout.a_stride[layout.rank - 1] = r.batch_strides[i];
+      layout.b_stride[layout.rank - 1] = l.batch_strides[i];
+      layout.c_stride[layout.rank - 1] = out_strides[i];
+      continue;
+    }
+    layout.shape[layout.rank] = size;
+    layout.a_stride[layout.rank] = r.batch_strides[i];
+    layout.b_stride[layout.rank] = l.batch_strides[i];
+    layout.c_stride[layout.rank] = out_strides[i];
+    ++layout.rank;
+  }
+  if (layout.rank == 1) {
+    STRATA_CUBLAS_CALL(cublasGemmStridedBatchedEx(
+        handle, ta, tb, m, n, k, &alpha, r.data, ab_type, static_cast<int>(lda), layout.a_stride[0], l.data, ab_type,
+        static_cast<int>(ldb), layout.b_stride[0], &beta, out, c_type, ldc, layout.c_stride[0],
+        static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return Status::ok();
+  }
+  if (layout.rank == 2 && layout.shape[0] <= 64) {
+    // Two batch levels (e.g. batch x heads of a [B, S, N, D] tensor): a strided batch over the
+    // inner level per outer index beats building pointer arrays.
+    const int64_t ab = elem_bytes(gemm_elem), cb = elem_bytes(out_elem);
+    for (int64_t i = 0; i < layout.shape[0]; ++i) {
+      STRATA_CUBLAS_CALL(cublasGemmStridedBatchedEx(
+          handle, ta, tb, m, n, k, &alpha, static_cast<const char*>(r.data) + i * layout.a_stride[0] * ab, ab_type,
+          static_cast<int>(lda), layout.a_stride[1], static_cast<const char*>(l.data) + i * layout.b_stride[0] * ab,
+          ab_type, static_cast<int>(ldb), layout.b_stride[1], &beta,
+          static_cast<char*>(out) + i * layout.c_stride[0] * cb, c_type, ldc, layout.c_stride[1],
+          static_cast<int>(layout.shape[1]), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return Status::ok();
+  }
+  STRATA_RETURN_IF_ERROR(pointers.allocate(3 * batch * static_cast<int64_t>(sizeof(void*))));
+  void** base = static_cast<void**>(pointers.get());
+  const void** a_ptrs = static_cast<const void**>(static_cast<void*>(base));
+  const void** b_ptrs = static_cast<const void**>(static_cast<void*>(base + batch));
+  void** c_ptrs = base + 2 * batch;
+  STRATA_RETURN_IF_ERROR(kernels::batch_pointers(layout, batch, r.data, elem_bytes(gemm_elem), l.data,
+                                                 elem_bytes(gemm_elem), out, elem_bytes(out_elem), a_ptrs, b_ptrs,
+                                                 c_ptrs, stream));
+  STRATA_CUBLAS_CALL(cublasGemmBatchedEx(handle, ta, tb, m, n, k, &alpha, a_ptrs, ab_type, static_cast<int>(lda),
+                                         b_ptrs, ab_type, static_cast<int>(ldb), &beta, c_ptrs, c_type, ldc,
+                                         static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return Status::ok();
+}
+
+}  // namespace strata::runtime::cuda

@@ -1,0 +1,339 @@
+// Elementwise kernels: unary maths, binary ops with broadcasting (through strided views), the
+// in-place helpers the executor needs (axpy, scale) and the optimizer updates (SGD, AdamW).
+#include <cstdint>
+
+#include "device_util.cuh"
+#include "kernels.h"
+
+namespace strata::runtime::cuda::kernels {
+namespace {
+
+using device::grid_for;
+using device::kThreads;
+using device::load;
+using device::offset_of;
+using device::store;
+
+constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2 / pi)
+
+__device__ __forceinline__ float gelu(float x) {
+  return 0.5f * x * (1.0f + tanhf(kGeluC * (x + 0.044715f * x * x * x)));
+}
+__device__ __forceinline__ float gelu_derivative(float x) {
+  const float t = tanhf(kGeluC * (x + 0.044715f * x * x * x));
+  const float du = kGeluC * (1.0f + 3.0f * 0.044715f * x * x);
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+}
+
+template <Unary kOp>
+__device__ __forceinline__ float apply_unary(float x, float s) {
+  switch (kOp) {
+    case Unary::neg: return -x;
+    case Unary::exp: return expf(x);
+    case Unary::log: return logf(x);
+    case Unary::tanh: return tanhf(x);
+    case Unary::sqrt: return sqrtf(x);
+    case Unary::rsqrt: return rsqrtf(x);
+    case Unary::relu: return x > 0.0f ? x : 0.0f;
+    case Unary::gelu: return gelu(x);
+    case Unary::scale: return x * s;
+    case Unary::step: return x > 0.0f ? 1.0f : 0.0f;
+    case Unary::indicator: return x != 0.0f ? 1.0f : 0.0f;
+  }
+  return x;
+}
+
+template <Unary kOp>
+__global__ void unary_kernel(const void* x, Elem xe, void* y, Elem ye, int64_t count, float s) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(y, ye, i, apply_unary<kOp>(load(x, xe, i), s));
+  }
+}
+
+template <Binary kOp>
+__device__ __forceinline__ float apply_binary(float a, float b) {
+  switch (kOp) {
+    case Binary::add: return a + b;
+    case Binary::sub: return a - b;
+    case Binary::mul: return a * b;
+    case Binary::div: return a / b;
+    case Binary::max: return a > b ? a : b;
+    case Binary::gelu_grad: return b * gelu_derivative(a);  // (x, dy)
+  }
+  return a;
+}
+
+// Both operands contiguous over y (the common case: same shapes).
+template <Binary kOp>
+__global__ void binary_flat_kernel(const void* a, Elem ae, const void* b, Elem be, void* y, Elem ye, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(y, ye, i, apply_binary<kOp>(load(a, ae, i), load(b, be, i)));
+  }
+}
+
+// b repeats with period `period` along y's flat index (a trailing-dims broadcast: bias, mask).
+template <Binary kOp>
+__global__ void binary_period_kernel(const void* a, Elem ae, const void* b, Elem be, int64_t period, void* y, Elem ye,
+                                     int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(y, ye, i, apply_binary<kOp>(load(a, ae, i), load(b, be, i % period)));
+  }
+}
+
+template <Binary kOp>
+__global__ void binary_view_kernel(const void* a, Elem ae, View av, const void* b, Elem be, View bv, void* y, Elem ye,
+                                   int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(y, ye, i, apply_binary<kOp>(load(a, ae, offset_of(av, i)), load(b, be, offset_of(bv, i))));
+  }
+}
+
+// bf16 fast paths: eight elements per thread through 16-byte loads and stores.
+using device::Bf16x8;
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <Unary kOp>
+__global__ void unary_bf16x8_kernel(const uint4* x, uint4* y, int64_t words, float s) {
+  for (int64_t w = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; w < words; w += int64_t{gridDim.x} * blockDim.x) {
+    Bf16x8 in, out;
+    in.word = x[w];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(apply_unary<kOp>(__bfloat162float(in.h[k]), s));
+    y[w] = out.word;
+  }
+}
+
+// y = op(a, b) with a and y bf16 and contiguous; b bf16 contiguous (period 0) or read at
+// (i mod period) in its own type (period a multiple of 8).
+template <Binary kOp>
+__global__ void binary_bf16x8_kernel(const uint4* a, const void* b, Elem be, int64_t period, uint4* y, int64_t words) {
+  for (int64_t w = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; w < words; w += int64_t{gridDim.x} * blockDim.x) {
+    Bf16x8 x, z, out;
+    x.word = a[w];
+    if (period == 0) {
+      z.word = static_cast<const uint4*>(b)[w];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        out.h[k] = __float2bfloat16_rn(apply_binary<kOp>(__bfloat162float(x.h[k]), __bfloat162float(z.h[k])));
+      }
+    } else {
+      const int64_t base = (w * 8) % period;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        out.h[k] = __float2bfloat16_rn(apply_binary<kOp>(__bfloat162float(x.h[k]), load(b, be, base + k)));
+      }
+    }
+    y[w] = out.word;
+  }
+}
+
+bool is_contiguous(const View& v) {
+  int64_t stride = 1;
+  for (int32_t d = v.rank - 1; d >= 0; --d) {
+    if (v.shape[d] != 1 && v.stride[d] != stride) return false;
+    stride *= v.shape[d];
+  }
+  return v.offset == 0;
+}
+
+// The period p when v reads element (i mod p) for flat index i: contiguous trailing dims after
+// leading broadcast (stride 0) dims; 0 when v is not of that form.
+int64_t period_of(const View& v) {
+  int64_t stride = 1;
+  int32_t d = v.rank - 1;
+  for (; d >= 0 && (v.shape[d] == 1 || v.stride[d] == stride); --d) stride *= v.shape[d];
+  for (; d >= 0; --d) {
+    if (v.shape[d] != 1 && v.stride[d] != 0) return 0;
+  }
+  return v.offset == 0 ? stride : 0;
+}
+
+template <Binary kOp>
+Status binary_impl(const void* a, Elem ae, View av, const void* b, Elem be, View bv, void* y, Elem ye,
+                   cudaStream_t stream) {
+  const int64_t count = av.numel();
+  if (count == 0) return Status::ok();
+  const unsigned grid = grid_for(count);
+  if (ae == Elem::bf16 && ye == Elem::bf16 && count % 8 == 0 && aligned16(a) && aligned16(y) && aligned16(b) &&
+      is_contiguous(av)) {
+    const bool flat = be == Elem::bf16 && is_contiguous(bv);
+    const int64_t period = flat ? 0 : period_of(bv);
+    if (flat || (period > 0 && period % 8 == 0)) {
+      binary_bf16x8_kernel<kOp><<<grid_for(count / 8), kThreads, 0, stream>>>(
+          static_cast<const uint4*>(a), b, be, period, static_cast<uint4*>(y), count / 8);
+      STRATA_CUDA_LAUNCHED("binary_bf16x8");
+      return Status::ok();
+    }
+  }
+  if (is_contiguous(av) && is_contiguous(bv)) {
+    binary_flat_kernel<kOp><<<grid, kThreads, 0, stream>>>(a, ae, b, be, y, ye, count);
+  } else if (is_contiguous(av) && period_of(bv) > 0) {
+    binary_period_kernel<kOp><<<grid, kThreads, 0, stream>>>(a, ae, b, be, period_of(bv), y, ye, count);
+  } else {
+    binary_view_kernel<kOp><<<grid, kThreads, 0, stream>>>(a, ae, av, b, be, bv, y, ye, count);
+  }
+  STRATA_CUDA_LAUNCHED("binary");
+  return Status::ok();
+}
+
+__global__ void axpy_kernel(void* dst, Elem de, const void* src, Elem se, float factor, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(dst, de, i, load(dst, de, i) + factor * load(src, se, i));
+  }
+}
+
+__global__ void scale_kernel(void* dst, Elem de, float factor, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(dst, de, i, load(dst, de, i) * factor);
+  }
+}
+
+__global__ void adam_kernel(AdamParams p, const void* param, Elem pe, const void* grad, Elem ge, const void* m_in,
+                            Elem me, const void* v_in, Elem ve, float* param_out, float* m_out, float* v_out,
+                            int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    const float w = load(param, pe, i), g = load(grad, ge, i);
+    const float m = p.beta1 * load(m_in, me, i) + (1.0f - p.beta1) * g;
+    const float v = p.beta2 * load(v_in, ve, i) + (1.0f - p.beta2) * g * g;
+    param_out[i] = w - p.lr * ((m / p.bias1) / (sqrtf(v / p.bias2) + p.eps) + p.weight_decay * w);
+    m_out[i] = m;
+    v_out[i] = v;
+  }
+}
+
+// Four parameters per thread through 16-byte loads of param, m and v (fp32) and the gradient
+// (bf16: 8 bytes, or fp32).
+template <bool kBf16Grad>
+__global__ void adam_x4_kernel(AdamParams p, const float4* param, const void* grad, const float4* m_in,
+                               const float4* v_in, float4* param_out, float4* m_out, float4* v_out, int64_t words) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < words; i += int64_t{gridDim.x} * blockDim.x) {
+    const float4 w = param[i], m0 = m_in[i], v0 = v_in[i];
+    float g[4];
+    if (kBf16Grad) {
+      const uint2 raw = static_cast<const uint2*>(grad)[i];
+      const auto* h = reinterpret_cast<const __nv_bfloat16*>(&raw);
+      for (int k = 0; k < 4; ++k) g[k] = __bfloat162float(h[k]);
+    } else {
+      const float4 gg = static_cast<const float4*>(grad)[i];
+      g[0] = gg.x, g[1] = gg.y, g[2] = gg.z, g[3] = gg.w;
+    }
+    const float ws[4] = {w.x, w.y, w.z, w.w}, ms[4] = {m0.x, m0.y, m0.z, m0.w}, vs[4] = {v0.x, v0.y, v0.z, v0.w};
+    float wo[4], mo[4], vo[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      mo[k] = p.beta1 * ms[k] + (1.0f - p.beta1) * g[k];
+      vo[k] = p.beta2 * vs[k] + (1.0f - p.beta2) * g[k] * g[k];
+      wo[k] = ws[k] - p.lr * ((mo[k] / p.bias1) / (sqrtf(vo[k] / p.bias2) + p.eps) + p.weight_decay * ws[k]);
+    }
+    param_out[i] = make_float4(wo[0], wo[1], wo[2], wo[3]);
+    m_out[i] = make_float4(mo[0], mo[1], mo[2], mo[3]);
+    v_out[i] = make_float4(vo[0], vo[1], vo[2], vo[3]);
+  }
+}
+
+__global__ void sgd_kernel(float lr, const void* param, Elem pe, const void* grad, Elem ge, void* out, Elem oe,
+                           int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(out, oe, i, load(param, pe, i) - lr * load(grad, ge, i));
+  }
+}
+
+}  // namespace
+
+Status unary(Unary op, float scalar, const void* x, Elem xe, void* y, Elem ye, int64_t count, cudaStream_t stream) {
+  if (count == 0) return Status::ok();
+  const bool vector = xe == Elem::bf16 && ye == Elem::bf16 && count % 8 == 0 && aligned16(x) && aligned16(y);
+  const unsigned grid = grid_for(vector ? count / 8 : count);
+  const auto* xw = static_cast<const uint4*>(x);
+  auto* yw = static_cast<uint4*>(y);
+  switch (op) {
+#define STRATA_UNARY_CASE(name)                                                                     \
+  case Unary::name:                                                                                 \
+    if (vector) {                                                                                   \
+      unary_bf16x8_kernel<Unary::name><<<grid, kThreads, 0, stream>>>(xw, yw, count / 8, scalar);   \
+    } else {                                                                                        \
+      unary_kernel<Unary::name><<<grid, kThreads, 0, stream>>>(x, xe, y, ye, count, scalar);        \
+    }                                                                                               \
+    break;
+    STRATA_UNARY_CASE(neg)
+    STRATA_UNARY_CASE(exp)
+    STRATA_UNARY_CASE(log)
+    STRATA_UNARY_CASE(tanh)
+    STRATA_UNARY_CASE(sqrt)
+    STRATA_UNARY_CASE(rsqrt)
+    STRATA_UNARY_CASE(relu)
+    STRATA_UNARY_CASE(gelu)
+    STRATA_UNARY_CASE(scale)
+    STRATA_UNARY_CASE(step)
+    STRATA_UNARY_CASE(indicator)
+#undef STRATA_UNARY_CASE
+  }
+  STRATA_CUDA_LAUNCHED("unary");
+  return Status::ok();
+}
+
+Status binary(Binary op, const void* a, Elem ae, View av, const void* b, Elem be, View bv, void* y, Elem ye,
+              cudaStream_t stream) {
+  switch (op) {
+    case Binary::add: return binary_impl<Binary::add>(a, ae, av, b, be, bv, y, ye, stream);
+    case Binary::sub: return binary_impl<Binary::sub>(a, ae, av, b, be, bv, y, ye, stream);
+    case Binary::mul: return binary_impl<Binary::mul>(a, ae, av, b, be, bv, y, ye, stream);
+    case Binary::div: return binary_impl<Binary::div>(a, ae, av, b, be, bv, y, ye, stream);
+    case Binary::max: return binary_impl<Binary::max>(a, ae, av, b, be, bv, y, ye, stream);
+    case Binary::gelu_grad: return binary_impl<Binary::gelu_grad>(a, ae, av, b, be, bv, y, ye, stream);
+  }
+  return make_error("", "", "binary: unknown op");
+}
+
+Status axpy(void* dst, Elem de, const void* src, Elem se, float factor, int64_t count, cudaStream_t stream) {
+  if (count == 0) return Status::ok();
+  axpy_kernel<<<grid_for(count), kThreads, 0, stream>>>(dst, de, src, se, factor, count);
+  STRATA_CUDA_LAUNCHED("axpy");
+  return Status::ok();
+}
+
+Status scale_in_place(void* dst, Elem elem, float factor, int64_t count, cudaStream_t stream) {
+  if (count == 0) return Status::ok();
+  scale_kernel<<<grid_for(count), kThreads, 0, stream>>>(dst, elem, factor, count);
+  STRATA_CUDA_LAUNCHED("scale");
+  return Status::ok();
+}
+
+Status adam(const AdamParams& p, const void* param, Elem pe, const void* grad, Elem ge, const void* m, Elem me,
+            const void* v, Elem ve, void* param_out, void* m_out, void* v_out, int64_t count, cudaStream_t stream) {
+  if (count == 0) return Status::ok();
+  const bool fp32_state = pe == Elem::f32 && me == Elem::f32 && ve == Elem::f32;
+  const bool aligned = aligned16(param) && aligned16(m) && aligned16(v) && aligned16(param_out) && aligned16(m_out) &&
+                       aligned16(v_out) && aligned16(grad);
+  if (fp32_state && aligned && count % 4 == 0 && (ge == Elem::bf16 || ge == Elem::f32)) {
+    const auto* pw = static_cast<const float4*>(param);
+    const auto* mw = static_cast<const float4*>(m);
+    const auto* vw = static_cast<const float4*>(v);
+    auto* po = static_cast<float4*>(param_out);
+    auto* mo = static_cast<float4*>(m_out);
+    auto* vo = static_cast<float4*>(v_out);
+    if (ge == Elem::bf16) {
+      adam_x4_kernel<true><<<grid_for(count / 4), kThreads, 0, stream>>>(p, pw, grad, mw, vw, po, mo, vo, count / 4);
+    } else {
+      adam_x4_kernel<false><<<grid_for(count / 4), kThreads, 0, stream>>>(p, pw, grad, mw, vw, po, mo, vo, count / 4);
+    }
+    STRATA_CUDA_LAUNCHED("adam_x4");
+    return Status::ok();
+  }
+  adam_kernel<<<grid_for(count), kThreads, 0, stream>>>(p, param, pe, grad, ge, m, me, v, ve,
+                                                        static_cast<float*>(param_out), static_cast<float*>(m_out),
+                                                        static_cast<float*>(v_out), count);
+  STRATA_CUDA_LAUNCHED("adam");
+  return Status::ok();
+}
+
+Status sgd(float lr, const void* param, Elem pe, const void* grad, Elem ge, void* param_out, int64_t count,
+           cudaStream_t stream) {
+  if (count == 0) return Status::ok();
+  sgd_kernel<<<grid_for(count), kThreads, 0, stream>>>(lr, param, pe, grad, ge, param_out, pe, count);
+  STRATA_CUDA_LAUNCHED("sgd");
+  return Status::ok();
+}
+
+}  // namespace strata::runtime::cuda::kernels

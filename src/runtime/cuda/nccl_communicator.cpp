@@ -1,0 +1,258 @@
+// Collectives of the cuda backend through NCCL on the backend's stream (so they order with the
+// kernels around them), and point-to-point through MPI with host staging: MPI honours the message
+// tags of the Communicator contract and a send never blocks the device stream on its receiver.
+#include <nccl.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_tensor.h"
+#include "kernels.h"
+
+namespace strata::runtime::cuda {
+namespace {
+
+#define STRATA_NCCL_CALL(call)                                                                            \
+  do {                                                                                                    \
+    const ncclResult_t strata_nccl_rc_ = (call);                                                          \
+    if (strata_nccl_rc_ != ncclSuccess) {                                                                 \
+      return make_error("", "", std::string("NCCL call ") + #call + " failed: " +                        \
+                                    ncclGetErrorString(strata_nccl_rc_));                                 \
+    }                                                                                                     \
+  } while (0)
+
+ncclDataType_t nccl_type(Elem e) {
+  switch (e) {
+    case Elem::bf16: return ncclBfloat16;
+    case Elem::i32: return ncclInt32;
+    default: return ncclFloat32;
+  }
+}
+
+// [pre, size * block, post] seen around `dim`.
+struct Around {
+  int64_t pre = 1, n = 1, post = 1;
+  Around(const ir::Shape& shape, int dim) {
+    for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
+      if (d < dim) pre *= shape[d];
+      if (d == dim) n = shape[d];
+      if (d > dim) post *= shape[d];
+    }
+  }
+};
+
+View view4(int64_t a, int64_t b, int64_t c, int64_t d, int64_t sa, int64_t sb, int64_t sc, int64_t sd) {
+  View v;
+  v.rank = 4;
+  v.shape[0] = a, v.shape[1] = b, v.shape[2] = c, v.shape[3] = d;
+  v.stride[0] = sa, v.stride[1] = sb, v.stride[2] = sc, v.stride[3] = sd;
+  return v;
+}
+
+// A pending MPI transfer with its host staging buffer; a receive lands on the device in wait().
+class StagedRequest : public Request {
+ public:
+  StagedRequest(TensorPtr tensor, std::vector<unsigned char> host, bool receive, cudaStream_t stream)
+      : tensor_(std::move(tensor)), host_(std::move(host)), receive_(receive), stream_(stream) {}
+  ~StagedRequest() override {
+    if (!done_) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  MPI_Request* mpi() { return &request_; }
+  void* buffer() { return host_.data(); }
+
+  Status wait() override {
+    if (done_) return Status::ok();
+    done_ = true;
+    STRATA_RUNTIME_MPI(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    if (!receive_) return Status::ok();
+    STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(*tensor_, "tensor"));
+    // The wire carries fp32 for floats: land it in an fp32 buffer, then convert if needed.
+    const Elem wire = t->elem() == Elem::i32 ? Elem::i32 : Elem::f32;
+    STRATA_ASSIGN_OR_RETURN(auto landing, make_tensor(t->shape(), wire, stream_));
+    STRATA_CUDA_CALL(cudaMemcpyAsync(landing->data(), host_.data(), host_.size(), cudaMemcpyHostToDevice, stream_));
+    const int64_t n = t->numel();
+    const View v = kernels::contiguous(&n, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(t->data(), t->elem(), v, landing->data(), wire, v, stream_));
+    STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
+    return Status::ok();
+  }
+
+ private:
+  TensorPtr tensor_;
+  std::vector<unsigned char> host_;
+  bool receive_;
+  cudaStream_t stream_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  bool done_ = false;
+};
+
+class NcclCommunicator : public Communicator {
+ public:
+  NcclCommunicator(MPI_Comm comm, cudaStream_t stream) : comm_(comm), stream_(stream) {}
+  ~NcclCommunicator() override {
+    if (nccl_ != nullptr) ncclCommDestroy(nccl_);
+  }
+
+  Status init() {
+    STRATA_RUNTIME_MPI(MPI_Comm_rank(comm_, &rank_));
+    STRATA_RUNTIME_MPI(MPI_Comm_size(comm_, &size_));
+    ncclUniqueId id;
+    if (rank_ == 0) STRATA_NCCL_CALL(ncclGetUniqueId(&id));
+    STRATA_RUNTIME_MPI(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm_));
+    STRATA_NCCL_CALL(ncclCommInitRank(&nccl_, size_, id, rank_));
+    void* value = nullptr;
+    int flag = 0;
+    STRATA_RUNTIME_MPI(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &value, &flag));
+    max_tag_ = flag != 0 ? *static_cast<int*>(value) : 32767;
+    return Status::ok();
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int max_tag() const override { return max_tag_; }
+
+  Status all_reduce(DeviceTensor& tensor) override {
+    STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(tensor, "tensor"));
+    STRATA_NCCL_CALL(ncclAllReduce(t->data(), t->data(), static_cast<size_t>(t->numel()), nccl_type(t->elem()),
+                                   ncclSum, nccl_, stream_));
+    return Status::ok();
+  }
+
+  Expected<TensorPtr> all_gather(const DeviceTensor& tensor, int dim) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), dim, 1, "dim"));
+    ir::Shape out_shape = t->shape();
+    out_shape[dim] *= size_;
+    STRATA_ASSIGN_OR_RETURN(auto gathered, make_tensor(out_shape, t->elem(), stream_));
+    STRATA_NCCL_CALL(ncclAllGather(t->data(), gathered->data(), static_cast<size_t>(t->numel()),
+                                   nccl_type(t->elem()), nccl_, stream_));
+    if (dim == 0 || size_ == 1) return TensorPtr(std::move(gathered));
+    // gathered is [size, pre, n, post]; the result is [pre, size, n, post].
+    const Around a(t->shape(), dim);
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(out_shape, t->elem(), stream_));
+    const View src = view4(a.pre, size_, a.n, a.post, a.n * a.post, a.pre * a.n * a.post, a.post, 1);
+    const View dst = view4(a.pre, size_, a.n, a.post, size_ * a.n * a.post, a.n * a.post, a.post, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(out->data(), out->elem(), dst, gathered->data(), t->elem(), src, stream_));
+    return TensorPtr(std::move(out));
+  }
+
+  Expected<TensorPtr> reduce_scatter(const DeviceTensor& tensor, int dim) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), dim, size_, "dim"));
+    STRATA_ASSIGN_OR_RETURN(auto blocks, blocks_first(*t, dim));
+    ir::Shape out_shape = t->shape();
+    out_shape[dim] /= size_;
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(out_shape, t->elem(), stream_));
+    STRATA_NCCL_CALL(ncclReduceScatter(blocks.first, out->data(), static_cast<size_t>(out->numel()),
+                                       nccl_type(t->elem()), ncclSum, nccl_, stream_));
+    return TensorPtr(std::move(out));
+  }
+
+  Expected<TensorPtr> all_to_all(const DeviceTensor& tensor, int split_dim, int concat_dim) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), split_dim, size_, "split_dim"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), concat_dim, 1, "concat_dim"));
+    STRATA_ASSIGN_OR_RETURN(auto blocks, blocks_first(*t, split_dim));
+    ir::Shape block_shape = t->shape();
+    block_shape[split_dim] /= size_;
+    int64_t block = 1;
+    for (int64_t s : block_shape) block *= s;
+    ir::Shape recv_shape = block_shape;
+    recv_shape.insert(recv_shape.begin(), size_);
+    STRATA_ASSIGN_OR_RETURN(auto recv, make_tensor(recv_shape, t->elem(), stream_));
+    const size_t block_bytes = static_cast<size_t>(block * elem_bytes(t->elem()));
+    STRATA_NCCL_CALL(ncclGroupStart());
+    for (int r = 0; r < size_; ++r) {
+      STRATA_NCCL_CALL(ncclSend(static_cast<const char*>(blocks.first) + r * block_bytes, static_cast<size_t>(block),
+                                nccl_type(t->elem()), r, nccl_, stream_));
+      STRATA_NCCL_CALL(ncclRecv(static_cast<char*>(recv->data()) + r * block_bytes, static_cast<size_t>(block),
+                                nccl_type(t->elem()), r, nccl_, stream_));
+    }
+    STRATA_NCCL_CALL(ncclGroupEnd());
+    // recv is [size, pre, n, post] around concat_dim; the result is [pre, size, n, post].
+    ir::Shape out_shape = block_shape;
+    out_shape[concat_dim] *= size_;
+    const Around a(block_shape, concat_dim);
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(out_shape, t->elem(), stream_));
+    const View src = view4(a.pre, size_, a.n, a.post, a.n * a.post, a.pre * a.n * a.post, a.post, 1);
+    const View dst = view4(a.pre, size_, a.n, a.post, size_ * a.n * a.post, a.n * a.post, a.post, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(out->data(), out->elem(), dst, recv->data(), t->elem(), src, stream_));
+    return TensorPtr(std::move(out));
+  }
+
+  Expected<std::unique_ptr<Request>> isend(TensorPtr tensor, int peer, int tag) override {
+    STRATA_RETURN_IF_ERROR(check_peer(peer, tag));
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(*tensor, "tensor"));
+    const Elem wire = t->elem() == Elem::i32 ? Elem::i32 : Elem::f32;
+    std::vector<unsigned char> host(static_cast<size_t>(t->numel() * 4));
+    STRATA_ASSIGN_OR_RETURN(auto staged, make_tensor(t->shape(), wire, stream_));
+    const int64_t n = t->numel();
+    const View v = kernels::contiguous(&n, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(staged->data(), wire, v, t->data(), t->elem(), v, stream_));
+    STRATA_CUDA_CALL(cudaMemcpyAsync(host.data(), staged->data(), host.size(), cudaMemcpyDeviceToHost, stream_));
+    STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
+    auto request = std::make_unique<StagedRequest>(tensor, std::move(host), false, stream_);
+    STRATA_RUNTIME_MPI(MPI_Isend(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
+                                 request->mpi()));
+    return std::unique_ptr<Request>(std::move(request));
+  }
+
+  Expected<std::unique_ptr<Request>> irecv(TensorPtr tensor, int peer, int tag) override {
+    STRATA_RETURN_IF_ERROR(check_peer(peer, tag));
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(*tensor, "tensor"));
+    const int64_t n = t->numel();
+    auto request = std::make_unique<StagedRequest>(tensor, std::vector<unsigned char>(static_cast<size_t>(n * 4)),
+                                                   true, stream_);
+    STRATA_RUNTIME_MPI(MPI_Irecv(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
+                                 request->mpi()));
+    return std::unique_ptr<Request>(std::move(request));
+  }
+
+ private:
+  Status check_dim(const ir::Shape& shape, int dim, int divisor, const char* field) const {
+    if (dim < 0 || dim >= static_cast<int>(shape.size())) {
+      return make_error("", field, std::to_string(dim) + " is not a dim of " + ir::shape_string(shape));
+    }
+    if (shape[dim] % divisor != 0) {
+      return make_error("", field, "size " + std::to_string(shape[dim]) + " of dim " + std::to_string(dim) +
+                                       " is not divisible by the group size " + std::to_string(divisor));
+    }
+    return Status::ok();
+  }
+
+  Status check_peer(int peer, int tag) const {
+    if (peer < 0 || peer >= size_) return make_error("", "peer", std::to_string(peer) + " is not a rank of the group");
+    if (tag < 0 || tag > max_tag_) return make_error("", "tag", std::to_string(tag) + " outside [0, max_tag]");
+    return Status::ok();
+  }
+
+  // The tensor's data with the size() blocks along `dim` made outermost ([size, pre, b, post]);
+  // the second member keeps a permuted copy alive (null when the data is already in that order).
+  Expected<std::pair<const void*, std::shared_ptr<CudaTensor>>> blocks_first(const CudaTensor& t, int dim) {
+    const Around a(t.shape(), dim);
+    if (a.pre == 1 || size_ == 1) return std::make_pair(static_cast<const void*>(t.data()), std::shared_ptr<CudaTensor>());
+    const int64_t b = a.n / size_;
+    STRATA_ASSIGN_OR_RETURN(auto copy, make_tensor(t.shape(), t.elem(), stream_));
+    const View src = view4(size_, a.pre, b, a.post, b * a.post, a.n * a.post, a.post, 1);
+    const View dst = view4(size_, a.pre, b, a.post, a.pre * b * a.post, b * a.post, a.post, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(copy->data(), t.elem(), dst, t.data(), t.elem(), src, stream_));
+    const void* data = copy->data();
+    return std::make_pair(data, std::move(copy));
+  }
+
+  MPI_Comm comm_;
+  cudaStream_t stream_;
+  ncclComm_t nccl_ = nullptr;
+  int rank_ = 0, size_ = 1, max_tag_ = 32767;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Communicator>> make_nccl_communicator(MPI_Comm comm, cudaStream_t stream) {
+  auto c = std::make_unique<NcclCommunicator>(comm, stream);
+  STRATA_RETURN_IF_ERROR(c->init());
+  return std::unique_ptr<Communicator>(std::move(c));
+}
+
+}  // namespace strata::runtime::cuda

@@ -1,0 +1,464 @@
+// Neural-network kernels: embedding gather and its deterministic scatter-add, softmax (+grad),
+// layer norm (+grad), softmax cross-entropy (+grad). One block per row; fp32 statistics; column
+// sums and the loss mean go through fixed-order partial sums so that a seed reproduces a run.
+#include <cub/device/device_radix_sort.cuh>
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "device_util.cuh"
+#include "kernels.h"
+
+namespace strata::runtime::cuda::kernels {
+namespace {
+
+using device::block_reduce;
+using device::grid_for;
+using device::kThreads;
+using device::load;
+using device::store;
+
+__global__ void gather_kernel(const void* table, Elem te, const int32_t* ids, int64_t count, int64_t vocab, int64_t row,
+                              void* out, Elem oe, int32_t* flag, int32_t code) {
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < count; e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t i = e / row;
+    int64_t id = ids[i];
+    if (id < 0 || id >= vocab) {
+      atomicCAS(flag, 0, code);
+      id = 0;
+    }
+    store(out, oe, e, load(table, te, id * row + e % row));
+  }
+}
+
+__global__ void iota_kernel(int32_t* out, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = static_cast<int32_t>(i);
+  }
+}
+
+// Thread (i, column): if sorted position i starts a run of equal ids, sums that run's dy rows in
+// token order into dtable[id].
+__global__ void segment_sum_kernel(const int32_t* keys, const int32_t* positions, int64_t count, const void* dy,
+                                   Elem dye, int64_t vocab, int64_t row, void* dtable, Elem de, int32_t* flag,
+                                   int32_t code) {
+  const int64_t i = blockIdx.x;
+  const int64_t col = blockIdx.y * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= count || col >= row) return;
+  const int32_t key = keys[i];
+  if (i > 0 && keys[i - 1] == key) return;
+  if (key < 0 || key >= vocab) {
+    atomicCAS(flag, 0, code);
+    return;
+  }
+  float acc = 0.0f;
+  for (int64_t j = i; j < count && keys[j] == key; ++j) acc += load(dy, dye, positions[j] * row + col);
+  store(dtable, de, key * row + col, acc);
+}
+
+// Row r of x seen as [outer, n, inner]: element j at ((r / inner) * n + j) * inner + r % inner.
+struct Rows {
+  int64_t n, inner;
+  __device__ int64_t at(int64_t r, int64_t j) const { return ((r / inner) * n + j) * inner + r % inner; }
+};
+
+// Block-wide max and sum of exp(x - max) over one row, from one pass of online statistics.
+__device__ void row_softmax_stats(const void* x, Elem xe, Rows rows, int64_t r, float* scratch, float& top,
+                                  float& sum) {
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t j = threadIdx.x; j < rows.n; j += blockDim.x) {
+    const float v = load(x, xe, rows.at(r, j));
+    if (v > m) {
+      s = s * __expf(m - v) + 1.0f;
+      m = v;
+    } else {
+      s += __expf(v - m);
+    }
+  }
+  top = block_reduce<true>(m, scratch);
+  sum = block_reduce<false>(m == -INFINITY ? 0.0f : s * __expf(m - top), scratch);
+}
+
+__global__ void softmax_kernel(const void* x, Elem xe, Rows rows, void* y, Elem ye) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float top, sum;
+  row_softmax_stats(x, xe, rows, r, scratch, top, sum);
+  const float inv = 1.0f / sum;
+  for (int64_t j = threadIdx.x; j < rows.n; j += blockDim.x) {
+    const int64_t k = rows.at(r, j);
+    store(y, ye, k, __expf(load(x, xe, k) - top) * inv);
+  }
+}
+
+__global__ void softmax_grad_kernel(const void* y, Elem ye, const void* dy, Elem dye, Rows rows, void* dx, Elem dxe) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float dot = 0.0f;
+  for (int64_t j = threadIdx.x; j < rows.n; j += blockDim.x) {
+    const int64_t k = rows.at(r, j);
+    dot += load(y, ye, k) * load(dy, dye, k);
+  }
+  dot = block_reduce<false>(dot, scratch);
+  for (int64_t j = threadIdx.x; j < rows.n; j += blockDim.x) {
+    const int64_t k = rows.at(r, j);
+    store(dx, dxe, k, load(y, ye, k) * (load(dy, dye, k) - dot));
+  }
+}
+
+// Mean and reciprocal standard deviation (biased variance) of row r of x[rows, h], two passes.
+__device__ void row_moments(const void* x, Elem xe, int64_t r, int64_t h, float eps, float* scratch, float& mean,
+                            float& rstd) {
+  float s = 0.0f;
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x) s += load(x, xe, r * h + j);
+  mean = block_reduce<false>(s, scratch) / static_cast<float>(h);
+  float q = 0.0f;
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
+    const float d = load(x, xe, r * h + j) - mean;
+    q += d * d;
+  }
+  rstd = rsqrtf(block_reduce<false>(q, scratch) / static_cast<float>(h) + eps);
+}
+
+__global__ void layer_norm_kernel(const void* x, Elem xe, const void* gamma, Elem ge, const void* beta, Elem be,
+                                  int64_t h, float eps, void* y, Elem ye) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float mean, rstd;
+  row_moments(x, xe, r, h, eps, scratch, mean, rstd);
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
+    const float xhat = (load(x, xe, r * h + j) - mean) * rstd;
+    store(y, ye, r * h + j, xhat * load(gamma, ge, j) + load(beta, be, j));
+  }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; keeps mean/rstd per row.
+__global__ void layer_norm_dx_kernel(const void* x, Elem xe, const void* gamma, Elem ge, const void* dy, Elem dye,
+                                     int64_t h, float eps, void* dx, Elem dxe, float* means, float* rstds) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float mean, rstd;
+  row_moments(x, xe, r, h, eps, scratch, mean, rstd);
+  float sg = 0.0f, sgx = 0.0f;
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
+    const float g = load(dy, dye, r * h + j) * load(gamma, ge, j);
+    sg += g;
+    sgx += g * (load(x, xe, r * h + j) - mean) * rstd;
+  }
+  const float mean_g = block_reduce<false>(sg, scratch) / static_cast<float>(h);
+  const float mean_gx = block_reduce<false>(sgx, scratch) / static_cast<float>(h);
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
+    const float xhat = (load(x, xe, r * h + j) - mean) * rstd;
+    const float g = load(dy, dye, r * h + j) * load(gamma, ge, j);
+    store(dx, dxe, r * h + j, rstd * (g - mean_g - xhat * mean_gx));
+  }
+  if (threadIdx.x == 0) {
+    means[r] = mean;
+    rstds[r] = rstd;
+  }
+}
+
+// Partial column sums of dy * xhat and dy over a chunk of rows: partial[chunk][2][h].
+__global__ void layer_norm_dparams_partial(const void* x, Elem xe, const void* dy, Elem dye, const float* means,
+                                           const float* rstds, int64_t rows, int64_t h, int64_t chunk,
+                                           float* partial) {
+  const int64_t col = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int64_t c = blockIdx.y;
+  if (col >= h) return;
+  float sg = 0.0f, sb = 0.0f;
+  const int64_t end = min(rows, (c + 1) * chunk);
+  for (int64_t r = c * chunk; r < end; ++r) {
+    const float d = load(dy, dye, r * h + col);
+    sg += d * (load(x, xe, r * h + col) - means[r]) * rstds[r];
+    sb += d;
+  }
+  partial[(c * 2) * h + col] = sg;
+  partial[(c * 2 + 1) * h + col] = sb;
+}
+
+__global__ void layer_norm_dparams_final(const float* partial, int64_t chunks, int64_t h, void* dgamma, Elem dge,
+                                         void* dbeta, Elem dbe) {
+  for (int64_t col = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; col < h; col += int64_t{gridDim.x} * blockDim.x) {
+    float sg = 0.0f, sb = 0.0f;
+    for (int64_t c = 0; c < chunks; ++c) {
+      sg += partial[(c * 2) * h + col];
+      sb += partial[(c * 2 + 1) * h + col];
+    }
+    store(dgamma, dge, col, sg);
+    store(dbeta, dbe, col, sb);
+  }
+}
+
+__global__ void cross_entropy_rows_kernel(const void* logits, Elem le, const int32_t* labels, int64_t vocab,
+                                          float* row_loss, int32_t* flag, int32_t code) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float top, sum;
+  row_softmax_stats(logits, le, Rows{vocab, 1}, r, scratch, top, sum);
+  if (threadIdx.x == 0) {
+    int64_t label = labels[r];
+    if (label < 0 || label >= vocab) {
+      atomicCAS(flag, 0, code);
+      label = 0;
+    }
+    row_loss[r] = logf(sum) + top - load(logits, le, r * vocab + label);
+  }
+}
+
+// One block sums the row losses in a fixed order and writes their mean.
+__global__ void mean_kernel(const float* values, int64_t count, void* out, Elem oe) {
+  __shared__ float scratch[32];
+  float s = 0.0f;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) s += values[i];
+  s = block_reduce<false>(s, scratch);
+  if (threadIdx.x == 0) store(out, oe, 0, count > 0 ? s / static_cast<float>(count) : 0.0f);
+}
+
+__global__ void cross_entropy_grad_kernel(const void* logits, Elem le, const int32_t* labels, const void* dloss,
+                                          Elem dle, int64_t rows, int64_t vocab, void* dlogits, Elem de, int32_t* flag,
+                                          int32_t code) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float top, sum;
+  row_softmax_stats(logits, le, Rows{vocab, 1}, r, scratch, top, sum);
+  const float scale = load(dloss, dle, 0) / static_cast<float>(rows);
+  int64_t label = labels[r];
+  if (label < 0 || label >= vocab) {
+    if (threadIdx.x == 0) atomicCAS(flag, 0, code);
+    label = -1;
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+    const float p = __expf(load(logits, le, r * vocab + j) - top) * inv;
+    store(dlogits, de, r * vocab + j, (p - (j == label ? 1.0f : 0.0f)) * scale);
+  }
+}
+
+// Rows of at most 1024 bf16 values (attention scores): one warp per row, the row held in
+// registers (eight values per 16-byte load), one read and one write of device memory.
+constexpr int kWarpRowWords = 4;  // 16-byte words per lane: rows up to 32 * 4 * 8 = 1024
+constexpr int kRowsPerBlock = 4;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__global__ void softmax_warp_kernel(const uint4* x, uint4* y, int64_t rows, int64_t words) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  float v[kWarpRowWords][8];
+  float top = -INFINITY;
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    device::Bf16x8 in;
+    in.word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      v[c][k] = w < words ? __bfloat162float(in.h[k]) : -INFINITY;
+      top = fmaxf(top, v[c][k]);
+    }
+  }
+  top = warp_max(top);
+  float sum = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c)
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      v[c][k] = __expf(v[c][k] - top);
+      sum += v[c][k];
+    }
+  const float inv = 1.0f / warp_sum(sum);
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    if (w >= words) continue;
+    device::Bf16x8 out;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(v[c][k] * inv);
+    y[row * words + w] = out.word;
+  }
+}
+
+__global__ void softmax_grad_warp_kernel(const uint4* y, const uint4* dy, uint4* dx, int64_t rows, int64_t words) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  device::Bf16x8 ys[kWarpRowWords], ds[kWarpRowWords];
+  float dot = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    ys[c].word = w < words ? y[row * words + w] : make_uint4(0, 0, 0, 0);
+    ds[c].word = w < words ? dy[row * words + w] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) dot += __bfloat162float(ys[c].h[k]) * __bfloat162float(ds[c].h[k]);
+  }
+  dot = warp_sum(dot);
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    if (w >= words) continue;
+    device::Bf16x8 out;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      out.h[k] = __float2bfloat16_rn(__bfloat162float(ys[c].h[k]) * (__bfloat162float(ds[c].h[k]) - dot));
+    }
+    dx[row * words + w] = out.word;
+  }
+}
+
+bool warp_rows_fit(int64_t n, int64_t inner, std::initializer_list<std::pair<const void*, Elem>> tensors) {
+  if (inner != 1 || n % 8 != 0 || n > 32 * kWarpRowWords * 8) return false;
+  for (const auto& [p, e] : tensors) {
+    if (e != Elem::bf16 || reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return true;
+}
+
+unsigned warp_row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
+
+// Threads per row block: enough to cover short rows, 256 (8 warps) for long ones.
+unsigned row_threads(int64_t n) { return n >= 256 ? 256u : (n > 64 ? 128u : 64u); }
+
+}  // namespace
+
+Status gather(const void* table, Elem te, const int32_t* ids, int64_t id_count, int64_t vocab, int64_t row, void* out,
+              Elem oe, int32_t* flag, int32_t code, cudaStream_t stream) {
+  const int64_t count = id_count * row;
+  if (count == 0) return Status::ok();
+  gather_kernel<<<grid_for(count), kThreads, 0, stream>>>(table, te, ids, count, vocab, row, out, oe, flag, code);
+  STRATA_CUDA_LAUNCHED("gather");
+  return Status::ok();
+}
+
+Status gather_grad(const int32_t* ids, int64_t id_count, const void* dy, Elem dye, int64_t vocab, int64_t row,
+                   void* dtable, Elem de, int32_t* flag, int32_t code, cudaStream_t stream) {
+  STRATA_RETURN_IF_ERROR(fill(dtable, de, vocab * row, 0.0f, stream));
+  if (id_count == 0 || row == 0) return Status::ok();
+  STRATA_CHECK(id_count < (int64_t{1} << 31), "gather_grad: too many ids");
+  const int n = static_cast<int>(id_count);
+  int32_t* buffers = nullptr;  // positions in, keys out, positions out
+  STRATA_CUDA_CALL(cudaMallocAsync(reinterpret_cast<void**>(&buffers), sizeof(int32_t) * 3 * id_count, stream));
+  int32_t* positions_in = buffers;
+  int32_t* keys_out = buffers + id_count;
+  int32_t* positions_out = buffers + 2 * id_count;
+  iota_kernel<<<grid_for(id_count), kThreads, 0, stream>>>(positions_in, id_count);
+  STRATA_CUDA_LAUNCHED("iota");
+  size_t temp_bytes = 0;
+  STRATA_CUDA_CALL(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, ids, keys_out, positions_in, positions_out, n,
+                                                   0, 32, stream));
+  void* temp = nullptr;
+  STRATA_CUDA_CALL(cudaMallocAsync(&temp, temp_bytes, stream));
+  STRATA_CUDA_CALL(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, ids, keys_out, positions_in, positions_out, n, 0,
+                                                   32, stream));
+  const dim3 grid(static_cast<unsigned>(id_count), static_cast<unsigned>((row + kThreads - 1) / kThreads));
+  segment_sum_kernel<<<grid, kThreads, 0, stream>>>(keys_out, positions_out, id_count, dy, dye, vocab, row, dtable, de,
+                                                    flag, code);
+  STRATA_CUDA_LAUNCHED("gather_grad");
+  STRATA_CUDA_CALL(cudaFreeAsync(temp, stream));
+  STRATA_CUDA_CALL(cudaFreeAsync(buffers, stream));
+  return Status::ok();
+}
+
+Status softmax(const void* x, Elem xe, int64_t outer, int64_t n, int64_t inner, void* y, Elem ye, cudaStream_t stream) {
+  if (outer * inner == 0 || n == 0) return Status::ok();
+  if (warp_rows_fit(n, inner, {{x, xe}, {y, ye}})) {
+    softmax_warp_kernel<<<warp_row_blocks(outer), 32 * kRowsPerBlock, 0, stream>>>(
+        static_cast<const uint4*>(x), static_cast<uint4*>(y), outer, n / 8);
+    STRATA_CUDA_LAUNCHED("softmax_warp");
+    return Status::ok();
+  }
+  softmax_kernel<<<static_cast<unsigned>(outer * inner), row_threads(n), 0, stream>>>(x, xe, Rows{n, inner}, y, ye);
+  STRATA_CUDA_LAUNCHED("softmax");
+  return Status::ok();
+}
+
+Status softmax_grad(const void* y, Elem ye, const void* dy, Elem dye, int64_t outer, int64_t n, int64_t inner, void* dx,
+                    Elem dxe, cudaStream_t stream) {
+  if (outer * inner == 0 || n == 0) return Status::ok();
+  if (warp_rows_fit(n, inner, {{y, ye}, {dy, dye}, {dx, dxe}})) {
+    softmax_grad_warp_kernel<<<warp_row_blocks(outer), 32 * kRowsPerBlock, 0, stream>>>(
+        static_cast<const uint4*>(y), static_cast<const uint4*>(dy), static_cast<uint4*>(dx), outer, n / 8);
+    STRATA_CUDA_LAUNCHED("softmax_grad_warp");
+    return Status::ok();
+  }
+  softmax_grad_kernel<<<static_cast<unsigned>(outer * inner), row_threads(n), 0, stream>>>(y, ye, dy, dye,
+                                                                                           Rows{n, inner}, dx, dxe);
+  STRATA_CUDA_LAUNCHED("softmax_grad");
+  return Status::ok();
+}
+
+Status layer_norm(const void* x, Elem xe, const void* gamma, Elem ge, const void* beta, Elem be, int64_t rows,
+                  int64_t h, float eps, void* y, Elem ye, cudaStream_t stream) {
+  if (rows == 0 || h == 0) return Status::ok();
+  layer_norm_kernel<<<static_cast<unsigned>(rows), row_threads(h), 0, stream>>>(x, xe, gamma, ge, beta, be, h, eps, y,
+                                                                                 ye);
+  STRATA_CUDA_LAUNCHED("layer_norm");
+  return Status::ok();
+}
+
+Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const void* dy, Elem dye, int64_t rows,
+                       int64_t h, float eps, void* dx, Elem dxe, void* dgamma, Elem dge, void* dbeta, Elem dbe,
+                       cudaStream_t stream) {
+  if (h == 0) return Status::ok();
+  if (rows == 0) {
+    STRATA_RETURN_IF_ERROR(fill(dgamma, dge, h, 0.0f, stream));
+    return fill(dbeta, dbe, h, 0.0f, stream);
+  }
+  // Chunks of rows so that (column, chunk) threads fill the chip.
+  int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(rows / 16, (int64_t{1} << 17) / h));
+  chunks = std::min<int64_t>(chunks, 65535);
+  const int64_t chunk = (rows + chunks - 1) / chunks;
+  chunks = (rows + chunk - 1) / chunk;
+  float* scratch = nullptr;  // means[rows], rstds[rows], partial[chunks][2][h]
+  STRATA_CUDA_CALL(
+      cudaMallocAsync(reinterpret_cast<void**>(&scratch), sizeof(float) * (2 * rows + 2 * chunks * h), stream));
+  float* means = scratch;
+  float* rstds = scratch + rows;
+  float* partial = scratch + 2 * rows;
+  layer_norm_dx_kernel<<<static_cast<unsigned>(rows), row_threads(h), 0, stream>>>(x, xe, gamma, ge, dy, dye, h, eps,
+                                                                                    dx, dxe, means, rstds);
+  STRATA_CUDA_LAUNCHED("layer_norm_dx");
+  const dim3 grid(static_cast<unsigned>((h + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));
+  layer_norm_dparams_partial<<<grid, kThreads, 0, stream>>>(x, xe, dy, dye, means, rstds, rows, h, chunk, partial);
+  STRATA_CUDA_LAUNCHED("layer_norm_dparams_partial");
+  layer_norm_dparams_final<<<grid_for(h), kThreads, 0, stream>>>(partial, chunks, h, dgamma, dge, dbeta, dbe);
+  STRATA_CUDA_LAUNCHED("layer_norm_dparams_final");
+  STRATA_CUDA_CALL(cudaFreeAsync(scratch, stream));
+  return Status::ok();
+}
+
+Status cross_entropy(const void* logits, Elem le, const int32_t* labels, int64_t rows, int64_t vocab, void* loss,
+                     Elem loss_elem, int32_t* flag, int32_t code, cudaStream_t stream) {
+  float* row_loss = nullptr;
+  STRATA_CUDA_CALL(cudaMallocAsync(reinterpret_cast<void**>(&row_loss), sizeof(float) * std::max<int64_t>(rows, 1),
+                                   stream));
+  if (rows > 0) {
+    cross_entropy_rows_kernel<<<static_cast<unsigned>(rows), row_threads(vocab), 0, stream>>>(logits, le, labels,
+                                                                                              vocab, row_loss, flag,
+                                                                                              code);
+    STRATA_CUDA_LAUNCHED("cross_entropy_rows");
+  }
+  mean_kernel<<<1, 1024, 0, stream>>>(row_loss, rows, loss, loss_elem);
+  STRATA_CUDA_LAUNCHED("cross_entropy_mean");
+  STRATA_CUDA_CALL(cudaFreeAsync(row_loss, stream));
+  return Status::ok();
+}
+
+Status cross_entropy_grad(const void* logits, Elem le, const int32_t* labels, const void* dloss, Elem dle, int64_t rows,
+                          int64_t vocab, void* dlogits, Elem de, int32_t* flag, int32_t code, cudaStream_t stream) {
+  if (rows == 0 || vocab == 0) return Status::ok();
+  cross_entropy_grad_kernel<<<static_cast<unsigned>(rows), row_threads(vocab), 0, stream>>>(
+      logits, le, labels, dloss, dle, rows, vocab, dlogits, de, flag, code);
+  STRATA_CUDA_LAUNCHED("cross_entropy_grad");
+  return Status::ok();
+}
+
+}  // namespace strata::runtime::cuda::kernels

@@ -1,0 +1,360 @@
+// GPU tests of the cuda backend: every device kernel against the reference interpreter on random
+// inputs (bf16 and fp32 activations), the tensor helpers, a one-rank communicator, bad ids, and a
+// whole gpt-tiny Adam training step run op by op against the fp64 reference.
+#include "gpu_test_util.h"
+#include "strata/autodiff/autodiff.h"
+#include "strata/models/models.h"
+
+namespace strata::runtime::cuda_test {
+namespace {
+
+using ir::OpKind;
+using Ints = std::vector<int64_t>;
+
+struct InputSpec {
+  ir::Shape shape;
+  DType dtype = DType::f32;  // i32: ids in [0, vocab)
+  double lo = -1.0, hi = 1.0;
+  int64_t vocab = 0;
+  bool fp32 = false;  // stored fp32 (a parameter or optimizer state) whatever the activations
+};
+
+struct OpCase {
+  std::string name;
+  OpKind kind;
+  std::vector<InputSpec> inputs;
+  ir::Attrs attrs;
+};
+
+std::ostream& operator<<(std::ostream& os, const OpCase& c) { return os << c.name; }
+
+InputSpec act(ir::Shape s, double lo = -1.0, double hi = 1.0) { return InputSpec{std::move(s), DType::f32, lo, hi, 0, false}; }
+InputSpec param(ir::Shape s, double lo = -1.0, double hi = 1.0) { return InputSpec{std::move(s), DType::f32, lo, hi, 0, true}; }
+InputSpec ids(ir::Shape s, int64_t vocab) { return InputSpec{std::move(s), DType::i32, 0, 0, vocab, false}; }
+
+ir::Attrs dot_attrs(Ints lb, Ints rb, Ints lc, Ints rc) {
+  return ir::Attrs{{"lhs_batch", lb}, {"rhs_batch", rb}, {"lhs_contract", lc}, {"rhs_contract", rc}};
+}
+
+std::vector<OpCase> cases() {
+  std::vector<OpCase> c;
+  const ir::Shape x{4, 6, 40};
+  for (auto [name, kind] : std::vector<std::pair<const char*, OpKind>>{
+           {"Neg", OpKind::Neg}, {"Tanh", OpKind::Tanh}, {"Relu", OpKind::Relu}, {"Gelu", OpKind::Gelu},
+           {"Step", OpKind::Step}, {"Indicator", OpKind::Indicator}, {"Exp", OpKind::Exp}}) {
+    c.push_back({name, kind, {act(x)}, {}});
+  }
+  c.push_back({"Log", OpKind::Log, {act(x, 0.1, 3.0)}, {}});
+  c.push_back({"Sqrt", OpKind::Sqrt, {act(x, 0.1, 3.0)}, {}});
+  c.push_back({"Rsqrt", OpKind::Rsqrt, {act(x, 0.1, 3.0)}, {}});
+  c.push_back({"Scale", OpKind::Scale, {act(x)}, {{"scalar", 0.37}}});
+  c.push_back({"Constant", OpKind::Constant, {}, {{"shape", Ints{3, 5}}, {"value", 1.5}}});
+  c.push_back({"AddSame", OpKind::Add, {act(x), act(x)}, {}});
+  c.push_back({"AddBias", OpKind::Add, {act(x), param({40})}, {}});
+  c.push_back({"AddMask", OpKind::Add, {act({2, 3, 8, 8}), param({8, 8})}, {}});
+  c.push_back({"AddOddBias", OpKind::Add, {act({3, 5, 7}), param({7})}, {}});
+  c.push_back({"AddBf16Bias", OpKind::Add, {act({3, 5, 16}), act({16})}, {}});
+  c.push_back({"SubBroadcastBoth", OpKind::Sub, {act({4, 1, 5}), act({6, 1})}, {}});
+  c.push_back({"MulMiddle", OpKind::Mul, {act({4, 6, 5}), act({4, 1, 5})}, {}});
+  c.push_back({"Div", OpKind::Div, {act(x), act(x, 0.5, 2.0)}, {}});
+  c.push_back({"Max", OpKind::Max, {act(x), act(x)}, {}});
+  c.push_back({"GeluGrad", OpKind::GeluGrad, {act(x, -3, 3), act(x)}, {}});
+  c.push_back({"ReduceSumOuter", OpKind::ReduceSum, {act({6, 10, 12})}, {{"axes", Ints{0, 1}}}});
+  c.push_back({"ReduceSumLong", OpKind::ReduceSum, {act({5000, 24})}, {{"axes", Ints{0}}}});
+  c.push_back({"ReduceSumRows", OpKind::ReduceSum, {act({6, 10, 70})}, {{"axes", Ints{2}}}});
+  c.push_back({"ReduceSumAll", OpKind::ReduceSum, {act({6, 10, 12})}, {}});
+  c.push_back({"ReduceMaxMiddle", OpKind::ReduceMax, {act({6, 10, 12})}, {{"axes", Ints{1}}, {"keepdims", int64_t{1}}}});
+  c.push_back({"ReduceMeanLast", OpKind::ReduceMean, {act({6, 10, 12})}, {{"axes", Ints{-1}}}});
+  c.push_back({"Reshape", OpKind::Reshape, {act({4, 6, 12})}, {{"shape", Ints{24, 3, 4}}}});
+  c.push_back({"Transpose0213", OpKind::Transpose, {act({2, 3, 4, 5})}, {{"perm", Ints{0, 2, 1, 3}}}});
+  c.push_back({"TransposeTiled", OpKind::Transpose, {act({2, 40, 3, 24})}, {{"perm", Ints{0, 2, 3, 1}}}});
+  c.push_back({"Transpose210", OpKind::Transpose, {act({3, 4, 5})}, {{"perm", Ints{2, 1, 0}}}});
+  c.push_back({"Broadcast", OpKind::Broadcast, {act({4, 1})}, {{"shape", Ints{3, 4, 5}}, {"dims", Ints{1, 2}}}});
+  c.push_back({"Slice", OpKind::Slice, {act({2, 5, 3, 4, 6})},
+               {{"starts", Ints{0, 1, 1, 0, 2}}, {"limits", Ints{2, 4, 2, 4, 6}}}});
+  c.push_back({"Concat", OpKind::Concat, {act({2, 3, 4}), act({2, 5, 4})}, {{"axis", int64_t{1}}}});
+  c.push_back({"Pad", OpKind::Pad, {act({2, 3, 4})}, {{"low", Ints{0, 1, 2}}, {"high", Ints{1, 0, 3}}}});
+  // Dot: the GPT patterns and the layouts that need a permuted copy or a pointer-array batch.
+  c.push_back({"DotDense", OpKind::Dot, {act({2, 5, 24}), param({24, 36})}, dot_attrs({}, {}, {2}, {0})});
+  c.push_back({"DotLmHead", OpKind::Dot, {act({2, 5, 24}), param({50, 24})}, dot_attrs({}, {}, {2}, {1})});
+  c.push_back({"DotWeightGrad", OpKind::Dot, {act({2, 5, 24}), act({2, 5, 36})}, dot_attrs({}, {}, {0, 1}, {0, 1})});
+  c.push_back({"DotInputGrad", OpKind::Dot, {act({2, 5, 36}), param({24, 36})}, dot_attrs({}, {}, {2}, {1})});
+  c.push_back({"DotScores", OpKind::Dot, {act({2, 7, 3, 8}), act({2, 7, 3, 8})}, dot_attrs({0, 2}, {0, 2}, {3}, {3})});
+  c.push_back({"DotContext", OpKind::Dot, {act({2, 3, 7, 7}), act({2, 7, 3, 8})}, dot_attrs({0, 1}, {0, 2}, {3}, {1})});
+  c.push_back({"DotPointerBatch", OpKind::Dot, {act({70, 3, 2, 4}), act({70, 3, 2, 4})}, dot_attrs({0, 2}, {0, 2}, {3}, {3})});
+  c.push_back({"DotStridedBatch", OpKind::Dot, {act({3, 5, 4}), act({3, 4, 6})}, dot_attrs({0}, {0}, {2}, {1})});
+  c.push_back({"DotSplitContract", OpKind::Dot, {act({4, 5, 6}), act({6, 4, 3})}, dot_attrs({}, {}, {0, 2}, {1, 0})});
+  c.push_back({"DotVector", OpKind::Dot, {act({9}), act({9, 4})}, dot_attrs({}, {}, {0}, {0})});
+  c.push_back({"Gather", OpKind::Gather, {param({50, 16}), ids({2, 7}, 50)}, {}});
+  c.push_back({"GatherGrad", OpKind::GatherGrad, {ids({3, 40}, 9), act({3, 40, 16})}, {{"vocab", int64_t{9}}}});
+  c.push_back({"SoftmaxLast", OpKind::Softmax, {act({2, 3, 9, 300}, -4, 4)}, {{"axis", int64_t{-1}}}});
+  c.push_back({"SoftmaxWarpRows", OpKind::Softmax, {act({2, 3, 5, 1000}, -4, 4)}, {{"axis", int64_t{-1}}}});
+  c.push_back({"SoftmaxGradWarpRows", OpKind::SoftmaxGrad, {act({2, 3, 5, 256}, 0, 0.02), act({2, 3, 5, 256})},
+               {{"axis", int64_t{-1}}}});
+  c.push_back({"SoftmaxMiddle", OpKind::Softmax, {act({4, 9, 5}, -4, 4)}, {{"axis", int64_t{1}}}});
+  c.push_back({"SoftmaxGrad", OpKind::SoftmaxGrad, {act({2, 3, 9, 33}, 0, 0.2), act({2, 3, 9, 33})}, {{"axis", int64_t{-1}}}});
+  c.push_back({"LayerNorm", OpKind::LayerNorm, {act({3, 5, 96}, -2, 3), param({96}), param({96})}, {{"eps", 1e-5}}});
+  c.push_back({"LayerNormGrad", OpKind::LayerNormGrad, {act({40, 5, 96}, -2, 3), param({96}), act({40, 5, 96})},
+               {{"eps", 1e-5}}});
+  c.push_back({"CrossEntropy", OpKind::CrossEntropy, {act({30, 700}, -5, 5), ids({30}, 700)}, {}});
+  c.push_back({"CrossEntropyGrad", OpKind::CrossEntropyGrad,
+               {act({30, 700}, -5, 5), ids({30}, 700), param({}, 0.5, 1.5)}, {}});
+  c.push_back({"AdamUpdate", OpKind::AdamUpdate,
+               {param({1000}), act({1000}, -0.01, 0.01), param({1000}, -0.01, 0.01), param({1000}, 0.0, 1e-4)},
+               {{"lr", 1e-3}, {"beta1", 0.9}, {"beta2", 0.95}, {"eps", 1e-8}, {"weight_decay", 0.01}, {"step", int64_t{3}}}});
+  c.push_back({"AdamUpdateOdd", OpKind::AdamUpdate,
+               {param({999}), act({999}, -0.01, 0.01), param({999}, -0.01, 0.01), param({999}, 0.0, 1e-4)},
+               {{"lr", 1e-3}, {"step", int64_t{1}}}});
+  c.push_back({"SgdUpdate", OpKind::SgdUpdate, {param({1000}), act({1000})}, {{"lr", 0.1}}});
+  c.push_back({"HostMaxPool", OpKind::MaxPool2d, {act({2, 3, 8, 8})}, {{"window", int64_t{2}}, {"stride", int64_t{2}}}});
+  c.push_back({"HostConv", OpKind::Conv2d, {act({2, 3, 6, 6}), param({4, 3, 3, 3})},
+               {{"stride", int64_t{1}}, {"padding", int64_t{1}}}});
+  return c;
+}
+
+class OpTest : public ::testing::TestWithParam<std::tuple<OpCase, DType>> {};
+
+TEST_P(OpTest, MatchesInterpreter) {
+  const auto& [c, activations] = GetParam();
+  Backend& be = backend(activations);
+  std::mt19937 rng(1234);
+  ir::Graph graph;
+  std::vector<ir::Value> values;
+  std::map<std::string, interp::Tensor> feeds;
+  std::vector<TensorPtr> device_inputs;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    const InputSpec& s = c.inputs[i];
+    const std::string name = "in" + std::to_string(i);
+    values.push_back(graph.input(name, s.shape, s.dtype));
+    feeds[name] = s.dtype == DType::i32 ? random_ids(s.shape, s.vocab, rng) : random_tensor(s.shape, rng, s.lo, s.hi);
+    const DType storage = s.dtype == DType::i32 ? DType::i32 : (s.fp32 ? DType::f32 : activations);
+    auto uploaded = be.upload(feeds[name], storage);
+    ASSERT_TRUE(uploaded.is_ok()) << uploaded.error().message();
+    device_inputs.push_back(*uploaded);
+  }
+  auto id = graph.try_add(c.kind, values, c.attrs, "op");
+  ASSERT_TRUE(id.is_ok()) << id.error().message();
+  const ir::Op& op = graph.op(*id);
+  for (size_t i = 0; i < op.outputs.size(); ++i) graph.mark_output(ir::Value{*id, static_cast<int32_t>(i)});
+  auto ref = interp::run(graph, feeds, interp::Precision::f64);
+  ASSERT_TRUE(ref.is_ok()) << ref.error().message();
+
+  std::vector<const DeviceTensor*> inputs;
+  for (const auto& t : device_inputs) inputs.push_back(t.get());
+  auto out = be.run_op(op, inputs);
+  ASSERT_TRUE(out.is_ok()) << out.error().message();
+  ASSERT_EQ(out->size(), op.outputs.size());
+  const bool exact_update = op.kind == OpKind::AdamUpdate || op.kind == OpKind::SgdUpdate;
+  const double tol = activations == DType::f32 || exact_update ? 1e-4 : 2e-2;
+  for (size_t i = 0; i < out->size(); ++i) {
+    EXPECT_EQ((*out)[i]->shape(), op.outputs[i].shape);
+    auto host = be.download(*(*out)[i]);
+    ASSERT_TRUE(host.is_ok()) << host.error().message();
+    const double err = relative_error(*host, ref->outputs[i]);
+    EXPECT_LE(err, tol) << c.name << " output " << i << " (" << dtype_name((*out)[i]->dtype()) << ")";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, OpTest, ::testing::Combine(::testing::ValuesIn(cases()),
+                                                             ::testing::Values(DType::bf16, DType::f32)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" + dtype_name(std::get<1>(info.param));
+                         });
+
+TEST(CudaBackend, BadIdIsAnErrorNamingTheOp) {
+  Backend& be = backend(DType::bf16);
+  ir::Graph graph;
+  auto table = graph.input("table", {10, 4}, DType::f32);
+  auto tokens = graph.input("tokens", {3}, DType::i32);
+  const ir::OpId id = graph.add(OpKind::Gather, {table, tokens}, {}, "embed.lookup");
+  std::mt19937 rng(1);
+  auto t = be.upload(random_tensor({10, 4}, rng), DType::f32);
+  auto i = be.upload(interp::Tensor({3}, {1.0, 10.0, 2.0}), DType::i32);
+  ASSERT_TRUE(t.is_ok() && i.is_ok());
+  auto out = be.run_op(graph.op(id), {t->get(), i->get()});
+  ASSERT_TRUE(out.is_ok());
+  Status s = be.synchronize();
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("embed.lookup"), std::string::npos) << s.message();
+  EXPECT_TRUE(be.synchronize().is_ok());  // the flag is cleared once reported
+}
+
+TEST(CudaBackend, SliceInsertAddScale) {
+  Backend& be = backend(DType::bf16);
+  std::mt19937 rng(7);
+  const interp::Tensor host = random_tensor({4, 6, 5}, rng);
+  auto t = be.upload(host, DType::f32);
+  ASSERT_TRUE(t.is_ok());
+  auto block = be.slice(**t, {1, 2, 0}, {2, 3, 5});
+  ASSERT_TRUE(block.is_ok()) << block.error().message();
+  auto back = be.download(**block);
+  ASSERT_TRUE(back.is_ok());
+  for (int64_t a = 0; a < 2; ++a)
+    for (int64_t b = 0; b < 3; ++b)
+      for (int64_t c = 0; c < 5; ++c) EXPECT_EQ((*back)[(a * 3 + b) * 5 + c], host[((a + 1) * 6 + b + 2) * 5 + c]);
+  ASSERT_TRUE(be.scale(**block, 2.0).is_ok());
+  auto zero = be.alloc(ir::TensorType{{4, 6, 5}, DType::f32});
+  ASSERT_TRUE(zero.is_ok());
+  ASSERT_TRUE(be.insert(**zero, **block, {1, 2, 0}).is_ok());
+  ASSERT_TRUE(be.add_into(**zero, **t).is_ok());
+  auto sum = be.download(**zero);
+  ASSERT_TRUE(sum.is_ok());
+  for (int64_t a = 0; a < 4; ++a)
+    for (int64_t b = 0; b < 6; ++b)
+      for (int64_t c = 0; c < 5; ++c) {
+        const int64_t k = (a * 6 + b) * 5 + c;
+        const bool inside = a >= 1 && a < 3 && b >= 2 && b < 5;
+        EXPECT_FLOAT_EQ(static_cast<float>((*sum)[k]), static_cast<float>(host[k] * (inside ? 3.0 : 1.0)));
+      }
+  EXPECT_FALSE(be.slice(**t, {3, 0, 0}, {2, 6, 5}).is_ok());
+  EXPECT_FALSE(be.insert(**zero, **block, {3, 0, 0}).is_ok());
+}
+
+TEST(CudaBackend, ReshapeIsAViewCopiedOnWrite) {
+  Backend& be = backend(DType::bf16);
+  ir::Graph graph;
+  auto x = graph.input("x", {4, 6}, DType::f32);
+  const ir::OpId id = graph.add(OpKind::Reshape, {x}, {{"shape", Ints{24}}}, "flatten");
+  std::mt19937 rng(5);
+  const interp::Tensor host = random_tensor({4, 6}, rng);
+  auto t = be.upload(host, DType::f32);
+  ASSERT_TRUE(t.is_ok());
+  auto view = be.run_op(graph.op(id), {t->get()});
+  ASSERT_TRUE(view.is_ok()) << view.error().message();
+  ASSERT_TRUE(be.scale(*(*view)[0], 2.0).is_ok());  // writes the view only
+  auto original = be.download(**t);
+  auto doubled = be.download(*(*view)[0]);
+  ASSERT_TRUE(original.is_ok() && doubled.is_ok());
+  for (int64_t i = 0; i < 24; ++i) {
+    EXPECT_EQ((*original)[i], host[i]);
+    EXPECT_EQ((*doubled)[i], 2 * host[i]);
+  }
+  auto second = be.run_op(graph.op(id), {t->get()});
+  ASSERT_TRUE(second.is_ok());
+  ASSERT_TRUE(be.add_into(**t, **t).is_ok());  // writes the original only
+  auto untouched = be.download(*(*second)[0]);
+  ASSERT_TRUE(untouched.is_ok());
+  for (int64_t i = 0; i < 24; ++i) EXPECT_EQ((*untouched)[i], host[i]);
+}
+
+TEST(CudaBackend, OneRankCommunicator) {
+  Backend& be = backend(DType::bf16);
+  auto comm = be.communicator(MPI_COMM_WORLD);
+  ASSERT_TRUE(comm.is_ok()) << comm.error().message();
+  ASSERT_EQ((*comm)->size(), 1);
+  std::mt19937 rng(3);
+  const interp::Tensor host = random_tensor({4, 6}, rng);
+  auto t = be.upload(host, DType::bf16);
+  ASSERT_TRUE(t.is_ok());
+  ASSERT_TRUE((*comm)->all_reduce(**t).is_ok());
+  auto gathered = (*comm)->all_gather(**t, 1);
+  auto scattered = (*comm)->reduce_scatter(**t, 0);
+  auto swapped = (*comm)->all_to_all(**t, 0, 1);
+  ASSERT_TRUE(gathered.is_ok() && scattered.is_ok() && swapped.is_ok());
+  for (const TensorPtr& r : {*t, *gathered, *scattered, *swapped}) {
+    auto back = be.download(*r);
+    ASSERT_TRUE(back.is_ok());
+    EXPECT_EQ(relative_error(*back, host), 0.0);
+  }
+  auto dst = be.alloc(ir::TensorType{{4, 6}, DType::f32});
+  ASSERT_TRUE(dst.is_ok());
+  auto recv = (*comm)->irecv(*dst, 0, 5);
+  auto send = (*comm)->isend(*t, 0, 5);
+  ASSERT_TRUE(recv.is_ok() && send.is_ok());
+  ASSERT_TRUE((*send)->wait().is_ok());
+  ASSERT_TRUE((*recv)->wait().is_ok());
+  auto got = be.download(**dst);
+  ASSERT_TRUE(got.is_ok());
+  EXPECT_EQ(relative_error(*got, host), 0.0);
+  EXPECT_FALSE((*comm)->all_gather(**t, 2).is_ok());
+  EXPECT_FALSE((*comm)->isend(*t, 1, 0).is_ok());
+}
+
+// Three Adam steps of gpt-tiny, op by op on the device, against the fp64 interpreter fed the same
+// parameters: the loss of every step, and the updated parameters (all of them as one vector).
+void gpt_tiny_steps(DType activations, double loss_tol, double param_tol) {
+  Backend& be = backend(activations);
+  auto spec = models::load_model_config(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.yaml");
+  ASSERT_TRUE(spec.is_ok()) << spec.error().message();
+  auto forward = models::build_forward_graph(*spec, 2);
+  ASSERT_TRUE(forward.is_ok()) << forward.error().message();
+  autodiff::TrainingOptions options;
+  options.optimizer = autodiff::Optimizer::adam;
+  options.lr = 1e-2;
+  // As in the runtime's spmd check: where a gradient is zero in exact arithmetic (the attention key
+  // bias) both sides hold rounding noise that a tiny eps would blow up to +-lr.
+  options.eps = 1e-3;
+  auto graph = autodiff::build_training_graph(*forward, options);
+  ASSERT_TRUE(graph.is_ok()) << graph.error().message();
+  const int64_t S = spec->seq_len, V = spec->vocab;
+  std::mt19937 rng(11);
+  std::map<std::string, interp::Tensor> feeds;
+  feeds["tokens"] = random_ids({2, S}, V, rng);
+  feeds["labels"] = random_ids({2 * S}, V, rng);
+  interp::Tensor mask({S, S});
+  for (int64_t q = 0; q < S; ++q)
+    for (int64_t k = 0; k < S; ++k) mask[q * S + k] = k <= q ? 0.0 : -1e9;
+  feeds["causal_mask"] = mask;
+
+  // Sources on the device; AdamUpdate(param, grad, m, v) outputs replace param, m and v.
+  std::vector<std::vector<TensorPtr>> values(static_cast<size_t>(graph->num_ops()));
+  for (ir::OpId id = 0; id < graph->num_ops(); ++id) {
+    const ir::Op& op = graph->op(id);
+    if (op.kind != OpKind::Input && op.kind != OpKind::Parameter) continue;
+    if (op.kind == OpKind::Parameter) feeds[op.name] = interp::init_parameter(op, 5);
+    auto t = be.upload(feeds.at(op.name), be.storage_dtype(op.outputs[0].dtype));
+    ASSERT_TRUE(t.is_ok()) << t.error().message();
+    values[id].push_back(*t);
+  }
+  for (int step = 1; step <= 3; ++step) {
+    auto ref = interp::run(*graph, feeds, interp::Precision::f64);
+    ASSERT_TRUE(ref.is_ok()) << ref.error().message();
+    std::vector<std::vector<TensorPtr>> live = values;
+    double diff = 0.0, norm = 0.0;
+    for (ir::OpId id = 0; id < graph->num_ops(); ++id) {
+      const ir::Op& op = graph->op(id);
+      if (op.kind == OpKind::Input || op.kind == OpKind::Parameter) continue;
+      std::vector<const DeviceTensor*> inputs;
+      for (ir::Value v : op.inputs) inputs.push_back(live[v.op][v.index].get());
+      auto out = be.run_op(op, inputs);
+      ASSERT_TRUE(out.is_ok()) << out.error().message();
+      live[id] = *out;
+      if (op.kind != OpKind::AdamUpdate) continue;
+      auto host = be.download(*live[id][0]);
+      ASSERT_TRUE(host.is_ok());
+      const interp::Tensor& want = ref->values[id][0];
+      for (int64_t i = 0; i < want.numel(); ++i) {
+        diff += ((*host)[i] - want[i]) * ((*host)[i] - want[i]);
+        norm += want[i] * want[i];
+      }
+      for (int k = 0; k < 3; ++k) {
+        const ir::OpId target = op.inputs[k == 0 ? 0 : k + 1].op;
+        values[target] = {live[id][k]};
+        feeds[graph->op(target).name] = ref->values[id][k];  // the reference continues from its own state
+      }
+    }
+    const ir::Value loss = graph->outputs().at(0);
+    auto got = be.download(*live[loss.op][loss.index]);
+    ASSERT_TRUE(got.is_ok()) << got.error().message();
+    const double want = ref->value(loss)[0];
+    const double param_err = std::sqrt(diff / norm);
+    EXPECT_NEAR((*got)[0], want, loss_tol * std::abs(want)) << "loss of step " << step;
+    EXPECT_LE(param_err, param_tol) << "parameters after step " << step;
+    std::printf("gpt-tiny step %d (%s activations): loss %.6f, reference %.6f, parameter error %.2e\n", step,
+                dtype_name(activations), (*got)[0], want, param_err);
+  }
+}
+
+TEST(CudaBackend, GptTinyThreeAdamStepsBf16) { gpt_tiny_steps(DType::bf16, 1e-2, 1e-2); }
+TEST(CudaBackend, GptTinyThreeAdamStepsFp32) { gpt_tiny_steps(DType::f32, 1e-4, 1e-3); }
+
+}  // namespace
+}  // namespace strata::runtime::cuda_test
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int rc = RUN_ALL_TESTS();
+  MPI_Finalize();
+  return rc;
+}
