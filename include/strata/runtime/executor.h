@@ -1,0 +1,68 @@
+// The pipeline executor: one MPI rank per device runs its stage's instruction stream
+// (sched::from_plan) on its local tiles — forward and backward per micro-batch, cross-stage
+// transfers, gradient accumulation, gradient resharding and the optimizer update.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "strata/core/status.h"
+#include "strata/interp/interp.h"
+#include "strata/ir/graph.h"
+#include "strata/plan/plan.h"
+#include "strata/runtime/backend.h"
+#include "strata/runtime/checkpoint.h"
+#include "strata/runtime/partition.h"
+
+namespace strata::runtime {
+
+// The whole (micro-batch sized, global over the mesh) value of Input op `input` for micro-batch
+// `micro_batch` of the current step; the executor feeds each device its tile.
+using Feeder = std::function<Expected<interp::Tensor>(const ir::Op& input, int micro_batch)>;
+
+struct StepResult {
+  double loss = 0;     // mean over micro-batches, the same on every rank
+  double seconds = 0;  // wall time of the step on this rank
+};
+
+class Executor {
+ public:
+  // `training_graph` is the graph at micro-batch size (autodiff::build_training_graph); the plan
+  // must carry strategies for every op. Collective: every rank of `world` calls it. An error on
+  // any rank (bad plan, wrong world size) is returned on every rank.
+  static Expected<std::unique_ptr<Executor>> create(const ir::Graph& training_graph, const plan::Plan& plan,
+                                                    Backend& backend, MPI_Comm world, uint64_t seed);
+  ~Executor();
+
+  // One training step; `step_number` (1-based) feeds Adam's bias correction.
+  Expected<StepResult> step(const Feeder& feed, int64_t step_number);
+
+  // Every Parameter's (and optimizer state's) global value, by op name, on every rank. Collective.
+  Expected<std::map<std::string, interp::Tensor>> gather_parameters();
+  // Replaces every Parameter from global values (each rank keeps its tile); names must match.
+  Status set_parameters(const std::map<std::string, interp::Tensor>& values);
+
+  // This rank's tiles of every Parameter and optimizer state of its stage, for a checkpoint
+  // (name = op name, sharding = the Parameter's spec), and their restoration from one; a tile
+  // whose name, spec or shape differs from this rank's is an error naming the tensor.
+  Expected<std::vector<CheckpointTensor>> local_state();
+  Status load_local_state(const std::vector<CheckpointTensor>& tensors);
+
+  int stage() const;
+  int num_stages() const;
+  const StageGraph& stage_graph() const;
+
+ private:
+  struct Impl;
+  explicit Executor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The causal mask GPT models take: 0 where key <= query, -1e9 above the diagonal.
+interp::Tensor causal_mask(int64_t seq_len);
+
+}  // namespace strata::runtime

@@ -1,0 +1,195 @@
+// `strata train`: runs a plan with strategies under mpirun/srun, one rank per device, and logs
+// loss, step time and tokens/s on rank 0. Data: --data (a uint16 token file or any text as byte
+// tokens), else a synthetic, learnable stream (each sequence counts upward from a random start
+// modulo the vocabulary). --checkpoint DIR saves every rank's tiles; --resume continues from the
+// newest complete step with the data stream and Adam's step where they were.
+#include <cstdio>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "strata/core/args.h"
+#include "strata/plan/plan.h"
+#include "strata/runtime/checkpoint.h"
+#include "strata/runtime/data.h"
+#include "strata/runtime/executor.h"
+#include "strata/runtime/train.h"
+
+namespace strata::cli {
+namespace {
+
+// Sequences of seq_len + 1 tokens for one step, the same on every rank.
+std::vector<int64_t> synthetic_sequences(int64_t batch, int64_t seq_len, int64_t vocab, uint64_t seed, int64_t step) {
+  std::mt19937_64 rng(seed * 1000003 + static_cast<uint64_t>(step));
+  std::vector<int64_t> tokens;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(vocab));
+    for (int64_t s = 0; s <= seq_len; ++s) tokens.push_back((start + s) % vocab);
+  }
+  return tokens;
+}
+
+int local_rank() {
+  MPI_Comm node = MPI_COMM_NULL;
+  int rank = 0;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_rank(node, &rank);
+    MPI_Comm_free(&node);
+  }
+  return rank;
+}
+
+int train_on_rank(const ArgParser& args, int rank) {
+  auto fail = [&](const Error& error, int code) {
+    // Errors that every rank sees alike are printed once, by rank 0.
+    if (rank != 0) return code;
+    return report_failure("train", error, code);
+  };
+  auto steps = args.get_int("steps", 10);
+  auto log_every = args.get_int("log-every", 1);
+  auto checkpoint_every = args.get_int("checkpoint-every", 0);
+  auto seed = args.get_int("seed", 0);
+  for (const auto* value : {&steps, &log_every, &checkpoint_every, &seed}) {
+    if (!*value) return fail(value->error(), kExitBadInput);
+  }
+  if (*steps < 1) return fail(make_error("", "--steps", "must be at least 1"), kExitBadInput);
+  if (*log_every < 1) return fail(make_error("", "--log-every", "must be at least 1"), kExitBadInput);
+  if (*checkpoint_every < 0) return fail(make_error("", "--checkpoint-every", "must not be negative"), kExitBadInput);
+  const std::string checkpoint_dir = args.get("checkpoint");
+  if (args.has("resume") && checkpoint_dir.empty()) {
+    return fail(make_error("", "--resume", "needs --checkpoint DIR to resume from"), kExitBadInput);
+  }
+  auto plan = plan::read_plan(args.get("plan"));
+  if (!plan) return fail(plan.error(), kExitBadInput);
+  auto model = runtime::load_planned_model(*plan);
+  if (!model) return fail(model.error(), kExitBadInput);
+  const models::ModelSpec& spec = model->spec;
+  if (spec.family != models::Family::gpt && spec.family != models::Family::moe) {
+    return fail(make_error(spec.file, "model.family", std::string("strata train feeds token models (gpt, moe), not ") +
+                                                          models::family_name(spec.family)),
+                kExitBadInput);
+  }
+  // Every rank reads the whole global batch and feeds its devices' tiles of it.
+  std::optional<runtime::TokenSource> data;
+  if (args.has("data")) {
+    runtime::DataOptions options;
+    options.path = args.get("data");
+    options.global_batch = spec.global_batch;
+    options.seq_len = spec.seq_len;
+    options.vocab = spec.vocab;
+    options.seed = static_cast<uint64_t>(*seed);
+    auto opened = runtime::TokenSource::open(options);
+    if (!opened) return fail(opened.error(), kExitBadInput);
+    data = std::move(*opened);
+  }
+  auto backend = runtime::make_backend(args.get("backend", "cpu"), local_rank());
+  if (!backend) return fail(backend.error(), kExitBadInput);
+  auto exec = runtime::Executor::create(model->training_graph, *plan, **backend, MPI_COMM_WORLD,
+                                        static_cast<uint64_t>(*seed));
+  if (!exec) return fail(exec.error(), kExitBadInput);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const std::string hash = runtime::plan_hash(*plan);
+
+  int64_t done = 0;  // optimizer steps completed before this run
+  if (args.has("resume")) {
+    auto latest = runtime::latest_checkpoint(checkpoint_dir);
+    if (!latest) return fail(latest.error(), kExitBadInput);
+    if (*latest) {
+      auto state = runtime::load_checkpoint(checkpoint_dir, (*latest)->step, {hash, rank, world});
+      Status loaded = state ? (*exec)->load_local_state(state->tensors) : Status(state.error());
+      if (!loaded) return fail(loaded.error(), kExitBadInput);
+      done = state->step;
+      if (data) {
+        if (Status sought = data->seek(state->data_position); !sought) return fail(sought.error(), kExitBadInput);
+      }
+      if (Status discarded = runtime::discard_checkpoints_after(checkpoint_dir, done, rank); !discarded)
+        return fail(discarded.error(), kExitFailure);
+      if (rank == 0) std::printf("# resumed from %s (step %lld)\n", (*latest)->step_dir.c_str(), static_cast<long long>(done));
+    } else if (rank == 0) {
+      std::printf("# no checkpoint under %s: starting at step 1\n", checkpoint_dir.c_str());
+    }
+  }
+  auto save = [&](int64_t step) -> Status {
+    runtime::TrainingState state;
+    state.plan_hash = hash;
+    state.step = step;
+    state.data_position = data ? data->position() : step;
+    state.rank = rank;
+    state.world_size = world;
+    STRATA_ASSIGN_OR_RETURN(state.tensors, (*exec)->local_state());
+    STRATA_RETURN_IF_ERROR(runtime::save_checkpoint(checkpoint_dir, state));
+    return runtime::prune_checkpoints(checkpoint_dir, rank, 2);
+  };
+
+  const double tokens_per_step = static_cast<double>(spec.global_batch * spec.seq_len);
+  if (rank == 0) {
+    std::printf("# strata train: %s on %d stage(s), %d rank(s), backend %s, %d micro-batch(es) of %lld, data %s\n",
+                spec.name.c_str(), plan->num_stages(), world, (*backend)->name().c_str(), plan->num_micro_batches,
+                static_cast<long long>(plan->micro_batch_size()), data ? data->options().path.c_str() : "synthetic");
+    std::printf("%6s %12s %10s %12s\n", "step", "loss", "seconds", "tokens/s");
+  }
+  double first_loss = 0, last_loss = 0;
+  for (int64_t step = done + 1; step <= *steps; ++step) {
+    const std::vector<int64_t> tokens =
+        data ? runtime::window_tokens(data->next())
+             : synthetic_sequences(spec.global_batch, spec.seq_len, spec.vocab, static_cast<uint64_t>(*seed), step);
+    auto inputs = runtime::language_model_inputs(tokens, spec.global_batch, spec.seq_len);
+    if (!inputs) return fail(inputs.error(), kExitFailure);
+    auto result = (*exec)->step(runtime::feeder_of(*inputs), step);
+    if (!result) return fail(result.error(), kExitFailure);
+    if (step == done + 1) first_loss = result->loss;
+    last_loss = result->loss;
+    if (rank == 0 && (step % *log_every == 0 || step == *steps)) {
+      std::printf("%6lld %12.6f %10.4f %12.1f\n", static_cast<long long>(step), result->loss, result->seconds,
+                  tokens_per_step / result->seconds);
+      std::fflush(stdout);
+    }
+    const bool periodic = *checkpoint_every > 0 && step % *checkpoint_every == 0;
+    if (!checkpoint_dir.empty() && (periodic || step == *steps)) {
+      if (Status saved = save(step); !saved) return fail(output_error(saved.error(), "checkpoint"), kExitFailure);
+    }
+  }
+  if (rank == 0 && done < *steps) {
+    std::printf("# loss %.6f -> %.6f over steps %lld..%lld\n", first_loss, last_loss, static_cast<long long>(done + 1),
+                static_cast<long long>(*steps));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_train(int argc, char** argv) {
+  ArgParser args("train", "train a plan (with strategies) under mpirun/srun, one rank per device");
+  args.option("plan", "plan with per-op strategies (YAML, docs/plan_format.md)", "plan.yaml")
+      .option("backend", "cpu (MPI, fp32) or cuda (needs a CUDA build)", "NAME")
+      .option("steps", "optimizer steps to run (default 10)", "N")
+      .option("seed", "seed of the initial weights and the synthetic data (default 0)", "N")
+      .option("log-every", "log every K steps (default 1)", "K")
+      .option("data", "training tokens: a .bin of uint16 ids or any text file as byte tokens", "FILE")
+      .option("checkpoint", "save every rank's state under this directory (at the end, and see --checkpoint-every)", "DIR")
+      .option("checkpoint-every", "also save every N steps (default 0: only at the end)", "N")
+      .flag("resume", "continue from the newest complete checkpoint under --checkpoint")
+      .required("plan");
+  Status parsed = args.parse(argc, argv);
+  if (args.help_requested()) {
+    std::printf("%s", args.help_text().c_str());
+    return 0;
+  }
+  if (!parsed.is_ok()) return report_failure("train", parsed.error(), kExitBadInput);
+  if (Status status = check_input_file(args.get("plan"), "plan"); !status)
+    return report_failure("train", status.error(), kExitBadInput);
+  if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
+    std::fprintf(stderr, "strata train: MPI_Init failed\n");
+    return kExitFailure;
+  }
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const int code = train_on_rank(args, rank);
+  MPI_Finalize();
+  return code;
+}
+
+}  // namespace strata::cli

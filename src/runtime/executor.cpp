@@ -1,0 +1,563 @@
+// The executor: walks this rank's stage stream instruction by instruction. Values live as local
+// tiles keyed by (value, micro-batch); consumers reshard them to the spec they read (cached per
+// spec); cross-stage values go by non-blocking sends and are received at the stream's recv
+// instruction (adjacent stages) or at first use (any other stage pair, e.g. tied embeddings).
+#include "strata/runtime/executor.h"
+
+#include <algorithm>
+#include <set>
+
+#include "strata/sched/schedule.h"
+
+namespace strata::runtime {
+
+namespace {
+
+// Agrees on success across `comm`: the first failing rank's message reaches every rank.
+Status agree(const Status& mine, MPI_Comm comm) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  const int failed_at = mine.is_ok() ? size : rank;
+  int first = size;
+  STRATA_RUNTIME_MPI(MPI_Allreduce(&failed_at, &first, 1, MPI_INT, MPI_MIN, comm));
+  if (first == size) return Status::ok();
+  std::string text = first == rank ? mine.error().message() : std::string();
+  int length = static_cast<int>(text.size());
+  STRATA_RUNTIME_MPI(MPI_Bcast(&length, 1, MPI_INT, first, comm));
+  text.resize(static_cast<size_t>(length));
+  STRATA_RUNTIME_MPI(MPI_Bcast(text.data(), length, MPI_CHAR, first, comm));
+  if (first == rank) return mine;
+  return make_error("", "", "rank " + std::to_string(first) + ": " + text);
+}
+
+interp::Tensor host_slice(const interp::Tensor& t, const Box& box) {
+  interp::Tensor out(box.sizes);
+  const std::vector<int64_t> strides = interp::row_major_strides(t.shape);
+  std::vector<int64_t> index;
+  for (int64_t flat = 0; flat < out.numel(); ++flat) {
+    int64_t rest = flat, offset = 0;
+    index.assign(box.sizes.size(), 0);
+    for (int64_t d = static_cast<int64_t>(box.sizes.size()) - 1; d >= 0; --d) {
+      index[d] = rest % box.sizes[d];
+      rest /= box.sizes[d];
+    }
+    for (size_t d = 0; d < index.size(); ++d) offset += (box.starts[d] + index[d]) * strides[d];
+    out[flat] = t[offset];
+  }
+  return out;
+}
+
+}  // namespace
+
+interp::Tensor causal_mask(int64_t seq_len) {
+  interp::Tensor mask({seq_len, seq_len});
+  for (int64_t q = 0; q < seq_len; ++q) {
+    for (int64_t k = q + 1; k < seq_len; ++k) mask[q * seq_len + k] = -1e9;
+  }
+  return mask;
+}
+
+struct Executor::Impl {
+  const ir::Graph& graph;
+  plan::Plan plan;
+  Backend& backend;
+  MPI_Comm world = MPI_COMM_NULL;
+  uint64_t seed = 0;
+  StageGraph sg;
+  sched::Schedule schedule;
+  std::vector<std::vector<int>> ranks;
+  int stage = -1;
+  int device = -1;
+  Coord coord;
+  cluster::LogicalMesh mesh;
+  MPI_Comm mesh_comm = MPI_COMM_NULL;
+  MPI_Comm axis_comm[2] = {MPI_COMM_NULL, MPI_COMM_NULL};
+  std::unique_ptr<Communicator> world_c, axis_c[2];
+
+  std::map<ir::OpId, TensorPtr> state;                         // Parameters of this stage
+  std::vector<std::map<ir::Value, TensorPtr>> values;          // per micro-batch, spec_on(value, stage)
+  std::vector<std::map<std::pair<ir::Value, std::string>, TensorPtr>> resharded;  // per micro-batch
+  std::map<ir::Value, TensorPtr> accumulated;                  // gradients summed over micro-batches
+  std::map<ir::Value, TensorPtr> synced;                       // accumulated, in the update op's spec
+  std::vector<std::unique_ptr<Request>> pending_sends;
+  std::vector<std::set<int>> sent, received;                   // transfer ids done, per micro-batch
+  double loss_sum = 0;
+
+  Impl(const ir::Graph& g, const plan::Plan& p, Backend& b) : graph(g), plan(p), backend(b) {}
+
+  ~Impl() {
+    pending_sends.clear();
+    for (MPI_Comm* c : {&axis_comm[0], &axis_comm[1], &mesh_comm}) {
+      if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
+    }
+  }
+
+  int num_micro_batches() const { return plan.num_micro_batches; }
+  int tag(const Transfer& t, int micro_batch) const { return t.id * (num_micro_batches() + 1) + micro_batch; }
+
+  Status setup(MPI_Comm w, uint64_t s) {
+    world = w;
+    seed = s;
+    int rank = 0, size = 0;
+    STRATA_RUNTIME_MPI(MPI_Comm_rank(world, &rank));
+    STRATA_RUNTIME_MPI(MPI_Comm_size(world, &size));
+    ranks = stage_ranks(plan);
+    std::tie(stage, device) = locate_rank(plan, rank);
+    mesh = stage >= 0 ? plan.stages[stage].logical_mesh : cluster::LogicalMesh{};
+    coord = coord_of(std::max(device, 0), mesh);
+    // Communicators first (collective over the world), whatever the plan's problems.
+    STRATA_RUNTIME_MPI(MPI_Comm_split(world, stage < 0 ? MPI_UNDEFINED : stage, device, &mesh_comm));
+    if (mesh_comm != MPI_COMM_NULL) {
+      STRATA_RUNTIME_MPI(MPI_Comm_split(mesh_comm, coord.j, coord.i, &axis_comm[0]));
+      STRATA_RUNTIME_MPI(MPI_Comm_split(mesh_comm, coord.i, coord.j, &axis_comm[1]));
+    }
+    Status mine = Status::ok();
+    if (size != plan.cluster.num_devices()) {
+      mine = make_error(plan.source_file, "cluster", "the plan needs " + std::to_string(plan.cluster.num_devices()) +
+                                                        " ranks (one per device), launched with " + std::to_string(size));
+    } else if (stage < 0) {
+      mine = make_error(plan.source_file, "stages", "no stage's submesh holds rank " + std::to_string(rank));
+    }
+    if (mine.is_ok()) {
+      auto partitioned = partition(graph, plan);
+      if (partitioned) {
+        sg = std::move(*partitioned);
+      } else {
+        mine = partitioned.error();
+      }
+    }
+    STRATA_RETURN_IF_ERROR(agree(mine, world));
+    schedule = sched::from_plan(plan);
+    STRATA_ASSIGN_OR_RETURN(world_c, backend.communicator(world));
+    STRATA_ASSIGN_OR_RETURN(axis_c[0], backend.communicator(axis_comm[0]));
+    STRATA_ASSIGN_OR_RETURN(axis_c[1], backend.communicator(axis_comm[1]));
+    int64_t max_tag = static_cast<int64_t>(sg.transfers.size() + 1) * (num_micro_batches() + 1);
+    if (max_tag > world_c->max_tag()) {
+      return make_error(plan.source_file, "stages", "too many cross-stage transfers for MPI's tag range");
+    }
+    for (ir::OpId id : sg.stage_ops[stage]) {
+      if (graph.op(id).kind != ir::OpKind::Parameter) continue;
+      STRATA_RETURN_IF_ERROR(set_parameter(id, interp::init_parameter(graph.op(id), seed)));
+    }
+    return Status::ok();
+  }
+
+  Status set_parameter(ir::OpId id, const interp::Tensor& global) {
+    const ir::Op& op = graph.op(id);
+    if (global.shape != op.outputs[0].shape) {
+      return make_error("", "parameters." + op.name, "shape " + ir::shape_string(global.shape) + " differs from the graph's " +
+                                                          ir::shape_string(op.outputs[0].shape));
+    }
+    const Box box = tile_box(sg.sharding[id].outputs[0], op.outputs[0].shape, mesh, coord);
+    const interp::Tensor tile = host_slice(global, box);
+    STRATA_ASSIGN_OR_RETURN(state[id], backend.upload(tile, backend.storage_dtype(op.outputs[0].dtype)));
+    return Status::ok();
+  }
+
+  // --- resharding -------------------------------------------------------------------------
+
+  Expected<TensorPtr> copy(const DeviceTensor& t) {
+    return backend.slice(t, std::vector<int64_t>(t.shape().size(), 0), t.shape());
+  }
+
+  Expected<TensorPtr> apply(TensorPtr t, const std::vector<LocalStep>& steps) {
+    for (const LocalStep& step : steps) {
+      switch (step.kind) {
+        case StepKind::all_reduce: {
+          STRATA_ASSIGN_OR_RETURN(TensorPtr c, copy(*t));
+          STRATA_RETURN_IF_ERROR(axis_c[step.axis]->all_reduce(*c));
+          t = c;
+          break;
+        }
+        case StepKind::reduce_scatter: {
+          STRATA_ASSIGN_OR_RETURN(t, axis_c[step.axis]->reduce_scatter(*t, step.dim));
+          break;
+        }
+        case StepKind::all_gather: {
+          STRATA_ASSIGN_OR_RETURN(t, axis_c[step.axis]->all_gather(*t, step.dim));
+          break;
+        }
+        case StepKind::all_to_all: {
+          STRATA_ASSIGN_OR_RETURN(t, axis_c[step.axis]->all_to_all(*t, step.dim, step.dim2));
+          break;
+        }
+        case StepKind::slice: {
+          STRATA_ASSIGN_OR_RETURN(t, backend.slice(*t, step.box.starts, step.box.sizes));
+          break;
+        }
+        case StepKind::zero: {
+          STRATA_ASSIGN_OR_RETURN(TensorPtr c, copy(*t));
+          STRATA_RETURN_IF_ERROR(backend.scale(*c, 0.0));
+          t = c;
+          break;
+        }
+      }
+    }
+    return t;
+  }
+
+  Expected<TensorPtr> reshard(TensorPtr t, const intra::ShardingSpec& from, const intra::ShardingSpec& to,
+                              const ir::Shape& shape) {
+    if (from == to) return t;
+    STRATA_ASSIGN_OR_RETURN(auto steps, reshard_steps(from, to, shape, mesh, coord));
+    return apply(std::move(t), steps);
+  }
+
+  // --- cross-stage transfers ---------------------------------------------------------------
+
+  Status post_send(const Transfer& t, const TensorPtr& value, int micro_batch) {
+    const ir::Shape& shape = graph.type(t.value).shape;
+    const intra::ShardingSpec& have = sg.sharding[t.value.op].outputs[t.value.index];
+    STRATA_ASSIGN_OR_RETURN(TensorPtr complete, reshard(value, have, t.sent, shape));
+    for (const Message& m : t.messages) {
+      if (m.from_device != device) continue;
+      STRATA_ASSIGN_OR_RETURN(TensorPtr block, backend.slice(*complete, m.from_box.starts, m.from_box.sizes));
+      STRATA_ASSIGN_OR_RETURN(auto request, world_c->isend(block, ranks[t.to_stage][m.to_device], tag(t, micro_batch)));
+      pending_sends.push_back(std::move(request));
+    }
+    return Status::ok();
+  }
+
+  Expected<TensorPtr> receive(const Transfer& t, int micro_batch) {
+    const ir::Shape& shape = graph.type(t.value).shape;
+    STRATA_ASSIGN_OR_RETURN(ir::Shape local, intra::local_shape(t.landing, shape, mesh));
+    const DType dtype = backend.storage_dtype(graph.type(t.value).dtype);
+    STRATA_ASSIGN_OR_RETURN(TensorPtr tile, backend.alloc(ir::TensorType{local, dtype}));
+    std::vector<std::pair<const Message*, TensorPtr>> blocks;
+    std::vector<std::unique_ptr<Request>> requests;
+    for (const Message& m : t.messages) {
+      if (m.to_device != device) continue;
+      STRATA_ASSIGN_OR_RETURN(TensorPtr block, backend.alloc(ir::TensorType{m.to_box.sizes, dtype}));
+      STRATA_ASSIGN_OR_RETURN(auto request, world_c->irecv(block, ranks[t.from_stage][m.from_device], tag(t, micro_batch)));
+      requests.push_back(std::move(request));
+      blocks.emplace_back(&m, block);
+    }
+    for (auto& r : requests) STRATA_RETURN_IF_ERROR(r->wait());
+    for (auto& [m, block] : blocks) STRATA_RETURN_IF_ERROR(backend.insert(*tile, *block, m->to_box.starts));
+    return tile;
+  }
+
+  Status receive_into_values(const Transfer& t, int micro_batch) {
+    if (received[micro_batch].count(t.id)) return Status::ok();
+    STRATA_ASSIGN_OR_RETURN(values[micro_batch][t.value], receive(t, micro_batch));
+    received[micro_batch].insert(t.id);
+    return Status::ok();
+  }
+
+  // --- running ops -------------------------------------------------------------------------
+
+  Expected<TensorPtr> value_on_stage(ir::Value v, int micro_batch) {
+    auto it = values[micro_batch].find(v);
+    if (it != values[micro_batch].end()) return it->second;
+    const Transfer* t = sg.transfer_to(v, stage);
+    STRATA_CHECK(t != nullptr && !t->per_step, "value read before it was computed on its stage");
+    STRATA_RETURN_IF_ERROR(receive_into_values(*t, micro_batch));
+    return values[micro_batch][v];
+  }
+
+  Expected<TensorPtr> input_of(const ir::Op& op, size_t k, int micro_batch) {
+    const ir::Value v = op.inputs[k];
+    STRATA_ASSIGN_OR_RETURN(TensorPtr base, value_on_stage(v, micro_batch));
+    STRATA_ASSIGN_OR_RETURN(intra::ShardingSpec have, sg.spec_on(v, stage));
+    const intra::ShardingSpec& want = sg.sharding[op.id].inputs[k];
+    if (have == want) return base;
+    auto key = std::make_pair(v, want.to_string());
+    auto cached = resharded[micro_batch].find(key);
+    if (cached != resharded[micro_batch].end()) return cached->second;
+    STRATA_ASSIGN_OR_RETURN(TensorPtr out, reshard(base, have, want, graph.type(v).shape));
+    resharded[micro_batch][key] = out;
+    return out;
+  }
+
+  Status run_op(ir::OpId id, int micro_batch, const Feeder& feed) {
+    const ir::Op& op = graph.op(id);
+    auto& vals = values[micro_batch];
+    if (op.kind == ir::OpKind::Parameter) {
+      vals[ir::Value{id, 0}] = state.at(id);
+      return Status::ok();
+    }
+    if (op.kind == ir::OpKind::Input) {
+      auto whole = feed(op, micro_batch);
+      if (!whole) return whole.error();
+      if (whole->shape != op.outputs[0].shape) {
+        return make_error("", "inputs." + op.name, "fed " + ir::shape_string(whole->shape) + ", the graph wants " +
+                                                        ir::shape_string(op.outputs[0].shape));
+      }
+      const interp::Tensor tile = host_slice(*whole, tile_box(sg.sharding[id].outputs[0], op.outputs[0].shape, mesh, coord));
+      const ir::Value out{id, 0};
+      STRATA_ASSIGN_OR_RETURN(vals[out], backend.upload(tile, backend.storage_dtype(op.outputs[0].dtype)));
+      return Status::ok();
+    }
+    std::vector<TensorPtr> inputs;
+    for (size_t k = 0; k < op.inputs.size(); ++k) {
+      STRATA_ASSIGN_OR_RETURN(TensorPtr in, input_of(op, k, micro_batch));
+      inputs.push_back(std::move(in));
+    }
+    std::vector<const DeviceTensor*> raw;
+    for (const TensorPtr& t : inputs) raw.push_back(t.get());
+    STRATA_ASSIGN_OR_RETURN(auto outputs, backend.run_op(sg.local_ops[id], raw));
+    for (size_t k = 0; k < outputs.size(); ++k) vals[ir::Value{id, static_cast<int32_t>(k)}] = outputs[k];
+    return Status::ok();
+  }
+
+  // Whether the stream carries a send instruction that covers transfer `t` for `micro_batch`.
+  bool has_send_instruction(const Transfer& t, int micro_batch) const {
+    const bool forward = graph.op(t.value.op).role == ir::Role::forward;
+    const sched::Op kind = forward ? sched::Op::send_activation : sched::Op::send_gradient;
+    if (t.to_stage != (forward ? stage + 1 : stage - 1)) return false;
+    for (const sched::Instruction& in : schedule.streams[stage]) {
+      if (in.op == kind && in.micro_batch == micro_batch && in.peer == t.to_stage) return true;
+    }
+    return false;
+  }
+
+  Status send_matching(int micro_batch, ir::Role role, int peer) {
+    for (const Transfer& t : sg.transfers) {
+      if (t.from_stage != stage || t.per_step || sent[micro_batch].count(t.id)) continue;
+      if (graph.op(t.value.op).role != role) continue;
+      if (peer >= 0 ? t.to_stage != peer : has_send_instruction(t, micro_batch)) continue;
+      STRATA_RETURN_IF_ERROR(post_send(t, values[micro_batch].at(t.value), micro_batch));
+      sent[micro_batch].insert(t.id);
+    }
+    return Status::ok();
+  }
+
+  Status receive_matching(int micro_batch, ir::Role role, int peer) {
+    for (const Transfer& t : sg.transfers) {
+      if (t.to_stage != stage || t.from_stage != peer || t.per_step) continue;
+      if (graph.op(t.value.op).role != role) continue;
+      STRATA_RETURN_IF_ERROR(receive_into_values(t, micro_batch));
+    }
+    return Status::ok();
+  }
+
+  // Where a gradient an update op reads is summed over micro-batches: on the update's stage when
+  // the value is there every micro-batch, else on its producer's (then sent once, at grad_sync).
+  bool accumulates_here(ir::Value g) const {
+    for (const auto& [update, grad] : sg.update_grad) {
+      if (!(grad == g)) continue;
+      const int s = sg.stage_of[update];
+      const Transfer* t = sg.transfer_to(g, s);
+      const int where = (sg.stage_of[g.op] == s || (t && !t->per_step)) ? s : sg.stage_of[g.op];
+      if (where == stage) return true;
+    }
+    return false;
+  }
+
+  Status run_phase(ir::Role role, int micro_batch, const Feeder& feed) {
+    for (ir::OpId id : sg.stage_ops[stage]) {
+      if (graph.op(id).role == role) STRATA_RETURN_IF_ERROR(run_op(id, micro_batch, feed));
+    }
+    STRATA_RETURN_IF_ERROR(send_matching(micro_batch, role, -1));
+    if (role == ir::Role::forward) {
+      const ir::Value loss = graph.outputs().at(0);
+      if (sg.stage_of[loss.op] == stage) {
+        STRATA_ASSIGN_OR_RETURN(TensorPtr whole, reshard(values[micro_batch].at(loss), sg.sharding[loss.op].outputs[loss.index],
+                                                         intra::ShardingSpec{}, {}));
+        STRATA_ASSIGN_OR_RETURN(interp::Tensor host, backend.download(*whole));
+        loss_sum += host[0];
+      }
+      return Status::ok();
+    }
+    std::set<ir::Value> done;
+    for (const auto& [update, g] : sg.update_grad) {
+      if (done.count(g) || !accumulates_here(g)) continue;
+      done.insert(g);
+      STRATA_ASSIGN_OR_RETURN(TensorPtr value, value_on_stage(g, micro_batch));
+      auto it = accumulated.find(g);
+      if (it == accumulated.end()) {
+        STRATA_ASSIGN_OR_RETURN(accumulated[g], copy(*value));
+      } else {
+        STRATA_RETURN_IF_ERROR(backend.add_into(*it->second, *value));
+      }
+    }
+    return Status::ok();
+  }
+
+  Status grad_sync() {
+    const double inverse = 1.0 / num_micro_batches();
+    for (auto& [g, t] : accumulated) STRATA_RETURN_IF_ERROR(backend.scale(*t, inverse));
+    for (const Transfer& t : sg.transfers) {
+      if (t.per_step && t.from_stage == stage) STRATA_RETURN_IF_ERROR(post_send(t, accumulated.at(t.value), num_micro_batches()));
+    }
+    for (const auto& [update, g] : sg.update_grad) {
+      if (sg.stage_of[update] != stage || synced.count(g)) continue;
+      const intra::ShardingSpec& want = sg.sharding[update].inputs[1];
+      TensorPtr have;
+      intra::ShardingSpec have_spec;
+      const Transfer* t = sg.transfer_to(g, stage);
+      if (t && t->per_step) {
+        STRATA_ASSIGN_OR_RETURN(have, receive(*t, num_micro_batches()));
+        have_spec = t->landing;
+      } else {
+        have = accumulated.at(g);
+        STRATA_ASSIGN_OR_RETURN(have_spec, sg.spec_on(g, stage));
+      }
+      STRATA_ASSIGN_OR_RETURN(synced[g], reshard(have, have_spec, want, graph.type(g).shape));
+    }
+    return Status::ok();
+  }
+
+  Status optimizer_update(int64_t step_number) {
+    for (const auto& [update, g] : sg.update_grad) {
+      if (sg.stage_of[update] != stage) continue;
+      ir::Op local = sg.local_ops[update];
+      if (local.kind == ir::OpKind::AdamUpdate) local.attrs.set("step", step_number);
+      std::vector<const DeviceTensor*> inputs;
+      for (size_t k = 0; k < local.inputs.size(); ++k) {
+        inputs.push_back(k == 1 ? synced.at(g).get() : state.at(local.inputs[k].op).get());
+      }
+      STRATA_ASSIGN_OR_RETURN(auto outputs, backend.run_op(local, inputs));
+      state[local.inputs[0].op] = outputs[0];
+      if (local.kind == ir::OpKind::AdamUpdate) {
+        state[local.inputs[2].op] = outputs[1];
+        state[local.inputs[3].op] = outputs[2];
+      }
+    }
+    return Status::ok();
+  }
+
+  Status run_stream(const Feeder& feed, int64_t step_number) {
+    const int b = num_micro_batches();
+    values.assign(static_cast<size_t>(b), {});
+    resharded.assign(static_cast<size_t>(b), {});
+    sent.assign(static_cast<size_t>(b), {});
+    received.assign(static_cast<size_t>(b), {});
+    accumulated.clear();
+    synced.clear();
+    loss_sum = 0;
+    for (const sched::Instruction& in : schedule.streams[stage]) {
+      switch (in.op) {
+        case sched::Op::forward: STRATA_RETURN_IF_ERROR(run_phase(ir::Role::forward, in.micro_batch, feed)); break;
+        case sched::Op::backward: STRATA_RETURN_IF_ERROR(run_phase(ir::Role::backward, in.micro_batch, feed)); break;
+        case sched::Op::send_activation:
+          STRATA_RETURN_IF_ERROR(send_matching(in.micro_batch, ir::Role::forward, in.peer));
+          break;
+        case sched::Op::send_gradient:
+          STRATA_RETURN_IF_ERROR(send_matching(in.micro_batch, ir::Role::backward, in.peer));
+          break;
+        case sched::Op::recv_activation:
+          STRATA_RETURN_IF_ERROR(receive_matching(in.micro_batch, ir::Role::forward, in.peer));
+          break;
+        case sched::Op::recv_gradient:
+          STRATA_RETURN_IF_ERROR(receive_matching(in.micro_batch, ir::Role::backward, in.peer));
+          break;
+        case sched::Op::free:
+          values[in.micro_batch].clear();
+          resharded[in.micro_batch].clear();
+          break;
+        case sched::Op::grad_sync: STRATA_RETURN_IF_ERROR(grad_sync()); break;
+        case sched::Op::optimizer_update: STRATA_RETURN_IF_ERROR(optimizer_update(step_number)); break;
+      }
+    }
+    for (auto& r : pending_sends) STRATA_RETURN_IF_ERROR(r->wait());
+    pending_sends.clear();
+    return backend.synchronize();
+  }
+};
+
+Executor::Executor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Executor::~Executor() = default;
+
+Expected<std::unique_ptr<Executor>> Executor::create(const ir::Graph& training_graph, const plan::Plan& plan,
+                                                     Backend& backend, MPI_Comm world, uint64_t seed) {
+  auto impl = std::make_unique<Impl>(training_graph, plan, backend);
+  STRATA_RETURN_IF_ERROR(impl->setup(world, seed));
+  return std::unique_ptr<Executor>(new Executor(std::move(impl)));
+}
+
+Expected<StepResult> Executor::step(const Feeder& feed, int64_t step_number) {
+  Impl& m = *impl_;
+  const double start = MPI_Wtime();
+  STRATA_RETURN_IF_ERROR(agree(m.run_stream(feed, step_number), m.world));
+  // The loss lives on the last stage's devices: its first rank tells everyone.
+  const ir::Value loss_value = m.graph.outputs().at(0);
+  double loss = m.loss_sum / m.num_micro_batches();
+  STRATA_RUNTIME_MPI(MPI_Bcast(&loss, 1, MPI_DOUBLE, m.ranks[m.sg.stage_of[loss_value.op]][0], m.world));
+  return StepResult{loss, MPI_Wtime() - start};
+}
+
+Expected<std::map<std::string, interp::Tensor>> Executor::gather_parameters() {
+  Impl& m = *impl_;
+  std::map<std::string, interp::Tensor> out;
+  for (ir::OpId id = 0; id < m.graph.num_ops(); ++id) {
+    const ir::Op& op = m.graph.op(id);
+    if (op.kind != ir::OpKind::Parameter) continue;
+    const int owner = m.sg.stage_of[id];
+    const int root = m.ranks[owner][0];
+    interp::Tensor host(op.outputs[0].shape);
+    if (owner == m.stage) {
+      intra::ShardingSpec whole = m.sg.sharding[id].outputs[0];
+      std::fill(whole.dims.begin(), whole.dims.end(), intra::DimSharding::R);
+      STRATA_ASSIGN_OR_RETURN(TensorPtr t, m.reshard(m.state.at(id), m.sg.sharding[id].outputs[0], whole, op.outputs[0].shape));
+      STRATA_ASSIGN_OR_RETURN(host, m.backend.download(*t));
+    }
+    STRATA_RUNTIME_MPI(MPI_Bcast(host.data.data(), static_cast<int>(host.numel()), MPI_DOUBLE, root, m.world));
+    out[op.name] = std::move(host);
+  }
+  return out;
+}
+
+Status Executor::set_parameters(const std::map<std::string, interp::Tensor>& values) {
+  Impl& m = *impl_;
+  Status mine = Status::ok();
+  for (ir::OpId id : m.sg.stage_ops[m.stage]) {
+    const ir::Op& op = m.graph.op(id);
+    if (op.kind != ir::OpKind::Parameter) continue;
+    auto it = values.find(op.name);
+    mine = it == values.end() ? Status(make_error("", "parameters." + op.name, "missing")) : m.set_parameter(id, it->second);
+    if (!mine.is_ok()) break;
+  }
+  return agree(mine, m.world);
+}
+
+Expected<std::vector<CheckpointTensor>> Executor::local_state() {
+  Impl& m = *impl_;
+  std::vector<CheckpointTensor> out;
+  for (const auto& [id, tile] : m.state) {
+    const ir::Op& op = m.graph.op(id);
+    CheckpointTensor t;
+    t.name = op.name;
+    t.sharding = m.sg.sharding[id].outputs[0].to_string();
+    t.global_shape = op.outputs[0].shape;
+    t.dtype = tile->dtype();
+    STRATA_ASSIGN_OR_RETURN(t.value, m.backend.download(*tile));
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Status Executor::load_local_state(const std::vector<CheckpointTensor>& tensors) {
+  Impl& m = *impl_;
+  Status mine = Status::ok();
+  std::map<std::string, const CheckpointTensor*> by_name;
+  for (const CheckpointTensor& t : tensors) by_name[t.name] = &t;
+  for (auto& [id, tile] : m.state) {
+    const ir::Op& op = m.graph.op(id);
+    auto it = by_name.find(op.name);
+    const std::string spec = m.sg.sharding[id].outputs[0].to_string();
+    if (it == by_name.end()) {
+      mine = make_error("", "tensors." + op.name, "missing from the checkpoint");
+    } else if (it->second->sharding != spec || it->second->value.shape != tile->shape()) {
+      mine = make_error("", "tensors." + op.name, "checkpoint tile " + it->second->sharding + " " +
+                                                      ir::shape_string(it->second->value.shape) + ", this rank's " + spec +
+                                                      " " + ir::shape_string(tile->shape()));
+    } else {
+      auto uploaded = m.backend.upload(it->second->value, tile->dtype());
+      if (uploaded) {
+        tile = *uploaded;
+      } else {
+        mine = uploaded.error();
+      }
+    }
+    if (!mine.is_ok()) break;
+  }
+  return agree(mine, m.world);
+}
+
+int Executor::stage() const { return impl_->stage; }
+int Executor::num_stages() const { return impl_->plan.num_stages(); }
+const StageGraph& Executor::stage_graph() const { return impl_->sg; }
+
+}  // namespace strata::runtime

@@ -1,0 +1,33 @@
+# Runtime tests: the gtest binary links the modules the random plans need; spmd_check runs random
+# valid plans under mpirun on 8 cpu ranks against the reference interpreter (3 plans per test, so
+# each stays near half a minute on a 2-core machine; 12 plans in all).
+if(TARGET test_runtime)
+  target_link_libraries(test_runtime PRIVATE strata_cost)
+endif()
+add_executable(spmd_check ${CMAKE_SOURCE_DIR}/tests/runtime/driver/spmd_check.cpp)
+target_link_libraries(spmd_check PRIVATE strata_runtime strata_cost strata_planner)
+target_include_directories(spmd_check PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+foreach(model gpt-tiny moe-tiny)
+  foreach(seed 7 8)
+    add_test(NAME runtime_spmd_${model}_seed${seed}
+             COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 8
+                     $<TARGET_FILE:spmd_check> --model ${CMAKE_SOURCE_DIR}/configs/models/${model}.yaml
+                     --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-8.yaml --plans 3 --seed ${seed} --steps 3)
+    set_tests_properties(runtime_spmd_${model}_seed${seed} PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                         PASS_REGULAR_EXPRESSION "spmd check: 3 passed, 0 failed")
+  endforeach()
+endforeach()
+# The plan the planner finds (as `strata plan` would) against the reference.
+add_test(NAME runtime_spmd_gpt-tiny_planned
+         COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 8
+                 $<TARGET_FILE:spmd_check> --model ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml
+                 --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-8.yaml --plans 1 --seed 7 --steps 3 --planned 1)
+set_tests_properties(runtime_spmd_gpt-tiny_planned PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "spmd check: 1 passed, 0 failed")
+
+# strata train end to end (real text, checkpoint + resume, wrong world size).
+add_test(NAME runtime_train_cli
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/runtime/train_cli_test.sh ${CMAKE_SOURCE_DIR} $<TARGET_FILE:strata>
+                 $<TARGET_FILE:spmd_check>)
+set_tests_properties(runtime_train_cli PROPERTIES TIMEOUT 600 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "train cli test: [0-9]+ passed, 0 failed")
