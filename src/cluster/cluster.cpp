@@ -14,6 +14,7 @@ namespace {
 
 constexpr double kGiga = 1e9;
 constexpr double kTera = 1e12;
+constexpr int64_t kMaxDevices = int64_t{1} << 20;  // keeps num_devices() and device indices in an int
 
 // Reads the fields of one YAML mapping, each check naming the file and field on failure.
 class Fields {
@@ -39,8 +40,13 @@ class Fields {
       return make_error(file_, key, "must be a number");
     }
     if (!(value > 0)) return make_error(file_, key, "must be positive, got " + node.as<std::string>());
+    if (!(value < kLargest)) return make_error(file_, key, "too large: " + node.as<std::string>());
     return std::optional<double>(value);
   }
+
+  // Far beyond any real rate or size, and small enough that bytes and FLOP/s stay finite and fit
+  // an int64 after the unit conversion (1e6 GB = 1e15 bytes).
+  static constexpr double kLargest = 1e6;
 
   Expected<int> positive_int(const std::string& key) const {
     auto node = root_[key];
@@ -86,7 +92,8 @@ Expected<ClusterSpec> parse_cluster(const std::string& yaml_text, const std::str
   }
   if (!root.IsMap()) return make_error(file, "", "a cluster file must be a YAML mapping");
   for (const auto& entry : root) {
-    const std::string key = entry.first.as<std::string>();
+    if (!entry.first.IsScalar()) return make_error(file, "", "a key is not a field name (a list or map as key)");
+    const std::string key = entry.first.Scalar();
     bool known = false;
     for (const char* field : kKnownFields) known = known || key == field;
     if (!known) return make_error(file, key, "unknown field");
@@ -98,8 +105,14 @@ Expected<ClusterSpec> parse_cluster(const std::string& yaml_text, const std::str
   STRATA_ASSIGN_OR_RETURN(spec.gpu_model, fields.text("gpu_model"));
   STRATA_ASSIGN_OR_RETURN(spec.num_nodes, fields.positive_int("num_nodes"));
   STRATA_ASSIGN_OR_RETURN(spec.gpus_per_node, fields.positive_int("gpus_per_node"));
+  if (static_cast<int64_t>(spec.num_nodes) * spec.gpus_per_node > kMaxDevices) {
+    return make_error(file, "num_nodes", std::to_string(spec.num_nodes) + " nodes x " +
+                                             std::to_string(spec.gpus_per_node) + " GPUs is more than " +
+                                             std::to_string(kMaxDevices) + " devices");
+  }
   STRATA_ASSIGN_OR_RETURN(auto memory, fields.positive("gpu_memory_gbytes", true));
   spec.gpu_memory_bytes = static_cast<int64_t>(*memory * kGiga);
+  if (spec.gpu_memory_bytes < 1) return make_error(file, "gpu_memory_gbytes", "is less than one byte");
   STRATA_ASSIGN_OR_RETURN(auto f32, fields.positive("peak_tflops_f32", true));
   spec.peak_flops_f32 = *f32 * kTera;
   STRATA_ASSIGN_OR_RETURN(auto f16, fields.positive("peak_tflops_f16", false));

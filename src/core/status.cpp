@@ -6,11 +6,40 @@
 
 namespace strata {
 
+namespace {
+
+// Control characters (a YAML key with "\n" in it, a byte of a corrupt file) are written as
+// escapes, so that a message stays on the one line the command line promises.
+void append_one_line(std::string& out, const std::string& text) {
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+}
+
+}  // namespace
+
 std::string Error::message() const {
   std::string out;
-  if (!file.empty()) out += file + ": ";
-  if (!field.empty()) out += field + ": ";
-  out += reason;
+  if (!file.empty()) {
+    append_one_line(out, file);
+    out += ": ";
+  }
+  if (!field.empty()) {
+    append_one_line(out, field);
+    out += ": ";
+  }
+  append_one_line(out, reason);
   return out;
 }
 

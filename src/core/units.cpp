@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -53,6 +54,9 @@ std::string format_seconds(double seconds) {
 }
 
 Expected<std::string> read_text_file(const std::string& path) {
+  // An ifstream opens a directory without complaint and reads nothing from it.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return make_error(path, "", "is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(path, "", std::string("cannot open: ") + std::strerror(errno));
   std::ostringstream buffer;

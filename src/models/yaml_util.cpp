@@ -9,6 +9,15 @@ std::string join(const std::string& path, const std::string& key) { return path.
 
 namespace {
 
+// What a node holds, for "must be X, got Y": a scalar's text, else its kind (a dumped list or map
+// would span lines).
+std::string describe(const YAML::Node& node) {
+  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsSequence()) return "a list";
+  if (node.IsMap()) return "a map";
+  return "nothing";
+}
+
 bool read_int(const YAML::Node& node, int64_t& out) {
   if (!node.IsScalar() || node.Tag() == "!") return false;
   return YAML::convert<int64_t>::decode(node, out);
@@ -27,7 +36,7 @@ Expected<int64_t> Reader::positive_int(const YAML::Node& map, const std::string&
   const YAML::Node node = map[key];
   if (!node.IsDefined() || node.IsNull()) return error(field, "missing field");
   int64_t value = 0;
-  if (!read_int(node, value)) return error(field, "must be an integer, got '" + YAML::Dump(node) + "'");
+  if (!read_int(node, value)) return error(field, "must be an integer, got " + describe(node));
   if (value <= 0) return error(field, "must be positive, got " + std::to_string(value));
   return value;
 }
@@ -44,7 +53,7 @@ Expected<double> Reader::positive_real_or(const YAML::Node& map, const std::stri
   const YAML::Node node = map[key];
   if (!node.IsDefined()) return fallback;
   double value = 0;
-  if (!read_real(node, value)) return error(field, "must be a number, got '" + YAML::Dump(node) + "'");
+  if (!read_real(node, value)) return error(field, "must be a number, got " + describe(node));
   if (!(value > 0) || !std::isfinite(value)) return error(field, "must be positive and finite");
   return value;
 }

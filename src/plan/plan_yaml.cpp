@@ -120,6 +120,27 @@ Expected<Stage> parse_stage(const YAML::Node& node, const std::string& file, con
   return stage;
 }
 
+// The `training` block: every key optional, defaults from plan::Training.
+Expected<Training> parse_training(const YAML::Node& node, const std::string& file) {
+  Fields f(node, file, "training");
+  STRATA_RETURN_IF_ERROR(f.only({"optimizer", "lr", "beta1", "beta2", "eps", "weight_decay"}));
+  Training training;
+  if (f.has("optimizer")) {
+    STRATA_ASSIGN_OR_RETURN(training.optimizer, f.text("optimizer"));
+  }
+  std::pair<const char*, double*> numbers[] = {{"lr", &training.lr},
+                                               {"beta1", &training.beta1},
+                                               {"beta2", &training.beta2},
+                                               {"eps", &training.eps},
+                                               {"weight_decay", &training.weight_decay}};
+  for (auto& [key, value] : numbers) {
+    if (f.has(key)) {
+      STRATA_ASSIGN_OR_RETURN(*value, f.number(key));
+    }
+  }
+  return training;
+}
+
 // Shortest text that reads back to the same double.
 std::string number_text(double value) {
   char buffer[64];
@@ -157,11 +178,16 @@ Expected<Plan> parse_plan(const std::string& yaml_text, const std::string& file)
   }
   if (!root.IsMap()) return make_error(file, "", "must be a YAML mapping");
   Fields f(root, file, "");
-  STRATA_RETURN_IF_ERROR(f.only({"model", "cluster", "global_batch", "num_micro_batches", "schedule",
-                                 "cross_stage_link", "stages", "predicted"}));
+  STRATA_RETURN_IF_ERROR(f.only({"model", "model_file", "cluster", "global_batch", "num_micro_batches",
+                                 "micro_batch_size", "schedule", "training", "cross_stage_link", "stages",
+                                 "predicted"}));
   Plan plan;
   plan.source_file = file;
   STRATA_ASSIGN_OR_RETURN(plan.model, f.text("model"));
+  if (f.has("model_file")) {
+    STRATA_ASSIGN_OR_RETURN(plan.model_file, f.text("model_file"));
+    if (plan.model_file.empty()) return f.error("model_file", "must not be empty (leave the key out instead)");
+  }
 
   if (!f.has("cluster")) return f.error("cluster", "missing field");
   Fields c(f.node("cluster"), file, "cluster");
@@ -172,7 +198,20 @@ Expected<Plan> parse_plan(const std::string& yaml_text, const std::string& file)
 
   STRATA_ASSIGN_OR_RETURN(plan.global_batch, f.integer("global_batch"));
   STRATA_ASSIGN_OR_RETURN(plan.num_micro_batches, small_int(f, "num_micro_batches"));
+  if (f.has("micro_batch_size")) {
+    STRATA_ASSIGN_OR_RETURN(int64_t size, f.integer("micro_batch_size"));
+    // A num_micro_batches that does not divide the batch is validate's error, not this one.
+    const bool divides = plan.num_micro_batches >= 1 && plan.global_batch % plan.num_micro_batches == 0;
+    if (divides && size * plan.num_micro_batches != plan.global_batch) {
+      return f.error("micro_batch_size", std::to_string(size) + " x num_micro_batches " +
+                                             std::to_string(plan.num_micro_batches) + " is not global_batch " +
+                                             std::to_string(plan.global_batch));
+    }
+  }
   STRATA_ASSIGN_OR_RETURN(plan.schedule, f.text("schedule"));
+  if (f.has("training")) {
+    STRATA_ASSIGN_OR_RETURN(plan.training, parse_training(f.node("training"), file));
+  }
 
   if (!f.has("cross_stage_link")) return f.error("cross_stage_link", "missing field");
   Fields link(f.node("cross_stage_link"), file, "cross_stage_link");
@@ -197,6 +236,24 @@ Expected<Plan> parse_plan(const std::string& yaml_text, const std::string& file)
   return plan;
 }
 
+autodiff::TrainingOptions autodiff_options(const Training& t) {
+  autodiff::TrainingOptions o;
+  o.optimizer = t.optimizer == "sgd" ? autodiff::Optimizer::sgd : autodiff::Optimizer::adam;
+  o.lr = t.lr;
+  o.beta1 = t.beta1;
+  o.beta2 = t.beta2;
+  o.eps = t.eps;
+  o.weight_decay = t.weight_decay;
+  return o;
+}
+
+std::string Plan::model_path() const {
+  if (model_file.empty() || model_file.front() == '/') return model_file;
+  auto slash = source_file.find_last_of('/');
+  if (slash == std::string::npos) return model_file;
+  return source_file.substr(0, slash + 1) + model_file;
+}
+
 Expected<Plan> read_plan(const std::string& path) {
   STRATA_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
   STRATA_ASSIGN_OR_RETURN(Plan plan, parse_plan(text, path));
@@ -207,13 +264,22 @@ Expected<Plan> read_plan(const std::string& path) {
 std::string plan_to_yaml(const Plan& plan) {
   std::string out = "# Strata plan (format: docs/plan_format.md)\n";
   out += "model: " + quoted(plan.model) + "\n";
+  if (!plan.model_file.empty()) out += "model_file: " + quoted(plan.model_file) + "\n";
   out += "cluster:\n";
   out += "  name: " + quoted(plan.cluster.name) + "\n";
   out += "  num_nodes: " + std::to_string(plan.cluster.num_nodes) + "\n";
   out += "  gpus_per_node: " + std::to_string(plan.cluster.gpus_per_node) + "\n";
   out += "global_batch: " + std::to_string(plan.global_batch) + "\n";
   out += "num_micro_batches: " + std::to_string(plan.num_micro_batches) + "\n";
+  out += "micro_batch_size: " + std::to_string(plan.micro_batch_size()) + "\n";
   out += "schedule: " + quoted(plan.schedule) + "\n";
+  out += "training:\n";
+  out += "  optimizer: " + quoted(plan.training.optimizer) + "\n";
+  out += "  lr: " + number_text(plan.training.lr) + "\n";
+  out += "  beta1: " + number_text(plan.training.beta1) + "\n";
+  out += "  beta2: " + number_text(plan.training.beta2) + "\n";
+  out += "  eps: " + number_text(plan.training.eps) + "\n";
+  out += "  weight_decay: " + number_text(plan.training.weight_decay) + "\n";
   out += "cross_stage_link:\n";
   out += "  bandwidth_bytes_per_second: " + number_text(plan.cross_stage_link.bandwidth_bytes_per_second) + "\n";
   out += "  latency_seconds: " + number_text(plan.cross_stage_link.latency_seconds) + "\n";

@@ -2,10 +2,12 @@
 // the human report of a plan.
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <sstream>
 #include <vector>
 
 #include "strata/core/units.h"
+#include "strata/intra/strategy.h"
 #include "strata/plan/plan.h"
 
 namespace strata::plan {
@@ -39,6 +41,13 @@ Status validate(const Plan& plan, const cluster::ClusterSpec* spec) {
     return fail("num_micro_batches", std::to_string(plan.num_micro_batches) + " does not divide global_batch " +
                                          std::to_string(plan.global_batch));
   }
+  if (plan.training.optimizer != "adam" && plan.training.optimizer != "sgd") {
+    return fail("training.optimizer", "must be \"adam\" or \"sgd\", got \"" + plan.training.optimizer + "\"");
+  }
+  if (!(plan.training.lr > 0)) return fail("training.lr", "must be positive");
+  if (!(plan.training.beta1 < 1)) return fail("training.beta1", "must be below 1");
+  if (!(plan.training.beta2 < 1)) return fail("training.beta2", "must be below 1");
+  if (!(plan.training.eps > 0)) return fail("training.eps", "must be positive");
   if (plan.stages.empty()) return fail("stages", "must have at least one stage");
   if (plan.num_stages() > 1 && !(plan.cross_stage_link.bandwidth_bytes_per_second > 0)) {
     return fail("cross_stage_link.bandwidth_bytes_per_second", "must be positive when there are several stages");
@@ -91,10 +100,44 @@ Status validate(const Plan& plan, const cluster::ClusterSpec* spec) {
       }
     }
   }
+  // Strategies: all stages list them or none does (a cost-only plan).
+  for (int i = 1; i < plan.num_stages(); ++i) {
+    if (plan.stages[i].strategies.empty() != plan.stages[0].strategies.empty()) {
+      const int empty = plan.stages[i].strategies.empty() ? i : 0;
+      return fail(stage_field(empty, "strategies"),
+                  "is empty but other stages list strategies: every stage must, or none");
+    }
+  }
   for (size_t d = 0; d < owner.size(); ++d) {
     if (owner[d] < 0) {
       return fail("stages", "the submeshes do not tile the cluster: node " + std::to_string(d / gpus) + " GPU " +
                                 std::to_string(d % gpus) + " is in no stage");
+    }
+  }
+  return Status::ok();
+}
+
+Status validate_strategies(const Plan& plan, const ir::Graph& training_graph) {
+  const std::string& file = plan.source_file;
+  bool any = false;
+  for (const Stage& s : plan.stages) any = any || !s.strategies.empty();
+  if (!any) return Status::ok();
+  std::map<std::string, int> stage_of;  // op name -> the stage listing it
+  for (int i = 0; i < plan.num_stages(); ++i) {
+    for (const auto& [op, spec] : plan.stages[i].strategies) {
+      const std::string field = stage_field(i, "strategies.") + op;
+      auto [at, inserted] = stage_of.emplace(op, i);
+      if (!inserted) return make_error(file, field, "op is already in stages[" + std::to_string(at->second) + "]");
+      if (!training_graph.find(op).is_ok()) return make_error(file, field, "no such op in the training graph");
+      if (auto parsed = intra::parse_op_sharding(spec); !parsed.is_ok()) {
+        return make_error(file, field, "bad sharding \"" + spec + "\": " + parsed.error().reason);
+      }
+    }
+  }
+  for (ir::OpId id = 0; id < training_graph.num_ops(); ++id) {
+    const std::string& name = training_graph.op(id).name;
+    if (!stage_of.count(name)) {
+      return make_error(file, "stages", "op '" + name + "' of the training graph is in no stage's strategies");
     }
   }
   return Status::ok();

@@ -2,7 +2,10 @@
 // name, complete=1 is the last thing written, and only then is the file renamed into place.
 #include "strata/profile/store.h"
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -124,6 +127,9 @@ Status write_all(hid_t file_id, const std::string& file, const Profile& profile)
 
 class Reader {
  public:
+  static constexpr hssize_t kMaxPoints = hssize_t{1} << 24;
+  static constexpr size_t kMaxStringBytes = size_t{1} << 20;
+
   Reader(hid_t file_id, std::string file) : file_id_(file_id), file_(std::move(file)) {}
 
   Expected<std::vector<std::string>> children(const std::string& path) {
@@ -147,10 +153,16 @@ class Reader {
   template <typename T>
   Expected<std::vector<T>> dataset(const std::string& path) {
     const hid_t type = std::is_same_v<T, double> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+    if (H5Lexists(file_id_, path.c_str(), H5P_DEFAULT) <= 0) return make_error(file_, path, "missing dataset");
     STRATA_H5_OPEN(Handle set, H5Dopen2(file_id_, path.c_str(), H5P_DEFAULT), H5Dclose, file_, path);
     STRATA_H5_OPEN(Handle space, H5Dget_space(set.get()), H5Sclose, file_, path);
     const hssize_t count = H5Sget_simple_extent_npoints(space.get());
     if (count < 0) return h5::call_failed(file_, path, "H5Sget_simple_extent_npoints");
+    // A corrupt header can claim any size; no real curve comes near this many points.
+    if (count > kMaxPoints) {
+      return make_error(file_, path, "has " + std::to_string(count) + " values, more than " +
+                                         std::to_string(kMaxPoints) + " (corrupt file?)");
+    }
     std::vector<T> values(static_cast<size_t>(count));
     STRATA_H5_CALL(H5Dread(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), file_, path);
     return values;
@@ -158,9 +170,17 @@ class Reader {
 
   bool has_attr(const char* name) { return H5Aexists(file_id_, name) > 0; }
 
+  // H5Aread fills the whole dataspace: an array attribute would overrun a single value.
+  Status check_single_value(const Handle& attr, const char* name) {
+    STRATA_H5_OPEN(Handle space, H5Aget_space(attr.get()), H5Sclose, file_, name);
+    if (H5Sget_simple_extent_npoints(space.get()) != 1) return make_error(file_, name, "must be a single value");
+    return Status::ok();
+  }
+
   Expected<int> attr_int(const char* name) {
     if (!has_attr(name)) return make_error(file_, name, "missing attribute");
     STRATA_H5_OPEN(Handle attr, H5Aopen(file_id_, name, H5P_DEFAULT), H5Aclose, file_, name);
+    STRATA_RETURN_IF_ERROR(check_single_value(attr, name));
     int value = 0;
     STRATA_H5_CALL(H5Aread(attr.get(), H5T_NATIVE_INT, &value), file_, name);
     return value;
@@ -173,7 +193,9 @@ class Reader {
     if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0) {
       return make_error(file_, name, "must be a fixed-length string attribute");
     }
+    STRATA_RETURN_IF_ERROR(check_single_value(attr, name));
     const size_t size = H5Tget_size(type.get());
+    if (size == 0 || size > kMaxStringBytes) return make_error(file_, name, "string attribute of a bad size");
     std::string value(size, '\0');
     STRATA_H5_CALL(H5Aread(attr.get(), type.get(), value.data()), file_, name);
     value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
@@ -268,7 +290,12 @@ Expected<Profile> read_all(Reader& reader) {
     if (n.size() != m.size() || k.size() != m.size() || seconds.size() != m.size()) {
       return make_error(file, path, "datasets m, n, k, seconds differ in length");
     }
-    for (size_t i = 0; i < m.size(); ++i) profile.gemm.push_back({m[i], n[i], k[i], *dtype, seconds[i]});
+    for (size_t i = 0; i < m.size(); ++i) {
+      if (m[i] <= 0 || n[i] <= 0 || k[i] <= 0 || !(seconds[i] > 0) || !std::isfinite(seconds[i])) {
+        return make_error(file, path, "point " + std::to_string(i) + ": m, n, k and seconds must be positive");
+      }
+      profile.gemm.push_back({m[i], n[i], k[i], *dtype, seconds[i]});
+    }
   }
   // Curves must be usable for interpolation: same lengths, sizes increasing, times positive.
   auto check_curve = [&](const std::string& path, const std::vector<int64_t>& sizes,
@@ -277,8 +304,12 @@ Expected<Profile> read_all(Reader& reader) {
       return make_error(file, path, "sizes_bytes and seconds must be non-empty and of equal length");
     }
     for (size_t i = 0; i < sizes.size(); ++i) {
-      if (sizes[i] <= 0 || !(seconds[i] > 0) || (i > 0 && sizes[i] <= sizes[i - 1])) {
+      if (sizes[i] <= 0 || (i > 0 && sizes[i] <= sizes[i - 1])) {
         return make_error(file, path, "sizes_bytes must increase and seconds be positive");
+      }
+      if (!(seconds[i] > 0) || !std::isfinite(seconds[i])) {
+        return make_error(file, path, "seconds must be positive and finite (value " + std::to_string(i) + " is " +
+                                          std::to_string(seconds[i]) + ")");
       }
     }
     return Status::ok();
@@ -293,13 +324,38 @@ Expected<Profile> read_all(Reader& reader) {
   return profile;
 }
 
+// libhdf5 parses unchecksummed metadata (superblock 0 and 1) without defending against
+// corruption: a damaged file can crash it (use after free in H5Aexists, found by fuzz/). Store
+// writes superblock 2 or later, whose metadata is checksummed; older files are refused before the
+// library parses them. The version byte follows the 8-byte signature at offset 0 (no user block).
+Status check_superblock(const std::string& path) {
+  unsigned char head[9] = {};
+  std::FILE* in = std::fopen(path.c_str(), "rb");
+  if (in == nullptr) return make_error(path, "", "cannot open the profile file");
+  const size_t got = std::fread(head, 1, sizeof head, in);
+  std::fclose(in);
+  static const unsigned char kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (got != sizeof head || std::memcmp(head, kSignature, sizeof kSignature) != 0) {
+    return make_error(path, "", "not a profile written by strata (no HDF5 signature at the start)");
+  }
+  if (head[8] < 2) {
+    return make_error(path, "superblock", "HDF5 format version " + std::to_string(head[8]) +
+                                              " has no metadata checksums; strata writes 2 or later (re-run strata profile)");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status Store::write(const std::string& path, const Profile& profile) {
   h5::silence_errors();
   const std::string temp = path + ".tmp";
   {
-    STRATA_H5_OPEN(Handle file_id, H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+    // The HDF5 1.8+ format (superblock 2 and later) checksums its metadata, so a corrupt file is
+    // refused by the library instead of being parsed; read() accepts only such files.
+    STRATA_H5_OPEN(Handle fapl, H5Pcreate(H5P_FILE_ACCESS), H5Pclose, temp, "");
+    STRATA_H5_CALL(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), temp, "");
+    STRATA_H5_OPEN(Handle file_id, H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
                    temp, "");
     STRATA_RETURN_IF_ERROR(write_all(file_id.get(), temp, profile));
     STRATA_H5_CALL(H5Fclose(file_id.release()), temp, "");  // a failed close may lose data: checked
@@ -312,12 +368,15 @@ Status Store::write(const std::string& path, const Profile& profile) {
 
 Expected<Profile> Store::read(const std::string& path, const std::string& expected_cluster) {
   h5::silence_errors();
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return make_error(path, "", "is a directory, not a profile file");
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     std::FILE* probe = std::fopen(path.c_str(), "rb");
     if (probe == nullptr) return make_error(path, "", "cannot open the profile file");
     std::fclose(probe);
     return make_error(path, "", "not a readable HDF5 file (truncated or corrupt)");
   }
+  STRATA_RETURN_IF_ERROR(check_superblock(path));
   hid_t raw = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (raw < 0) return make_error(path, "", "HDF5 call H5Fopen failed: file truncated or corrupt");
   Handle file_id(raw, H5Fclose);

@@ -46,8 +46,14 @@ TEST(Plan, ExampleParsesAndValidates) {
   EXPECT_DOUBLE_EQ(plan->stages[1].backward_seconds, 0.026);
   EXPECT_DOUBLE_EQ(plan->cross_stage_link.bandwidth_bytes_per_second, 1.5e11);
   EXPECT_EQ(plan->stages[0].send_bytes, 33554432);
-  EXPECT_EQ(plan->stages[0].strategies.at("layer0.mlp.fc2"), "S0 @ n1");
+  EXPECT_TRUE(plan->stages[0].strategies.empty());  // a cost-only plan
+  EXPECT_EQ(plan->micro_batch_size(), 4);
+  EXPECT_EQ(plan->training.optimizer, "adam");
   EXPECT_TRUE(boundary_is_intra_node(*plan, 0));
+  // model_file is relative to the plan's directory.
+  auto model = read_text_file(plan->model_path());
+  ASSERT_TRUE(model.is_ok()) << model.error().message();
+  EXPECT_NE(model->find("name: gpt-1.3b"), std::string::npos);
 }
 
 TEST(Plan, ExampleRoundTripsByteForByte) {
@@ -74,13 +80,15 @@ TEST(Plan, BuiltPlanRoundTripsThroughAFile) {
   a.backward_seconds = 2.0 / 3.0;
   a.weights_bytes = 123456789012;
   a.send_bytes = 77;
-  a.strategies = {{"z.op", "R"}, {"a: op", "S0"}};
+  a.strategies = {{"z.op", "[R]->[R]"}, {"a: op", "[S0,RS1]->[S0S1]"}};
   Stage b = a;
   b.first_layer = 5;
   b.last_layer = 9;
   b.first_node = 1;
   b.submesh = {1, 2};
-  b.strategies.clear();
+  b.strategies = {{"y", "[]->[RRP1]"}};
+  plan.model_file = "/abs/model.yaml";
+  plan.training = {"sgd", 0.5, 0.8, 0.9, 1e-7, 0.01};
   plan.stages = {a, b};
   plan.predicted = {1.0e-3 / 7, 999};
   std::string text = plan_to_yaml(plan);
@@ -92,7 +100,9 @@ TEST(Plan, BuiltPlanRoundTripsThroughAFile) {
   EXPECT_EQ(back->stages[0].forward_seconds, a.forward_seconds);  // exact, not approximately
   EXPECT_EQ(back->stages[0].backward_seconds, a.backward_seconds);
   EXPECT_EQ(back->stages[0].weights_bytes, 123456789012);
-  EXPECT_EQ(back->stages[0].strategies.at("a: op"), "S0");
+  EXPECT_EQ(back->stages[0].strategies.at("a: op"), "[S0,RS1]->[S0S1]");
+  EXPECT_EQ(back->training, plan.training);
+  EXPECT_EQ(back->model_path(), "/abs/model.yaml");
   EXPECT_EQ(back->predicted.step_seconds, plan.predicted.step_seconds);
   EXPECT_EQ(plan_to_yaml(*back), text);
   EXPECT_FALSE(boundary_is_intra_node(*back, 0));  // node 0 -> node 1
@@ -134,6 +144,77 @@ TEST(PlanValidation, MicroBatchesMustDivideTheBatch) {
             "plan.yaml: num_micro_batches: 5 does not divide global_batch 32");
 }
 
+TEST(PlanValidation, MicroBatchSizeMustMatch) {
+  EXPECT_EQ(error_of("micro_batch_size: 4", "micro_batch_size: 2"),
+            "plan.yaml: micro_batch_size: 2 x num_micro_batches 8 is not global_batch 32");
+  // Optional on read: without it the plan still says 4 and writes it back.
+  std::string text = example_text();
+  text.replace(text.find("micro_batch_size: 4\n"), 20, "");
+  auto plan = parse_plan(text, "plan.yaml");
+  ASSERT_TRUE(plan.is_ok()) << plan.error().message();
+  EXPECT_EQ(plan->micro_batch_size(), 4);
+  EXPECT_EQ(plan_to_yaml(*plan), example_text());
+}
+
+TEST(PlanValidation, TrainingBlock) {
+  EXPECT_EQ(error_of("optimizer: \"adam\"", "optimizer: \"lamb\""),
+            "plan.yaml: training.optimizer: must be \"adam\" or \"sgd\", got \"lamb\"");
+  EXPECT_EQ(error_of("beta2: 0.999", "beta2: 1"), "plan.yaml: training.beta2: must be below 1");
+  EXPECT_EQ(error_of("lr: 0.001", "lr: 0"), "plan.yaml: training.lr: must be positive");
+  EXPECT_EQ(error_of("eps: 1e-08", "epsilon: 1e-08"), "plan.yaml: training.epsilon: unknown field");
+  // Every key optional; the defaults are written back explicitly.
+  std::string text = example_text();
+  const size_t from = text.find("training:\n");
+  const size_t to = text.find("cross_stage_link:");
+  text.replace(from, to - from, "training: {optimizer: sgd}\n");
+  auto plan = parse_plan(text, "plan.yaml");
+  ASSERT_TRUE(plan.is_ok()) << plan.error().message();
+  EXPECT_EQ(plan->training.optimizer, "sgd");
+  EXPECT_EQ(plan->training.lr, Training{}.lr);
+  EXPECT_NE(plan_to_yaml(*plan).find("training:\n  optimizer: \"sgd\"\n  lr: 0.001\n"), std::string::npos);
+}
+
+TEST(PlanValidation, ModelFileIsOptionalButNotEmpty) {
+  EXPECT_EQ(error_of("model_file: \"../models/gpt-1.3b.yaml\"", "model_file: \"\""),
+            "plan.yaml: model_file: must not be empty (leave the key out instead)");
+  std::string text = example_text();
+  text.replace(text.find("model_file:"), text.find("cluster:") - text.find("model_file:"), "");
+  auto plan = parse_plan(text, "dir/plan.yaml");
+  ASSERT_TRUE(plan.is_ok()) << plan.error().message();
+  EXPECT_EQ(plan->model_path(), "");
+  plan->model_file = "m.yaml";
+  EXPECT_EQ(plan->model_path(), "dir/m.yaml");
+}
+
+TEST(PlanValidation, StrategiesAllOrNone) {
+  EXPECT_EQ(error_of("send_bytes: 0\n    strategies: {}", "send_bytes: 0\n    strategies: {x: \"[]->[R]\"}"),
+            "plan.yaml: stages[0].strategies: is empty but other stages list strategies: every stage must, or none");
+}
+
+// A two-op graph split over the example's two stages.
+TEST(PlanValidation, StrategiesCoverTheTrainingGraphExactly) {
+  ir::Graph graph;
+  ir::Value x = graph.input("x", {4, 8});
+  graph.add_value(ir::OpKind::Relu, {x}, {}, "y");
+  auto plan = parse_plan(example_text(), "plan.yaml");
+  ASSERT_TRUE(plan.is_ok());
+  EXPECT_TRUE(validate_strategies(*plan, graph).is_ok());  // cost-only: nothing to check
+  plan->stages[0].strategies = {{"x", "[]->[S0R]"}};
+  plan->stages[1].strategies = {{"y", "[S0R]->[S0R]"}};
+  EXPECT_TRUE(validate_strategies(*plan, graph).is_ok()) << validate_strategies(*plan, graph).message();
+  plan->stages[1].strategies["x"] = "[]->[R]";
+  EXPECT_EQ(validate_strategies(*plan, graph).message(), "plan.yaml: stages[1].strategies.x: op is already in stages[0]");
+  plan->stages[1].strategies = {{"z", "[R]->[R]"}};
+  EXPECT_EQ(validate_strategies(*plan, graph).message(), "plan.yaml: stages[1].strategies.z: no such op in the training graph");
+  plan->stages[1].strategies = {{"y", "[S0R]->[Q]"}};
+  EXPECT_NE(validate_strategies(*plan, graph).message().find("plan.yaml: stages[1].strategies.y: bad sharding \"[S0R]->[Q]\""),
+            std::string::npos)
+      << validate_strategies(*plan, graph).message();
+  plan->stages[1].strategies.clear();
+  EXPECT_EQ(validate_strategies(*plan, graph).message(),
+            "plan.yaml: stages: op 'y' of the training graph is in no stage's strategies");
+}
+
 TEST(PlanValidation, ScheduleMustBeKnown) {
   EXPECT_EQ(error_of("schedule: \"1f1b\"", "schedule: \"interleaved\""),
             "plan.yaml: schedule: must be \"1f1b\" or \"gpipe\", got \"interleaved\"");
@@ -168,6 +249,23 @@ TEST(Plan, ReportListsStages) {
   EXPECT_NE(text.find("micro-batches of 4, schedule 1f1b, 2 stage(s)"), std::string::npos) << text;
   EXPECT_NE(text.find("12-23"), std::string::npos) << text;
   EXPECT_NE(text.find("1x4@0:4"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace strata::plan
+
+namespace strata::plan {
+namespace {
+
+TEST(Plan, TrainingBlockGivesTheAutodiffOptions) {
+  const autodiff::TrainingOptions sgd = autodiff_options({"sgd", 0.5, 0.8, 0.9, 1e-7, 0.01});
+  EXPECT_EQ(sgd.optimizer, autodiff::Optimizer::sgd);
+  EXPECT_EQ(sgd.lr, 0.5);
+  EXPECT_EQ(sgd.beta1, 0.8);
+  EXPECT_EQ(sgd.beta2, 0.9);
+  EXPECT_EQ(sgd.eps, 1e-7);
+  EXPECT_EQ(sgd.weight_decay, 0.01);
+  EXPECT_EQ(autodiff_options(Training{}).optimizer, autodiff::Optimizer::adam);
 }
 
 }  // namespace

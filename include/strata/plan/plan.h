@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "strata/autodiff/autodiff.h"
 #include "strata/cluster/cluster.h"
 #include "strata/core/status.h"
+#include "strata/ir/graph.h"
 
 namespace strata::plan {
 
@@ -39,6 +41,21 @@ struct ClusterShape {
   int num_devices() const { return num_nodes * gpus_per_node; }
 };
 
+// The optimizer the training graph was built with (docs/plan_format.md `training`). Defaults are
+// what a plan without a `training` block means; the writer always writes the block out.
+struct Training {
+  std::string optimizer = "adam";  // "adam" or "sgd"
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool operator==(const Training&) const = default;
+};
+
+// The autodiff options that build the training graph a plan's `training` block describes.
+autodiff::TrainingOptions autodiff_options(const Training& training);
+
 struct Predicted {
   double step_seconds = 0;
   int64_t peak_memory_bytes = 0;  // per device, the largest over stages
@@ -46,16 +63,23 @@ struct Predicted {
 
 struct Plan {
   std::string model;
+  std::string model_file;  // model YAML, relative to the plan file's directory or absolute; "" = none
   ClusterShape cluster;
   int64_t global_batch = 1;
   int num_micro_batches = 1;
   std::string schedule = "1f1b";  // "1f1b" or "gpipe"
+  Training training;
   cluster::Link cross_stage_link;  // between adjacent stages
   std::vector<Stage> stages;
   Predicted predicted;
   std::string source_file;  // the YAML it came from ("" when built in code); not written
 
   int num_stages() const { return static_cast<int>(stages.size()); }
+  // Samples per micro-batch: global_batch / num_micro_batches (validate checks it divides).
+  int64_t micro_batch_size() const { return num_micro_batches > 0 ? global_batch / num_micro_batches : 0; }
+  // model_file as a path usable from the current directory: relative paths are taken from the
+  // directory of source_file. "" when the plan names no model file.
+  std::string model_path() const;
 };
 
 Expected<Plan> parse_plan(const std::string& yaml_text, const std::string& file);
@@ -68,6 +92,11 @@ Status write_plan(const Plan& plan, const std::string& path);
 // Every structural rule of docs/plan_format.md; the first problem as an Error naming file and
 // field. `spec`, when given, must match the plan's cluster block in shape.
 Status validate(const Plan& plan, const cluster::ClusterSpec* spec = nullptr);
+
+// The strategies against the training graph the plan runs: either no stage lists strategies (a
+// cost-only plan: simulate reads it, train cannot run it) or every op of `training_graph` is in
+// exactly one stage's map, no name is unknown, and every spec parses as an intra::OpSharding.
+Status validate_strategies(const Plan& plan, const ir::Graph& training_graph);
 
 // Whether stages a and a+1 sit on one node (their link is intra-node) or not.
 bool boundary_is_intra_node(const Plan& plan, int stage);
