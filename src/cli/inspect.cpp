@@ -113,27 +113,39 @@ int run_inspect(int argc, char** argv) {
       .option("graph-json", "write the forward graph (ops, attrs, types) as JSON to this file", "FILE")
       .option("micro-batch", "build the graph for this many samples (default: the global batch)", "N")
       .required("model");
-  if (Status status = args.parse(argc, argv); !status) return fail(status.error(), 2);
+  if (Status status = args.parse(argc, argv); !status) return fail(status.error(), kExitBadInput);
   if (args.help_requested()) {
     std::printf("%s", args.help_text().c_str());
     return 0;
   }
   Expected<int64_t> micro_batch = args.get_int("micro-batch", 0);
-  if (!micro_batch) return fail(micro_batch.error(), 2);
-  if (*micro_batch < 0) return fail(make_error("", "--micro-batch", "must be positive"), 2);
+  if (!micro_batch) return fail(micro_batch.error(), kExitBadInput);
+  if (args.has("micro-batch") && *micro_batch <= 0)
+    return fail(make_error("", "--micro-batch", "must be positive, got " + args.get("micro-batch")), kExitBadInput);
   const std::string path = args.get("model");
+  if (Status status = check_input_file(path, "model"); !status) return fail(status.error(), kExitBadInput);
+  for (const char* flag : {"dot", "graph-json"}) {
+    if (!args.has(flag)) continue;
+    if (Status status = check_output_file(args.get(flag), flag); !status) return fail(status.error(), kExitBadInput);
+  }
   Expected<models::ModelSpec> spec = models::load_model_config(path);
-  if (!spec) return fail(spec.error(), 2);
+  if (!spec) return fail(spec.error(), kExitBadInput);
+  if (*micro_batch > 0 && spec->family != models::Family::graph && spec->global_batch % *micro_batch != 0) {
+    return fail(make_error("", "--micro-batch",
+                           std::to_string(*micro_batch) + " does not divide the global batch " +
+                               std::to_string(spec->global_batch) + " of " + path),
+                kExitBadInput);
+  }
   Expected<ir::Graph> graph = models::build_forward_graph(*spec, *micro_batch);
-  if (!graph) return fail(graph.error().in_file(path), 2);
+  if (!graph) return fail(graph.error().in_file(path), kExitBadInput);
   const Summary summary = summarize(*spec, *graph, models::effective_batch(*spec, *micro_batch));
   if (args.has("dot")) {
     if (Status status = write_file_atomically(args.get("dot"), graph->to_dot()); !status)
-      return fail(status.error(), 1);
+      return fail(output_error(status.error(), "dot"), kExitBadInput);
   }
   if (args.has("graph-json")) {
     if (Status status = write_file_atomically(args.get("graph-json"), graph->to_json().dump(1) + "\n"); !status)
-      return fail(status.error(), 1);
+      return fail(output_error(status.error(), "graph-json"), kExitBadInput);
   }
   if (args.has("json")) {
     std::printf("%s\n", to_json(summary).dump(2).c_str());

@@ -65,7 +65,7 @@ int profile_on_rank(const ArgParser& args, int rank) {
   if (rank != 0) return 0;
   const std::string out = args.get("out");
   Status written = profile::Store::write(out, *result);
-  if (!written.is_ok()) return fail(written.error(), 1);
+  if (!written.is_ok()) return fail(output_error(written.error(), "out"), kExitBadInput);
   std::printf("# wrote %s (%zu collective curves, %zu p2p curves, %zu GEMM points)\n", out.c_str(),
               result->collectives.size(), result->p2p.size(), result->gemm.size());
   return 0;
@@ -89,10 +89,12 @@ int run_profile(int argc, char** argv) {
     std::printf("%s", args.help_text().c_str());
     return 0;
   }
-  if (!parsed.is_ok()) {
-    std::fprintf(stderr, "strata profile: %s\n", parsed.message().c_str());
-    return 2;
-  }
+  if (!parsed.is_ok()) return report_failure("profile", parsed.error(), kExitBadInput);
+  // Paths are checked before MPI starts and long before the measurements end.
+  if (Status status = check_input_file(args.get("cluster"), "cluster"); !status)
+    return report_failure("profile", status.error(), kExitBadInput);
+  if (Status status = check_output_file(args.get("out"), "out"); !status)
+    return report_failure("profile", status.error(), kExitBadInput);
   if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
     std::fprintf(stderr, "strata profile: MPI_Init failed\n");
     return 1;

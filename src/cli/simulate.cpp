@@ -25,23 +25,32 @@ int run_simulate(int argc, char** argv) {
       .option("trace", "write a Chrome/Perfetto trace JSON to this file", "t.json")
       .flag("json", "print JSON instead of text")
       .required("plan");
-  if (Status status = args.parse(argc, argv); !status) return fail_with(status.error(), 2);
+  if (Status status = args.parse(argc, argv); !status) return fail_with(status.error(), kExitBadInput);
   if (args.help_requested()) {
     std::printf("%s", args.help_text().c_str());
     return 0;
   }
+  for (const char* flag : {"plan", "cluster"}) {
+    if (!args.has(flag)) continue;
+    if (Status status = check_input_file(args.get(flag), flag); !status)
+      return fail_with(status.error(), kExitBadInput);
+  }
+  if (args.has("trace")) {
+    if (Status status = check_output_file(args.get("trace"), "trace"); !status)
+      return fail_with(status.error(), kExitBadInput);
+  }
   Expected<plan::Plan> plan = plan::read_plan(args.get("plan"));
-  if (!plan) return fail_with(plan.error(), 2);
+  if (!plan) return fail_with(plan.error(), kExitBadInput);
   if (args.has("cluster")) {
     Expected<cluster::ClusterSpec> spec = cluster::load_cluster(args.get("cluster"));
-    if (!spec) return fail_with(spec.error(), 2);
-    if (Status status = plan::validate(*plan, &*spec); !status) return fail_with(status.error(), 2);
+    if (!spec) return fail_with(spec.error(), kExitBadInput);
+    if (Status status = plan::validate(*plan, &*spec); !status) return fail_with(status.error(), kExitBadInput);
   }
   const sim::Result result = sim::simulate(*plan);
   if (args.has("trace")) {
     if (Status status = write_file_atomically(args.get("trace"), sim::trace_json(*plan, result).dump() + "\n");
         !status) {
-      return fail_with(status.error(), 1);
+      return fail_with(output_error(status.error(), "trace"), kExitBadInput);
     }
   }
   if (args.has("json")) {
