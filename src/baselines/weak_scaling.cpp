@@ -21,11 +21,10 @@ constexpr Pair kMoe[] = {{1, "moe-380m"}, {4, "moe-690m"}, {8, "moe-1.3b"},
 constexpr Pair kWresnet[] = {{1, "wresnet-250m"}, {4, "wresnet-1b"}, {8, "wresnet-2b"},
                              {16, "wresnet-4b"}, {32, "wresnet-6.8b"}, {64, "wresnet-13b"}};
 
-std::string cluster_name(int gpus, const std::filesystem::path& dir) {
+// 1, 2 or 4 GPUs of one p3.16xlarge, else whole nodes of 8.
+std::string cluster_name(int gpus) {
   if (gpus >= 8) return "aws-p3-" + std::to_string(gpus / 8) + "node.yaml";
-  const std::string planner = "aws-p3-1node-" + std::to_string(gpus) + "gpu.yaml";
-  if (std::filesystem::exists(dir / planner)) return planner;
-  return "aws-p3-1node-" + std::to_string(gpus) + "gpu-compare.yaml";
+  return "aws-p3-1node-" + std::to_string(gpus) + "gpu.yaml";
 }
 
 }  // namespace
@@ -43,7 +42,7 @@ Expected<std::vector<ScalingPoint>> paper_weak_scaling(const std::string& family
   for (const Pair& p : pairs) {
     if (max_gpus > 0 && p.gpus > max_gpus) continue;
     ScalingPoint point{p.gpus, (root / "models" / (std::string(p.model) + ".yaml")).string(),
-                       (root / "clusters" / cluster_name(p.gpus, root / "clusters")).string()};
+                       (root / "clusters" / cluster_name(p.gpus)).string()};
     for (const std::string& file : {point.model_file, point.cluster_file}) {
       if (!std::filesystem::exists(file)) return make_error(file, "", "no such file (config_dir " + config_dir + ")");
     }

@@ -19,7 +19,7 @@ struct ScalingPoint {
 
 // The (model, cluster) pairs of `family` ("gpt", "moe" or "wresnet") with at most `max_gpus`
 // GPUs (0: all, 1 to 64), under `config_dir` (the repository's configs/). 1-4 GPU clusters are
-// aws-p3-1node-<n>gpu.yaml, else aws-p3-1node-<n>gpu-compare.yaml. Errors: an unknown family, a
+// aws-p3-1node-<n>gpu.yaml, 8-64 GPUs aws-p3-<n/8>node.yaml. Errors: an unknown family, a
 // missing file.
 Expected<std::vector<ScalingPoint>> paper_weak_scaling(const std::string& family, const std::string& config_dir,
                                                        int max_gpus = 0);
