@@ -9,6 +9,7 @@
 #include <sys/utsname.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
       .option("ilp-time-limit", "seconds per stage ILP", "S")
       .option("threads", "threads solving candidate stages", "N")
       .option("layers", "layers to cluster each model into (default: the planner's choice)", "N")
-      .option("micro-batches", "comma-separated micro-batch counts to search", "LIST")
+      .option("micro-batches", "comma-separated micro-batch counts to search (per model those dividing its batch)", "LIST")
       .option("configs", "the configs/ directory", "DIR")
       .option("plot-prefix", "write <prefix><family>.svg per family", "PATH");
   if (Status status = args.parse(argc, argv); !status) return fail(status.error());
@@ -80,7 +81,24 @@ int main(int argc, char** argv) {
   options.planner.num_threads = static_cast<int>(*threads);
   options.planner.num_layers = static_cast<int>(*layers);
   if (args.has("micro-batches")) {
-    for (const std::string& b : split(args.get("micro-batches"))) options.planner.micro_batch_candidates.push_back(std::stoi(b));
+    for (const std::string& b : split(args.get("micro-batches"))) {
+      char* end = nullptr;
+      const long count = std::strtol(b.c_str(), &end, 10);
+      if (b.empty() || *end != '\0' || count < 1 || count > (1 << 20)) {
+        return fail(make_error("", "--micro-batches", "'" + b + "' is not a positive micro-batch count"));
+      }
+      options.planner.micro_batch_candidates.push_back(static_cast<int>(count));
+    }
+  }
+  // Every family's points are checked before any is planned (a micro-batch list of which nothing
+  // divides a family's batch fails now, not after hours of planning the others).
+  const std::vector<std::string> families = split(args.get("families", "gpt,moe,wresnet"));
+  std::vector<std::vector<baselines::ScalingPoint>> family_points;
+  for (const std::string& family : families) {
+    auto points = baselines::paper_weak_scaling(family, args.get("configs", "configs"), static_cast<int>(*max_gpus));
+    if (!points) return fail(points.error());
+    if (Status s = baselines::check_weak_scaling(*points, options); !s) return fail(s.error());
+    family_points.push_back(std::move(points).value());
   }
 
   utsname host{};
@@ -92,10 +110,9 @@ int main(int argc, char** argv) {
   std::printf("%-8s %4s %-13s %-14s %6s %-14s %5s %11s %11s %10s %9s\n", "family", "gpus", "model", "method", "stages",
               "meshes", "B", "step_s", "TFLOP/s/GPU", "mem/GPU", "search_s");
   std::fflush(stdout);
-  for (const std::string& family : split(args.get("families", "gpt,moe,wresnet"))) {
-    auto points = baselines::paper_weak_scaling(family, args.get("configs", "configs"), static_cast<int>(*max_gpus));
-    if (!points) return fail(points.error());
-    auto results = baselines::run_weak_scaling(*points, options, [&](const baselines::ScalingResult& r) {
+  for (size_t f = 0; f < families.size(); ++f) {
+    const std::string& family = families[f];
+    auto results = baselines::run_weak_scaling(family_points[f], options, [&](const baselines::ScalingResult& r) {
       for (const baselines::MethodResult& m : r.results) {
         std::string meshes = "-", stages = "-", b = "-", step = m.out_of_memory ? "OOM" : "infeasible";
         std::string tflops = "-", memory = "-";

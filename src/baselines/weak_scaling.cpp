@@ -53,10 +53,34 @@ Expected<std::vector<ScalingPoint>> paper_weak_scaling(const std::string& family
   return points;
 }
 
-Expected<std::vector<ScalingResult>> run_weak_scaling(const std::vector<ScalingPoint>& points,
-                                                      const CompareOptions& options,
-                                                      const std::function<void(const ScalingResult&)>& on_point) {
-  std::vector<ScalingResult> out;
+Expected<planner::PlannerOptions> point_options(const models::ModelSpec& spec, const planner::PlannerOptions& options) {
+  planner::PlannerOptions o = options;
+  const int64_t global = models::effective_batch(spec, 0);
+  if (global <= 0) return o;  // a generic graph: the planner answers for its fixed batch
+  if (o.num_micro_batches > 0) {
+    if (global % o.num_micro_batches != 0) {
+      return make_error("", "micro_batches", std::to_string(o.num_micro_batches) + " does not divide the global batch " +
+                                                 std::to_string(global) + " of " + spec.name);
+    }
+    return o;
+  }
+  if (o.micro_batch_candidates.empty()) return o;
+  std::vector<int> kept;
+  std::string given;
+  for (int b : o.micro_batch_candidates) {
+    if (b < 1) return make_error("", "micro_batches", "must be at least 1, got " + std::to_string(b));
+    if (global % b == 0) kept.push_back(b);
+    given += (given.empty() ? "" : ",") + std::to_string(b);
+  }
+  if (kept.empty()) {
+    return make_error("", "micro_batches", "none of " + given + " divides the global batch " + std::to_string(global) +
+                                               " of " + spec.name);
+  }
+  o.micro_batch_candidates = std::move(kept);
+  return o;
+}
+
+Status check_weak_scaling(const std::vector<ScalingPoint>& points, const CompareOptions& options) {
   for (const ScalingPoint& point : points) {
     STRATA_ASSIGN_OR_RETURN(models::ModelSpec spec, models::load_model_config(point.model_file));
     STRATA_ASSIGN_OR_RETURN(cluster::ClusterSpec cluster, cluster::load_cluster(point.cluster_file));
@@ -65,8 +89,22 @@ Expected<std::vector<ScalingResult>> run_weak_scaling(const std::vector<ScalingP
                         "the cluster has " + std::to_string(cluster.num_devices()) + " GPUs, the point " +
                             std::to_string(point.gpus));
     }
+    STRATA_RETURN_IF_ERROR(point_options(spec, options.planner).status());
+  }
+  return Status::ok();
+}
+
+Expected<std::vector<ScalingResult>> run_weak_scaling(const std::vector<ScalingPoint>& points,
+                                                      const CompareOptions& options,
+                                                      const std::function<void(const ScalingResult&)>& on_point) {
+  STRATA_RETURN_IF_ERROR(check_weak_scaling(points, options));
+  std::vector<ScalingResult> out;
+  for (const ScalingPoint& point : points) {
+    STRATA_ASSIGN_OR_RETURN(models::ModelSpec spec, models::load_model_config(point.model_file));
+    STRATA_ASSIGN_OR_RETURN(cluster::ClusterSpec cluster, cluster::load_cluster(point.cluster_file));
     const cluster::AlphaBetaModel comm(cluster);
     CompareOptions o = options;
+    STRATA_ASSIGN_OR_RETURN(o.planner, point_options(spec, options.planner));
     o.planner.model_file = point.model_file;
     STRATA_ASSIGN_OR_RETURN(std::vector<MethodResult> results, compare(spec, cluster, comm, o));
     out.push_back({point, spec.name, cluster.name, std::move(results)});

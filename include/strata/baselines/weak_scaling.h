@@ -31,7 +31,17 @@ struct ScalingResult {
   std::vector<MethodResult> results;
 };
 
-// compare() at every point (the analytic alpha-beta communication model of each cluster);
+// The planner options of one point: those of `options` with only the micro-batch candidates that
+// divide the model's global batch (the families' batches differ: GPT and MoE 1024, Wide-ResNet
+// 1536, so one list such as 512,1024 serves all three). Errors (field micro_batches): a forced
+// count that does not divide the batch, or candidates none of which does.
+Expected<planner::PlannerOptions> point_options(const models::ModelSpec& spec, const planner::PlannerOptions& options);
+
+// Loads every point's model and cluster and checks its GPUs and point_options(), so that bad
+// input fails before any planning starts.
+Status check_weak_scaling(const std::vector<ScalingPoint>& points, const CompareOptions& options);
+
+// compare() at every point (after check_weak_scaling) (the analytic alpha-beta communication model of each cluster);
 // `on_point` is called after each point.
 Expected<std::vector<ScalingResult>> run_weak_scaling(const std::vector<ScalingPoint>& points,
                                                       const CompareOptions& options,
