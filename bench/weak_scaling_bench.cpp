@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
       options.planner.micro_batch_candidates.push_back(static_cast<int>(count));
     }
   }
+  if (args.has("plot-prefix")) {
+    if (Status s = baselines::check_plot_path(args.get("plot-prefix") + "gpt.svg"); !s) return fail(s.error());
+  }
   // Every family's points are checked before any is planned (a micro-batch list of which nothing
   // divides a family's batch fails now, not after hours of planning the others).
   const std::vector<std::string> families = split(args.get("families", "gpt,moe,wresnet"));
@@ -112,6 +115,10 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   for (size_t f = 0; f < families.size(); ++f) {
     const std::string& family = families[f];
+    // The plot is rewritten after every point, so a run stopped part way keeps the points it has.
+    std::vector<baselines::ScalingResult> done;
+    Status plotted = Status::ok();
+    const std::string plot_path = args.get("plot-prefix", "") + family + ".svg";
     auto results = baselines::run_weak_scaling(family_points[f], options, [&](const baselines::ScalingResult& r) {
       for (const baselines::MethodResult& m : r.results) {
         std::string meshes = "-", stages = "-", b = "-", step = m.out_of_memory ? "OOM" : "infeasible";
@@ -137,12 +144,11 @@ int main(int argc, char** argv) {
                     step.c_str(), tflops.c_str(), memory.c_str(), m.search_seconds);
       }
       std::fflush(stdout);
+      done.push_back(r);
+      if (args.has("plot-prefix") && plotted) plotted = baselines::write_plot(baselines::weak_scaling_plot(family, done), plot_path);
     });
     if (!results) return fail(results.error());
-    if (args.has("plot-prefix")) {
-      const std::string path = args.get("plot-prefix") + family + ".svg";
-      if (Status s = baselines::write_plot(baselines::weak_scaling_plot(family, *results), path); !s) return fail(s.error());
-    }
+    if (!plotted) return fail(plotted.error());
   }
   return 0;
 }
