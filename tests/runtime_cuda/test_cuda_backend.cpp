@@ -73,6 +73,12 @@ std::vector<OpCase> cases() {
   c.push_back({"Slice", OpKind::Slice, {act({2, 5, 3, 4, 6})},
                {{"starts", Ints{0, 1, 1, 0, 2}}, {"limits", Ints{2, 4, 2, 4, 6}}}});
   c.push_back({"Concat", OpKind::Concat, {act({2, 3, 4}), act({2, 5, 4})}, {{"axis", int64_t{1}}}});
+  // Rows that stay contiguous on both sides go as 16-byte words (the head transposes of attention).
+  c.push_back({"TransposeHeads", OpKind::Transpose, {act({2, 5, 3, 16})}, {{"perm", Ints{0, 2, 1, 3}}}});
+  c.push_back({"SliceRows", OpKind::Slice, {act({2, 5, 3, 4, 16})},
+               {{"starts", Ints{0, 0, 1, 0, 0}}, {"limits", Ints{2, 5, 2, 4, 16}}}});
+  c.push_back({"ConcatRows", OpKind::Concat, {act({2, 3, 16}), act({2, 5, 16})}, {{"axis", int64_t{1}}}});
+  c.push_back({"PadRows", OpKind::Pad, {act({2, 3, 16})}, {{"low", Ints{0, 1, 0}}, {"high", Ints{0, 2, 0}}}});
   c.push_back({"Pad", OpKind::Pad, {act({2, 3, 4})}, {{"low", Ints{0, 1, 2}}, {"high", Ints{1, 0, 3}}}});
   // Dot: the GPT patterns and the layouts that need a permuted copy or a pointer-array batch.
   c.push_back({"DotDense", OpKind::Dot, {act({2, 5, 24}), param({24, 36})}, dot_attrs({}, {}, {2}, {0})});
@@ -99,6 +105,10 @@ std::vector<OpCase> cases() {
   c.push_back({"CrossEntropy", OpKind::CrossEntropy, {act({30, 700}, -5, 5), ids({30}, 700)}, {}});
   c.push_back({"CrossEntropyGrad", OpKind::CrossEntropyGrad,
                {act({30, 700}, -5, 5), ids({30}, 700), param({}, 0.5, 1.5)}, {}});
+  // Rows of a multiple of 8 bf16 logits take the 16-byte path.
+  c.push_back({"CrossEntropyWide", OpKind::CrossEntropy, {act({30, 1024}, -5, 5), ids({30}, 1024)}, {}});
+  c.push_back({"CrossEntropyGradWide", OpKind::CrossEntropyGrad,
+               {act({30, 1024}, -5, 5), ids({30}, 1024), param({}, 0.5, 1.5)}, {}});
   c.push_back({"AdamUpdate", OpKind::AdamUpdate,
                {param({1000}), act({1000}, -0.01, 0.01), param({1000}, -0.01, 0.01), param({1000}, 0.0, 1e-4)},
                {{"lr", 1e-3}, {"beta1", 0.9}, {"beta2", 0.95}, {"eps", 1e-8}, {"weight_decay", 0.01}, {"step", int64_t{3}}}});
@@ -270,14 +280,12 @@ TEST(CudaBackend, OneRankCommunicator) {
   EXPECT_FALSE((*comm)->isend(*t, 1, 0).is_ok());
 }
 
-// Three Adam steps of gpt-tiny, op by op on the device, against the fp64 interpreter fed the same
-// parameters: the loss of every step, and the updated parameters (all of them as one vector).
-void gpt_tiny_steps(DType activations, double loss_tol, double param_tol) {
-  Backend& be = backend(activations);
+// The gpt-tiny training graph (micro-batch 2, Adam with lr 1e-2).
+ir::Graph gpt_tiny_training(models::ModelSpec* spec_out) {
   auto spec = models::load_model_config(std::string(STRATA_SOURCE_DIR) + "/configs/models/gpt-tiny.yaml");
-  ASSERT_TRUE(spec.is_ok()) << spec.error().message();
+  STRATA_CHECK(spec.is_ok(), spec.error().message());
   auto forward = models::build_forward_graph(*spec, 2);
-  ASSERT_TRUE(forward.is_ok()) << forward.error().message();
+  STRATA_CHECK(forward.is_ok(), forward.error().message());
   autodiff::TrainingOptions options;
   options.optimizer = autodiff::Optimizer::adam;
   options.lr = 1e-2;
@@ -285,8 +293,13 @@ void gpt_tiny_steps(DType activations, double loss_tol, double param_tol) {
   // bias) both sides hold rounding noise that a tiny eps would blow up to +-lr.
   options.eps = 1e-3;
   auto graph = autodiff::build_training_graph(*forward, options);
-  ASSERT_TRUE(graph.is_ok()) << graph.error().message();
-  const int64_t S = spec->seq_len, V = spec->vocab;
+  STRATA_CHECK(graph.is_ok(), graph.error().message());
+  *spec_out = *spec;
+  return std::move(graph).value();
+}
+
+std::map<std::string, interp::Tensor> gpt_tiny_feeds(const models::ModelSpec& spec) {
+  const int64_t S = spec.seq_len, V = spec.vocab;
   std::mt19937 rng(11);
   std::map<std::string, interp::Tensor> feeds;
   feeds["tokens"] = random_ids({2, S}, V, rng);
@@ -295,11 +308,88 @@ void gpt_tiny_steps(DType activations, double loss_tol, double param_tol) {
   for (int64_t q = 0; q < S; ++q)
     for (int64_t k = 0; k < S; ++k) mask[q * S + k] = k <= q ? 0.0 : -1e9;
   feeds["causal_mask"] = mask;
+  return feeds;
+}
+
+int count_kind(const ir::Graph& g, OpKind kind) { return static_cast<int>(g.ops_of_kind(kind).size()); }
+
+// The fused graph computes the same loss and updates on the fp64 interpreter (no GPU needed).
+TEST(CudaFusion, GptTinyKeepsItsValuesOnTheInterpreter) {
+  models::ModelSpec spec;
+  const ir::Graph graph = gpt_tiny_training(&spec);
+  FusionStats stats;
+  auto fused = fuse_for_cuda(graph, &stats);
+  ASSERT_TRUE(fused.is_ok()) << fused.error().message();
+  EXPECT_EQ(stats.scales_into_operand, spec.layers);
+  EXPECT_EQ(stats.scales_after_dot, spec.layers);
+  EXPECT_EQ(stats.pad_sums_to_concat, spec.layers);
+  EXPECT_EQ(count_kind(*fused, OpKind::Pad), count_kind(graph, OpKind::Pad) - 3 * spec.layers);
+  EXPECT_EQ(count_kind(*fused, OpKind::Concat), count_kind(graph, OpKind::Concat) + spec.layers);
+  EXPECT_EQ(count_kind(*fused, OpKind::AdamUpdate), count_kind(graph, OpKind::AdamUpdate));
+  EXPECT_LT(fused->num_ops(), graph.num_ops());
+  for (const char* name : {"layer0.attn.scale", "layer0.attn.scores", "layer1.attn.q"}) {
+    EXPECT_TRUE(fused->find(name).is_ok()) << name;
+  }
+  // The moved 1/sqrt(D) now scales q ([B, S, N, D]), not the [B, N, S, S] scores.
+  const ir::Op& scale = fused->op(*fused->find("layer0.attn.scale"));
+  EXPECT_EQ(scale.outputs[0].shape, (ir::Shape{2, spec.seq_len, spec.heads, spec.hidden / spec.heads}));
+
+  const auto feeds = gpt_tiny_feeds(spec);
+  auto want = interp::run(graph, feeds, interp::Precision::f64, 5);
+  auto got = interp::run(*fused, feeds, interp::Precision::f64, 5);
+  ASSERT_TRUE(want.is_ok()) << want.error().message();
+  ASSERT_TRUE(got.is_ok()) << got.error().message();
+  EXPECT_NEAR(got->outputs[0][0], want->outputs[0][0], 1e-12 * std::abs(want->outputs[0][0]));
+  int compared = 0;
+  for (ir::OpId id : fused->ops_of_kind(OpKind::AdamUpdate)) {
+    auto ref_id = graph.find(fused->op(id).name);
+    ASSERT_TRUE(ref_id.is_ok());
+    for (int32_t k = 0; k < 3; ++k) {
+      EXPECT_LE(relative_error(got->values[id][k], want->values[*ref_id][k]), 1e-12) << fused->op(id).name;
+    }
+    ++compared;
+  }
+  EXPECT_EQ(compared, count_kind(graph, OpKind::AdamUpdate));
+}
+
+// A Scale with a non-Dot user stays; an Add over Pads that leave a gap stays.
+TEST(CudaFusion, LeavesOtherPatternsAlone) {
+  ir::Graph g;
+  ir::Value a = g.input("a", {4, 8}), b = g.input("b", {8, 8});
+  ir::Value s = g.add_value(OpKind::Scale, {a}, {{"scalar", 0.5}}, "s");
+  ir::Value d = g.add_value(OpKind::Dot, {s, b}, dot_attrs({}, {}, {1}, {0}), "d");
+  ir::Value e = g.add_value(OpKind::Exp, {s}, {}, "e");
+  ir::Value p0 = g.add_value(OpKind::Pad, {d}, {{"low", Ints{0, 0}}, {"high", Ints{6, 0}}}, "p0");
+  ir::Value p1 = g.add_value(OpKind::Pad, {e}, {{"low", Ints{5, 0}}, {"high", Ints{1, 0}}}, "p1");
+  g.mark_output(g.add_value(OpKind::Add, {p0, p1}, {}, "sum"));
+  FusionStats stats;
+  auto fused = fuse_for_cuda(g, &stats);
+  ASSERT_TRUE(fused.is_ok()) << fused.error().message();
+  EXPECT_EQ(stats.scales_after_dot + stats.scales_into_operand + stats.pad_sums_to_concat, 0);
+  EXPECT_EQ(fused->num_ops(), g.num_ops());
+}
+
+// Three Adam steps of gpt-tiny, op by op on the device (the graph as built, or after
+// fuse_for_cuda), against the fp64 interpreter on the graph as built fed the same parameters: the
+// loss of every step, and the updated parameters (all of them as one vector).
+void gpt_tiny_steps(DType activations, double loss_tol, double param_tol, bool fuse) {
+  Backend& be = backend(activations);
+  models::ModelSpec spec;
+  const ir::Graph built = gpt_tiny_training(&spec);
+  const ir::Graph* graph = &built;
+  ir::Graph fused_graph;
+  if (fuse) {
+    auto fused = fuse_for_cuda(built);
+    ASSERT_TRUE(fused.is_ok()) << fused.error().message();
+    fused_graph = std::move(fused).value();
+  }
+  const ir::Graph& device_graph = fuse ? fused_graph : built;
+  auto feeds = gpt_tiny_feeds(spec);
 
   // Sources on the device; AdamUpdate(param, grad, m, v) outputs replace param, m and v.
-  std::vector<std::vector<TensorPtr>> values(static_cast<size_t>(graph->num_ops()));
-  for (ir::OpId id = 0; id < graph->num_ops(); ++id) {
-    const ir::Op& op = graph->op(id);
+  std::vector<std::vector<TensorPtr>> values(static_cast<size_t>(device_graph.num_ops()));
+  for (ir::OpId id = 0; id < device_graph.num_ops(); ++id) {
+    const ir::Op& op = device_graph.op(id);
     if (op.kind != OpKind::Input && op.kind != OpKind::Parameter) continue;
     if (op.kind == OpKind::Parameter) feeds[op.name] = interp::init_parameter(op, 5);
     auto t = be.upload(feeds.at(op.name), be.storage_dtype(op.outputs[0].dtype));
@@ -311,8 +401,8 @@ void gpt_tiny_steps(DType activations, double loss_tol, double param_tol) {
     ASSERT_TRUE(ref.is_ok()) << ref.error().message();
     std::vector<std::vector<TensorPtr>> live = values;
     double diff = 0.0, norm = 0.0;
-    for (ir::OpId id = 0; id < graph->num_ops(); ++id) {
-      const ir::Op& op = graph->op(id);
+    for (ir::OpId id = 0; id < device_graph.num_ops(); ++id) {
+      const ir::Op& op = device_graph.op(id);
       if (op.kind == OpKind::Input || op.kind == OpKind::Parameter) continue;
       std::vector<const DeviceTensor*> inputs;
       for (ir::Value v : op.inputs) inputs.push_back(live[v.op][v.index].get());
@@ -322,7 +412,9 @@ void gpt_tiny_steps(DType activations, double loss_tol, double param_tol) {
       if (op.kind != OpKind::AdamUpdate) continue;
       auto host = be.download(*live[id][0]);
       ASSERT_TRUE(host.is_ok());
-      const interp::Tensor& want = ref->values[id][0];
+      auto ref_id = graph->find(op.name);
+      ASSERT_TRUE(ref_id.is_ok()) << op.name;
+      const interp::Tensor& want = ref->values[*ref_id][0];
       for (int64_t i = 0; i < want.numel(); ++i) {
         diff += ((*host)[i] - want[i]) * ((*host)[i] - want[i]);
         norm += want[i] * want[i];
@@ -330,23 +422,25 @@ void gpt_tiny_steps(DType activations, double loss_tol, double param_tol) {
       for (int k = 0; k < 3; ++k) {
         const ir::OpId target = op.inputs[k == 0 ? 0 : k + 1].op;
         values[target] = {live[id][k]};
-        feeds[graph->op(target).name] = ref->values[id][k];  // the reference continues from its own state
+        feeds[device_graph.op(target).name] = ref->values[*ref_id][k];  // the reference continues from its own state
       }
     }
-    const ir::Value loss = graph->outputs().at(0);
+    const ir::Value loss = device_graph.outputs().at(0);
     auto got = be.download(*live[loss.op][loss.index]);
     ASSERT_TRUE(got.is_ok()) << got.error().message();
-    const double want = ref->value(loss)[0];
+    const double want = ref->outputs.at(0)[0];
     const double param_err = std::sqrt(diff / norm);
     EXPECT_NEAR((*got)[0], want, loss_tol * std::abs(want)) << "loss of step " << step;
     EXPECT_LE(param_err, param_tol) << "parameters after step " << step;
-    std::printf("gpt-tiny step %d (%s activations): loss %.6f, reference %.6f, parameter error %.2e\n", step,
-                dtype_name(activations), (*got)[0], want, param_err);
+    std::printf("gpt-tiny step %d (%s activations%s): loss %.6f, reference %.6f, parameter error %.2e\n", step,
+                dtype_name(activations), fuse ? ", fused graph" : "", (*got)[0], want, param_err);
   }
 }
 
-TEST(CudaBackend, GptTinyThreeAdamStepsBf16) { gpt_tiny_steps(DType::bf16, 1e-2, 1e-2); }
-TEST(CudaBackend, GptTinyThreeAdamStepsFp32) { gpt_tiny_steps(DType::f32, 1e-4, 1e-3); }
+TEST(CudaBackend, GptTinyThreeAdamStepsBf16) { gpt_tiny_steps(DType::bf16, 1e-2, 1e-2, false); }
+TEST(CudaBackend, GptTinyThreeAdamStepsFp32) { gpt_tiny_steps(DType::f32, 1e-4, 1e-3, false); }
+TEST(CudaBackend, GptTinyFusedThreeAdamStepsBf16) { gpt_tiny_steps(DType::bf16, 1e-2, 1e-2, true); }
+TEST(CudaBackend, GptTinyFusedThreeAdamStepsFp32) { gpt_tiny_steps(DType::f32, 1e-4, 1e-3, true); }
 
 }  // namespace
 }  // namespace strata::runtime::cuda_test

@@ -17,6 +17,17 @@ struct CudaOptions {
 #ifdef STRATA_HAVE_CUDA
 // make_cuda_backend(local_rank) reads STRATA_CUDA_ACTIVATIONS ("bf16" or "f32") into the options.
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank, const CudaOptions& options);
+
+// What fuse_for_cuda changed.
+struct FusionStats {
+  int scales_into_operand = 0;  // Scale(Dot(a, b)) -> Dot(Scale(a), b), a the smaller operand
+  int scales_after_dot = 0;     // Dot(Scale(x), y) -> Scale(Dot(x, y)) for every Dot user of a Scale
+  int pad_sums_to_concat = 0;   // Add trees over Pads tiling one axis -> Concat
+};
+
+// A graph with the same values (equal in exact arithmetic; op names, roles, parameters, inputs and
+// outputs kept) that makes fewer passes over large tensors on the cuda backend: see fusion.cpp.
+Expected<ir::Graph> fuse_for_cuda(const ir::Graph& graph, FusionStats* stats = nullptr);
 #endif
 
 }  // namespace strata::runtime

@@ -92,6 +92,34 @@ __global__ void tiled_permute_kernel(T* dst, View dv, const T* src, View sv, int
   }
 }
 
+// Same-type copy of 16-byte words (a view's element is a vector of 16 / elem_bytes values).
+__global__ void copy_words_kernel(uint4* dst, View dv, const uint4* src, View sv, uint32_t count) {
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x) {
+    dst[device::offset_of32(dv, i)] = src[device::offset_of32(sv, i)];
+  }
+}
+
+// Views whose last dim is unit-stride in both, with every other stride, the offsets and the last
+// dim's length multiples of `vec` elements, become views of 16-byte words. False when they are not.
+bool as_words(View* views, int64_t vec, const void* dst, const void* src) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || reinterpret_cast<uintptr_t>(src) % 16 != 0) return false;
+  for (int k = 0; k < 2; ++k) {
+    const View& v = views[k];
+    const int32_t last = v.rank - 1;
+    if (v.stride[last] != 1 || v.shape[last] % vec != 0 || v.offset % vec != 0) return false;
+    for (int32_t d = 0; d < last; ++d) {
+      if (v.stride[d] % vec != 0) return false;
+    }
+  }
+  for (int k = 0; k < 2; ++k) {
+    View& v = views[k];
+    v.shape[v.rank - 1] /= vec;
+    v.offset /= vec;
+    for (int32_t d = 0; d < v.rank - 1; ++d) v.stride[d] /= vec;
+  }
+  return true;
+}
+
 // The dim along which v has unit stride, or -1.
 int32_t unit_dim(const View& v) {
   for (int32_t d = 0; d < v.rank; ++d) {
@@ -258,6 +286,20 @@ Status copy_view(void* dst, Elem de, View dv, const void* src, Elem se, View sv,
                                      static_cast<const char*>(src) + views[1].offset * b,
                                      static_cast<size_t>(count * b), cudaMemcpyDeviceToDevice, stream));
     return Status::ok();
+  }
+  // Rows contiguous on both sides (slices, concats, pads, head transposes with the head dim kept
+  // last): 16-byte words instead of 2- or 4-byte elements.
+  if (de == se && views[0].rank == views[1].rank) {
+    View words[2] = {views[0], views[1]};
+    const int64_t vec = 16 / elem_bytes(de);
+    if (as_words(words, vec, dst, src) && count / vec < (int64_t{1} << 31)) {
+      const int64_t n = count / vec;
+      copy_words_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<uint4*>(dst), words[0],
+                                                               static_cast<const uint4*>(src), words[1],
+                                                               static_cast<uint32_t>(n));
+      STRATA_CUDA_LAUNCHED("copy_words");
+      return Status::ok();
+    }
   }
   const int32_t last = views[0].rank - 1;
   const int32_t a = unit_dim(views[1]);

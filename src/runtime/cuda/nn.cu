@@ -234,6 +234,81 @@ __global__ void cross_entropy_grad_kernel(const void* logits, Elem le, const int
   }
 }
 
+// Cross-entropy over bf16 logit rows whose length is a multiple of 8 (the LM head's [tokens,
+// vocab]): the same online statistics, eight values per 16-byte load, and the gradient written
+// eight at a time; the generic kernels above read two bytes per load through a type switch.
+__device__ void row_softmax_stats_x8(const uint4* row, int64_t words, float* scratch, float& top, float& sum) {
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t w = threadIdx.x; w < words; w += blockDim.x) {
+    device::Bf16x8 v;
+    v.word = row[w];
+    float x[8];
+    float wm = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      x[k] = __bfloat162float(v.h[k]);
+      wm = fmaxf(wm, x[k]);
+    }
+    if (wm > m) {
+      s *= __expf(m - wm);
+      m = wm;
+    }
+    if (m != -INFINITY) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) s += __expf(x[k] - m);
+    }
+  }
+  top = block_reduce<true>(m, scratch);
+  sum = block_reduce<false>(m == -INFINITY ? 0.0f : s * __expf(m - top), scratch);
+}
+
+__global__ void cross_entropy_rows_x8_kernel(const uint4* logits, const int32_t* labels, int64_t vocab,
+                                             float* row_loss, int32_t* flag, int32_t code) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float top, sum;
+  row_softmax_stats_x8(logits + r * (vocab / 8), vocab / 8, scratch, top, sum);
+  if (threadIdx.x == 0) {
+    int64_t label = labels[r];
+    if (label < 0 || label >= vocab) {
+      atomicCAS(flag, 0, code);
+      label = 0;
+    }
+    const auto* row = reinterpret_cast<const __nv_bfloat16*>(logits + r * (vocab / 8));
+    row_loss[r] = logf(sum) + top - __bfloat162float(row[label]);
+  }
+}
+
+__global__ void cross_entropy_grad_x8_kernel(const uint4* logits, const int32_t* labels, const void* dloss, Elem dle,
+                                             int64_t rows, int64_t vocab, uint4* dlogits, int32_t* flag,
+                                             int32_t code) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x, words = vocab / 8;
+  float top, sum;
+  row_softmax_stats_x8(logits + r * words, words, scratch, top, sum);
+  const float scale = load(dloss, dle, 0) / static_cast<float>(rows);
+  int64_t label = labels[r];
+  if (label < 0 || label >= vocab) {
+    if (threadIdx.x == 0) atomicCAS(flag, 0, code);
+    label = -1;
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t w = threadIdx.x; w < words; w += blockDim.x) {
+    device::Bf16x8 in, out;
+    in.word = logits[r * words + w];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float p = __expf(__bfloat162float(in.h[k]) - top) * inv;
+      out.h[k] = __float2bfloat16_rn((p - (w * 8 + k == label ? 1.0f : 0.0f)) * scale);
+    }
+    dlogits[r * words + w] = out.word;
+  }
+}
+
+bool words_of_bf16(const void* p, Elem e, int64_t n) {
+  return e == Elem::bf16 && n % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
 // Rows of at most 1024 bf16 values (attention scores): one warp per row, the row held in
 // registers (eight values per 16-byte load), one read and one write of device memory.
 constexpr int kWarpRowWords = 4;  // 16-byte words per lane: rows up to 32 * 4 * 8 = 1024
@@ -440,7 +515,11 @@ Status cross_entropy(const void* logits, Elem le, const int32_t* labels, int64_t
   float* row_loss = nullptr;
   STRATA_CUDA_CALL(cudaMallocAsync(reinterpret_cast<void**>(&row_loss), sizeof(float) * std::max<int64_t>(rows, 1),
                                    stream));
-  if (rows > 0) {
+  if (rows > 0 && words_of_bf16(logits, le, vocab)) {
+    cross_entropy_rows_x8_kernel<<<static_cast<unsigned>(rows), row_threads(vocab / 8), 0, stream>>>(
+        static_cast<const uint4*>(logits), labels, vocab, row_loss, flag, code);
+    STRATA_CUDA_LAUNCHED("cross_entropy_rows_x8");
+  } else if (rows > 0) {
     cross_entropy_rows_kernel<<<static_cast<unsigned>(rows), row_threads(vocab), 0, stream>>>(logits, le, labels,
                                                                                               vocab, row_loss, flag,
                                                                                               code);
@@ -455,6 +534,12 @@ Status cross_entropy(const void* logits, Elem le, const int32_t* labels, int64_t
 Status cross_entropy_grad(const void* logits, Elem le, const int32_t* labels, const void* dloss, Elem dle, int64_t rows,
                           int64_t vocab, void* dlogits, Elem de, int32_t* flag, int32_t code, cudaStream_t stream) {
   if (rows == 0 || vocab == 0) return Status::ok();
+  if (words_of_bf16(logits, le, vocab) && words_of_bf16(dlogits, de, vocab)) {
+    cross_entropy_grad_x8_kernel<<<static_cast<unsigned>(rows), row_threads(vocab / 8), 0, stream>>>(
+        static_cast<const uint4*>(logits), labels, dloss, dle, rows, vocab, static_cast<uint4*>(dlogits), flag, code);
+    STRATA_CUDA_LAUNCHED("cross_entropy_grad_x8");
+    return Status::ok();
+  }
   cross_entropy_grad_kernel<<<static_cast<unsigned>(rows), row_threads(vocab), 0, stream>>>(
       logits, le, labels, dloss, dle, rows, vocab, dlogits, de, flag, code);
   STRATA_CUDA_LAUNCHED("cross_entropy_grad");

@@ -1,0 +1,205 @@
+// Graph rewrites that cut the cuda backend's memory passes without new op kinds: each keeps the
+// graph's values equal in exact arithmetic (the interpreter gives the same results up to
+// rounding, and bit for bit when a moved Scale's scalar is a power of two).
+//  - Scale(Dot(a, b)) -> Dot(Scale(a), b) on the smaller operand (attention's 1/sqrt(D) moves from
+//    the [B, N, S, S] scores to q).
+//  - Dot(Scale(x), y) -> Scale(Dot(x, y)) when every user of the Scale is a Dot with a smaller
+//    output (the backward of that Scale, applied to dq and dk instead of the scores' gradient).
+//  - A tree of Adds over Pads that tile one axis (the gradient of q/k/v Slices) -> one Concat.
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "strata/runtime/cuda_backend.h"
+
+namespace strata::runtime {
+namespace {
+
+using ir::OpId;
+using ir::OpKind;
+using ir::Value;
+
+bool single_use(const ir::Graph& g, Value v) { return g.uses(v).size() == 1; }
+
+std::vector<int64_t> ints_or_empty(const ir::Op& op, const char* key) {
+  if (!op.attrs.has(key)) return {};
+  auto v = op.attrs.get_ints(key);
+  return v.is_ok() ? *v : std::vector<int64_t>{};
+}
+
+// Leaves of the Add tree rooted at `v` (Adds of equal shapes whose inner values have one use) if
+// every leaf is a single-use Pad; `inner` collects the tree's Adds below the root.
+bool collect_pad_tree(const ir::Graph& g, Value v, bool root, std::vector<OpId>& pads, std::vector<OpId>& inner) {
+  const ir::Op& op = g.op(v.op);
+  if (!root && !single_use(g, v)) return false;
+  if (op.kind == OpKind::Pad) {
+    pads.push_back(op.id);
+    return true;
+  }
+  if (op.kind != OpKind::Add) return false;
+  for (Value in : op.inputs) {
+    if (g.type(in).shape != op.outputs[0].shape) return false;
+  }
+  if (!root) inner.push_back(op.id);
+  return collect_pad_tree(g, op.inputs[0], false, pads, inner) && collect_pad_tree(g, op.inputs[1], false, pads, inner);
+}
+
+// The axis along which `pads` (sorted on return by their low offset) tile the output exactly, or -1.
+int64_t tiling_axis(const ir::Graph& g, std::vector<OpId>& pads, const ir::TensorType& out) {
+  int64_t axis = -1;
+  for (OpId id : pads) {
+    const ir::Op& pad = g.op(id);
+    const auto low = ints_or_empty(pad, "low"), high = ints_or_empty(pad, "high");
+    if (low.size() != out.shape.size() || high.size() != out.shape.size()) return -1;
+    if (pad.outputs[0] != out || g.type(pad.inputs[0]).dtype != out.dtype) return -1;
+    for (size_t d = 0; d < low.size(); ++d) {
+      if (low[d] < 0 || high[d] < 0) return -1;
+      if (low[d] == 0 && high[d] == 0) continue;
+      if (axis >= 0 && axis != static_cast<int64_t>(d)) return -1;
+      axis = static_cast<int64_t>(d);
+    }
+  }
+  if (axis < 0) return -1;
+  std::sort(pads.begin(), pads.end(), [&](OpId a, OpId b) {
+    return ints_or_empty(g.op(a), "low")[axis] < ints_or_empty(g.op(b), "low")[axis];
+  });
+  int64_t at = 0;
+  for (OpId id : pads) {
+    if (ints_or_empty(g.op(id), "low")[axis] != at) return -1;
+    at += g.type(g.op(id).inputs[0]).shape[axis];
+  }
+  return at == out.shape[axis] ? axis : -1;
+}
+
+}  // namespace
+
+Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
+  const OpId n = g.num_ops();
+  FusionStats counts;
+  std::vector<char> skip(static_cast<size_t>(n), 0);
+
+  // Scales whose users are all Dots that output less than the Scale does: the Scale moves after them.
+  std::vector<char> scale_after(static_cast<size_t>(n), 0);   // the Dot gets a Scale on its output
+  std::vector<OpId> moved_from(static_cast<size_t>(n), ir::kNoOp);  // the Dot's original Scale input
+  for (OpId id : g.ops_of_kind(OpKind::Scale)) {
+    const ir::Op& s = g.op(id);
+    const auto uses = g.uses(Value{id, 0});
+    if (uses.empty()) continue;
+    std::set<OpId> users;
+    bool ok = true;
+    for (const ir::Use& u : uses) {
+      const ir::Op& dot = g.op(u.user);
+      ok = ok && dot.kind == OpKind::Dot && users.insert(u.user).second &&
+           dot.outputs[0].numel() < s.outputs[0].numel() && moved_from[u.user] == ir::kNoOp;
+    }
+    if (!ok) continue;
+    skip[id] = 1;
+    for (OpId u : users) {
+      scale_after[u] = 1;
+      moved_from[u] = id;
+    }
+    ++counts.scales_after_dot;
+  }
+  // Scale(Dot(a, b)) with the Dot used only there: the Scale moves onto the smaller operand.
+  std::vector<OpId> scale_operand_of(static_cast<size_t>(n), ir::kNoOp);  // Dot -> the Scale to fold
+  for (OpId id : g.ops_of_kind(OpKind::Scale)) {
+    if (skip[id]) continue;
+    const Value x = g.op(id).inputs[0];
+    const ir::Op& dot = g.op(x.op);
+    if (dot.kind != OpKind::Dot || !single_use(g, x) || scale_after[dot.id]) continue;
+    const int64_t smaller = std::min(g.type(dot.inputs[0]).numel(), g.type(dot.inputs[1]).numel());
+    if (smaller >= dot.outputs[0].numel()) continue;
+    skip[id] = 1;
+    scale_operand_of[dot.id] = id;
+    ++counts.scales_into_operand;
+  }
+  // Add trees over Pads tiling one axis, largest first (a root has the highest id of its tree).
+  std::vector<std::vector<OpId>> concat_of(static_cast<size_t>(n));
+  std::vector<int64_t> concat_axis(static_cast<size_t>(n), -1);
+  for (OpId id = n - 1; id >= 0; --id) {
+    if (skip[id] || g.op(id).kind != OpKind::Add) continue;
+    std::vector<OpId> pads, inner;
+    if (!collect_pad_tree(g, Value{id, 0}, true, pads, inner) || pads.size() < 2) continue;
+    const int64_t axis = tiling_axis(g, pads, g.op(id).outputs[0]);
+    if (axis < 0) continue;
+    for (OpId p : pads) skip[p] = 1;
+    for (OpId a : inner) skip[a] = 1;
+    concat_of[id] = pads;
+    concat_axis[id] = axis;
+    ++counts.pad_sums_to_concat;
+  }
+
+  ir::Graph out;
+  std::vector<std::vector<Value>> value_map(static_cast<size_t>(n));
+  std::vector<OpId> id_map(static_cast<size_t>(n), ir::kNoOp);
+  auto mapped = [&](Value v) -> Expected<Value> {
+    if (static_cast<size_t>(v.index) >= value_map[v.op].size()) {
+      return make_error("", "ops." + g.op(v.op).name, "fusion: value used before it was rewritten");
+    }
+    return value_map[v.op][v.index];
+  };
+  auto forward_of = [&](const ir::Op& op) { return op.forward_op == ir::kNoOp ? ir::kNoOp : id_map[op.forward_op]; };
+  auto add = [&](OpKind kind, std::vector<Value> inputs, ir::Attrs attrs, std::string name, const ir::Op& like)
+      -> Expected<OpId> { return out.try_add(kind, std::move(inputs), std::move(attrs), std::move(name), like.role, forward_of(like)); };
+
+  for (OpId id = 0; id < n; ++id) {
+    const ir::Op& op = g.op(id);
+    if (skip[id]) {
+      // A folded Scale was mapped to its Dot already; a moved one is rebuilt after each Dot that
+      // reads it, so its own value is never looked up (mapped() fails if it were).
+      if (op.kind == OpKind::Scale && scale_operand_of[op.inputs[0].op] != id) id_map[id] = id_map[op.inputs[0].op];
+      continue;
+    }
+    if (!concat_of[id].empty()) {
+      std::vector<Value> parts;
+      for (OpId p : concat_of[id]) {
+        STRATA_ASSIGN_OR_RETURN(Value x, mapped(g.op(p).inputs[0]));
+        parts.push_back(x);
+      }
+      STRATA_ASSIGN_OR_RETURN(OpId c, add(OpKind::Concat, parts, ir::Attrs{{"axis", concat_axis[id]}}, op.name, op));
+      id_map[id] = c;
+      value_map[id] = {Value{c, 0}};
+      for (OpId p : concat_of[id]) id_map[p] = c;
+      continue;
+    }
+    std::vector<Value> inputs;
+    for (Value v : op.inputs) {
+      STRATA_ASSIGN_OR_RETURN(Value x, mapped(moved_from[id] != ir::kNoOp && v == Value{moved_from[id], 0}
+                                                  ? g.op(moved_from[id]).inputs[0]
+                                                  : v));
+      inputs.push_back(x);
+    }
+    if (const OpId s = scale_operand_of[id]; s != ir::kNoOp) {
+      const int which = g.type(op.inputs[0]).numel() <= g.type(op.inputs[1]).numel() ? 0 : 1;
+      STRATA_ASSIGN_OR_RETURN(OpId scaled, add(OpKind::Scale, {inputs[which]}, g.op(s).attrs, g.op(s).name, g.op(s)));
+      inputs[which] = Value{scaled, 0};
+      STRATA_ASSIGN_OR_RETURN(OpId dot, add(OpKind::Dot, inputs, op.attrs, op.name, op));
+      id_map[id] = dot;
+      value_map[id] = {Value{dot, 0}};
+      id_map[s] = dot;
+      value_map[s] = {Value{dot, 0}};
+      continue;
+    }
+    STRATA_ASSIGN_OR_RETURN(OpId made, add(op.kind, inputs, op.attrs, op.name, op));
+    if (scale_after[id]) {
+      const ir::Op& s = g.op(moved_from[id]);
+      std::string name = op.name + ".scale";
+      while (g.find(name).is_ok()) name += "_";
+      STRATA_ASSIGN_OR_RETURN(OpId scaled, add(OpKind::Scale, {Value{made, 0}}, s.attrs, name, op));
+      id_map[id] = scaled;
+      value_map[id] = {Value{scaled, 0}};
+      continue;
+    }
+    id_map[id] = made;
+    for (int32_t i = 0; i < static_cast<int32_t>(op.outputs.size()); ++i) value_map[id].push_back(Value{made, i});
+  }
+  for (Value v : g.outputs()) {
+    STRATA_ASSIGN_OR_RETURN(Value x, mapped(v));
+    out.mark_output(x);
+  }
+  if (stats != nullptr) *stats = counts;
+  return out;
+}
+
+}  // namespace strata::runtime
