@@ -3,9 +3,11 @@
 # kernel tests, then the GPT throughput bench of Strata's executor path and the PyTorch reference
 # side by side. Logs go to $OUT (or ./out).
 #   bench/gpt_gpu_run.sh SRC_DIR [MODEL] [MICRO_BATCH] [STAGES]
-# STAGES: any of build,test,tiny,plan,strata,plan13,eager,compile,profile (comma-separated). plan: the
-# planner's plan of gpt-tiny on h200-1gpu trained 3 steps by the executor on cuda and on cpu;
-# plan13: the planner's plan of MODEL (global batch MICRO_BATCH) on the cuda executor.
+# STAGES: any of build,test,tiny,plan,strata,strata0,plan13,eager,compile,profile (comma-separated).
+# strata: gpt_gpu_bench on the graph after fuse_for_cuda; strata0: the same without it (--fuse 0).
+# plan: the planner's plan of gpt-tiny on h200-1gpu trained 3 steps by the executor on cuda and on
+# cpu; plan13: the planner's plan of MODEL (global batch MICRO_BATCH) on the cuda executor.
+# TARGETS (environment) overrides the build targets.
 # lp_solve comes from .device-carry/*.deb unpacked under /tmp/lp when the system has none.
 set -uo pipefail
 src=${1:?source dir}
@@ -27,7 +29,7 @@ if has build; then
   cmake -S "$src" -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DLPSOLVE_INCLUDE_DIR=$lp/usr/include/lpsolve -DLPSOLVE_LIBRARY=$lp/usr/lib/liblpsolve55_pic.a \
     -DCOLAMD_LIBRARY=$lp/usr/lib/x86_64-linux-gnu/libcolamd.so.2 > "$out/build.log" 2>&1 &&
-  cmake --build $build -j16 --target test_runtime_cuda gpt_gpu_bench gpt_gpu_plan_check strata >> "$out/build.log" 2>&1 ||
+  cmake --build $build -j16 --target ${TARGETS:-test_runtime_cuda gpt_gpu_bench gpt_gpu_plan_check strata} >> "$out/build.log" 2>&1 ||
     { tail -40 "$out/build.log"; exit 1; }
   echo "build ok"
 fi
@@ -51,9 +53,13 @@ m = yaml.safe_load(open(sys.argv[1]))["model"]
 print(m["hidden"], m["layers"], m["heads"], m.get("seq_len", 1024), m.get("vocab", 51200))
 PY
 )
+if has strata0; then
+  $mpi $build/gpt_gpu_bench --model "$src/$model" --micro-batch "$mb" --steps 5 --warmup 2 --fuse 0 > "$out/strata0.log" 2>&1
+  echo "strata0 (unfused) rc=$?"; grep -E "RESULT|per-op" -A12 "$out/strata0.log" | head -16
+fi
 if has strata; then
   $mpi $build/gpt_gpu_bench --model "$src/$model" --micro-batch "$mb" --steps 5 --warmup 2 > "$out/strata.log" 2>&1
-  echo "strata rc=$?"; grep -E "RESULT|per-op|slowest" -A16 "$out/strata.log" | head -40
+  echo "strata rc=$?"; grep -E "fusion|RESULT|per-op|slowest" -A16 "$out/strata.log" | head -44
 fi
 for mode in eager compile; do
   has $mode || continue
