@@ -51,7 +51,8 @@ class Fields {
   Status only(const std::set<std::string>& known) const {
     if (!node_.IsMap()) return make_error(file_, where_, "must be a mapping");
     for (const auto& item : node_) {
-      auto key = item.first.as<std::string>();
+      if (!item.first.IsScalar()) return make_error(file_, where_, "a key is not a field name (a list or map as key)");
+      auto key = item.first.Scalar();
       if (!known.count(key)) return error(key, "unknown field");
     }
     return Status::ok();
@@ -112,7 +113,8 @@ Expected<Stage> parse_stage(const YAML::Node& node, const std::string& file, con
     auto strategies = f.node("strategies");
     if (!strategies.IsMap()) return f.error("strategies", "must be a mapping of op name to spec");
     for (const auto& item : strategies) {
-      auto op = item.first.as<std::string>();
+      if (!item.first.IsScalar()) return f.error("strategies", "a key is not an op name (a list or map as key)");
+      auto op = item.first.Scalar();
       if (!item.second.IsScalar()) return f.error("strategies." + op, "must be a spec string");
       stage.strategies[op] = item.second.as<std::string>();
     }

@@ -1,6 +1,7 @@
 // Plan validation (the rules of docs/plan_format.md, each failure one Error naming the field) and
 // the human report of a plan.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -12,6 +13,9 @@
 
 namespace strata::plan {
 namespace {
+
+// Devices a plan's cluster may have (as cluster::parse_cluster allows): validate keeps a cell per device.
+constexpr int64_t kMaxPlanDevices = int64_t{1} << 20;
 
 std::string shape(int a, int b) { return std::to_string(a) + "x" + std::to_string(b); }
 std::string stage_field(int i, const std::string& field) {
@@ -55,6 +59,11 @@ Status validate(const Plan& plan, const cluster::ClusterSpec* spec) {
 
   const int nodes = plan.cluster.num_nodes;
   const int gpus = plan.cluster.gpus_per_node;
+  // The tiling check below keeps one cell per device: bound the cluster as the cluster loader does.
+  if (static_cast<int64_t>(nodes) * gpus > kMaxPlanDevices) {
+    return fail("cluster", std::to_string(nodes) + " nodes x " + std::to_string(gpus) + " GPUs is more than " +
+                               std::to_string(kMaxPlanDevices) + " devices");
+  }
   std::vector<int> owner(static_cast<size_t>(nodes) * gpus, -1);
   int next_layer = 0;
   for (int i = 0; i < plan.num_stages(); ++i) {
@@ -73,7 +82,8 @@ Status validate(const Plan& plan, const cluster::ClusterSpec* spec) {
     if (s.submesh.rows < 1 || s.submesh.cols < 1) {
       return fail(stage_field(i, "submesh"), "rows and cols must be at least 1, got " + shape(s.submesh.rows, s.submesh.cols));
     }
-    if (s.first_node + s.submesh.rows > nodes || s.first_gpu + s.submesh.cols > gpus) {
+    // In int64: each of the four is at most 2^30, so a sum can pass INT_MAX.
+    if (int64_t{s.first_node} + s.submesh.rows > nodes || int64_t{s.first_gpu} + s.submesh.cols > gpus) {
       return fail(stage_field(i, "submesh"), shape(s.submesh.rows, s.submesh.cols) + " at node " +
                                                  std::to_string(s.first_node) + ", GPU " + std::to_string(s.first_gpu) +
                                                  " does not fit in the " + shape(nodes, gpus) + " cluster");
@@ -82,10 +92,10 @@ Status validate(const Plan& plan, const cluster::ClusterSpec* spec) {
       return fail(stage_field(i, "submesh"), "a submesh over several nodes must use whole nodes (cols " +
                                                  std::to_string(gpus) + "), got " + shape(s.submesh.rows, s.submesh.cols));
     }
-    if (s.logical_mesh.n0 < 1 || s.logical_mesh.n1 < 1 ||
-        s.logical_mesh.num_devices() != s.submesh.num_devices()) {
+    const int64_t mesh_devices = int64_t{s.logical_mesh.n0} * s.logical_mesh.n1;  // each up to 2^30
+    if (s.logical_mesh.n0 < 1 || s.logical_mesh.n1 < 1 || mesh_devices != s.submesh.num_devices()) {
       return fail(stage_field(i, "logical_mesh"),
-                  shape(s.logical_mesh.n0, s.logical_mesh.n1) + " has " + std::to_string(s.logical_mesh.num_devices()) +
+                  shape(s.logical_mesh.n0, s.logical_mesh.n1) + " has " + std::to_string(mesh_devices) +
                       " devices but the submesh has " + std::to_string(s.submesh.num_devices()));
     }
     for (int r = 0; r < s.submesh.rows; ++r) {
