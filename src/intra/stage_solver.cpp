@@ -7,8 +7,11 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <cstring>
 #include <optional>
 #include <unordered_map>
+
+#include "intra/folded_problem.h"
 
 namespace strata::intra {
 namespace {
@@ -209,6 +212,149 @@ struct Builder {
   }
 };
 
+// Drops dominated strategies of decision nodes (see StageProblem::prune_dominated). Over the
+// folded problem (followers' costs, memory and edges added to their leader's), strategy t of a
+// decision node dominates s when cost(t) <= cost(s), memory(t) <= memory(s), and on every edge of
+// the node, resharding from/to t is no more than from/to s towards each strategy of the other end
+// still alive. Replacing s by t in any assignment then costs no more and uses no more memory, so
+// some optimum survives each removal (ties: the earlier strategy stays).
+void prune_dominated(StageRequest& stage) {
+  SolverRequest& request = stage.request;
+  const detail::FoldedProblem folded = detail::fold_followers(request);
+  const int d = static_cast<int>(folded.decision_nodes.size());
+  std::vector<std::vector<int>> incident(d);
+  for (size_t e = 0; e < folded.edges.size(); ++e) {
+    incident[folded.edges[e].a].push_back(static_cast<int>(e));
+    incident[folded.edges[e].b].push_back(static_cast<int>(e));
+  }
+  std::vector<std::vector<char>> alive(d);
+  for (int p = 0; p < d; ++p) {
+    const std::vector<double>& cost = folded.cost[p];
+    const bool any_finite = std::any_of(cost.begin(), cost.end(), [](double c) { return std::isfinite(c); });
+    alive[p].assign(cost.size(), 1);
+    if (any_finite) {
+      for (size_t s = 0; s < cost.size(); ++s) alive[p][s] = std::isfinite(cost[s]) ? 1 : 0;
+    }
+  }
+  auto dominates = [&](int p, int t, int s) {
+    if (folded.cost[p][t] > folded.cost[p][s] || folded.memory_bytes[p][t] > folded.memory_bytes[p][s]) return false;
+    for (int e : incident[p]) {
+      const detail::FoldedEdge& edge = folded.edges[e];
+      if (edge.a == p) {
+        const double* row_t = &edge.cost[static_cast<size_t>(t) * edge.cols];
+        const double* row_s = &edge.cost[static_cast<size_t>(s) * edge.cols];
+        for (int c = 0; c < edge.cols; ++c) {
+          if (alive[edge.b][c] && row_t[c] > row_s[c]) return false;
+        }
+      } else {
+        for (int r = 0; r < edge.rows; ++r) {
+          const size_t base = static_cast<size_t>(r) * edge.cols;
+          if (alive[edge.a][r] && edge.cost[base + t] > edge.cost[base + s]) return false;
+        }
+      }
+    }
+    return true;
+  };
+  for (int p = 0; p < d; ++p) {
+    const int k = static_cast<int>(folded.cost[p].size());
+    stage.strategies_before_pruning += k;
+    for (int s = 0; s < k; ++s) {
+      if (!alive[p][s]) continue;
+      for (int t = 0; t < k; ++t) {
+        if (t != s && alive[p][t] && dominates(p, t, s)) {
+          alive[p][s] = 0;
+          break;
+        }
+      }
+    }
+  }
+  // Rebuild the request with the survivors: leader strategies, their direct followers' maps, and
+  // the rows / columns of their edges.
+  const int n = static_cast<int>(request.nodes.size());
+  std::vector<std::vector<int>> kept(n);
+  for (int p = 0; p < d; ++p) {
+    const int i = folded.decision_nodes[p];
+    for (size_t s = 0; s < alive[p].size(); ++s) {
+      if (alive[p][s]) kept[i].push_back(static_cast<int>(s));
+    }
+    stage.strategies_after_pruning += static_cast<int>(kept[i].size());
+  }
+  auto select = [](const auto& values, const std::vector<int>& indices) {
+    std::remove_cvref_t<decltype(values)> out;
+    out.reserve(indices.size());
+    for (int index : indices) out.push_back(values[index]);
+    return out;
+  };
+  for (int i = 0; i < n; ++i) {
+    SolverNode& node = request.nodes[i];
+    if (node.follow >= 0 && !kept[node.follow].empty()) node.follow_map = select(node.follow_map, kept[node.follow]);
+  }
+  for (SolverEdge& edge : request.edges) {
+    const std::vector<int>& rows = kept[edge.src];
+    const std::vector<int>& cols = kept[edge.dst];
+    if (rows.empty() && cols.empty()) continue;
+    const size_t old_cols = request.nodes[edge.dst].strategy_cost.size();
+    const size_t old_rows = request.nodes[edge.src].strategy_cost.size();
+    const size_t new_rows = rows.empty() ? old_rows : rows.size(), new_cols = cols.empty() ? old_cols : cols.size();
+    std::vector<double> cost(new_rows * new_cols);
+    for (size_t r = 0; r < new_rows; ++r) {
+      const size_t from_r = rows.empty() ? r : static_cast<size_t>(rows[r]);
+      for (size_t c = 0; c < new_cols; ++c) {
+        const size_t from_c = cols.empty() ? c : static_cast<size_t>(cols[c]);
+        cost[r * new_cols + c] = edge.cost[from_r * old_cols + from_c];
+      }
+    }
+    edge.cost = std::move(cost);
+  }
+  for (int i = 0; i < n; ++i) {
+    if (kept[i].empty()) continue;
+    SolverNode& node = request.nodes[i];
+    node.strategy_cost = select(node.strategy_cost, kept[i]);
+    node.strategy_memory_bytes = select(node.strategy_memory_bytes, kept[i]);
+    stage.strategies[i] = select(stage.strategies[i], kept[i]);
+  }
+}
+
+// A 128-bit content hash of a solver request (and the solver's name): the chunk cache's key.
+class RequestHasher {
+ public:
+  RequestHasher& bytes(const void* data, size_t size) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < size; ++i) {
+      a_ = (a_ ^ p[i]) * 0x100000001b3ull;
+      b_ = ((b_ ^ p[i]) << 23 | (b_ ^ p[i]) >> 41) * 0x9e3779b97f4a7c15ull;
+    }
+    return *this;
+  }
+  RequestHasher& i64(int64_t value) { return bytes(&value, sizeof(value)); }
+  template <typename T>
+  RequestHasher& values(const std::vector<T>& v) {
+    i64(static_cast<int64_t>(v.size()));
+    return bytes(v.data(), v.size() * sizeof(T));
+  }
+  std::string hex() const {
+    char buffer[33];
+    std::snprintf(buffer, sizeof(buffer), "%016llx%016llx", static_cast<unsigned long long>(a_),
+                  static_cast<unsigned long long>(b_ ^ (a_ >> 7)));
+    return buffer;
+  }
+
+ private:
+  uint64_t a_ = 0xcbf29ce484222325ull, b_ = 0x84222325cbf29ce4ull;
+};
+
+std::string request_key(const SolverRequest& request, const char* solver_name) {
+  RequestHasher h;
+  h.bytes(solver_name, std::strlen(solver_name)).i64(static_cast<int64_t>(request.nodes.size()));
+  for (const SolverNode& node : request.nodes) {
+    h.values(node.strategy_cost).values(node.strategy_memory_bytes).i64(node.follow).values(node.follow_map);
+  }
+  h.i64(static_cast<int64_t>(request.edges.size()));
+  for (const SolverEdge& edge : request.edges) h.i64(edge.src).i64(edge.dst).values(edge.cost);
+  h.i64(request.memory_budget_bytes).bytes(&request.time_limit_seconds, sizeof(double));
+  return h.hex();
+}
+
 // The root leader of every node (itself when it follows no one).
 std::vector<int> leaders(const SolverRequest& request) {
   std::vector<int> root(request.nodes.size());
@@ -228,12 +374,22 @@ int64_t least_memory(const SolverNode& node) {
   return least == std::numeric_limits<int64_t>::max() ? 0 : least;
 }
 
+// Chunk bookkeeping of solve_in_chunks.
+struct ChunkStats {
+  int chunks = 0;
+  int solves = 0;
+  int hits = 0;
+};
+
+// The first component of a name ("layer3" of "layer3.attn.qkv"); the whole name when it has none.
+std::string block_of(const std::string& name) { return name.substr(0, name.find('.')); }
+
 // Solves `stage` as consecutive chunks of at most `max_decisions` decision nodes, ordered by the
-// forward op each node belongs to (so a chunk is a run of layers with their backward and update
-// ops): a first pass in order, then one sweep of block coordinate descent. See
-// StageProblem::max_ilp_decision_nodes.
+// forward op each node belongs to and cut at block boundaries (so a chunk is a run of whole
+// layers with their backward and update ops): a first pass in order, then one sweep of block
+// coordinate descent. See StageProblem::max_ilp_decision_nodes and ChunkCache.
 Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const StageRequest& stage, ilp::Solver& solver,
-                                         int max_decisions) {
+                                         int max_decisions, ChunkStats* stats) {
   const SolverRequest& request = stage.request;
   const int n = static_cast<int>(request.nodes.size());
   const std::vector<int> root = leaders(request);
@@ -247,9 +403,33 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
     if (root[i] == i) decisions.push_back(i);
   }
   std::stable_sort(decisions.begin(), decisions.end(), [&](int a, int b) { return owner(a) < owner(b); });
+  // Runs of decisions of one block, packed whole into chunks; a run longer than the limit is cut
+  // into equal pieces of its own.
   std::vector<int> chunk_of_root(n, -1);
-  const int num_chunks = (static_cast<int>(decisions.size()) + max_decisions - 1) / max_decisions;
-  for (size_t d = 0; d < decisions.size(); ++d) chunk_of_root[decisions[d]] = static_cast<int>(d) / max_decisions;
+  int num_chunks = 0, filled = 0;
+  for (size_t begin = 0; begin < decisions.size();) {
+    const std::string block = block_of(graph.op(owner(decisions[begin])).name);
+    size_t end = begin + 1;
+    while (end < decisions.size() && block_of(graph.op(owner(decisions[end])).name) == block) ++end;
+    const int size = static_cast<int>(end - begin);
+    if (size > max_decisions) {
+      if (filled > 0) ++num_chunks;
+      const int pieces = (size + max_decisions - 1) / max_decisions;
+      for (int k = 0; k < size; ++k) chunk_of_root[decisions[begin + k]] = num_chunks + k * pieces / size;
+      num_chunks += pieces;
+      filled = 0;
+    } else {
+      if (filled > 0 && filled + size > max_decisions) {
+        ++num_chunks;
+        filled = 0;
+      }
+      for (size_t k = begin; k < end; ++k) chunk_of_root[decisions[k]] = num_chunks;
+      filled += size;
+    }
+    begin = end;
+  }
+  if (filled > 0) ++num_chunks;
+  stats->chunks = num_chunks;
   std::vector<int> chunk(n);
   for (int i = 0; i < n; ++i) chunk[i] = chunk_of_root[root[i]];
 
@@ -294,10 +474,24 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
       sub.memory_budget_bytes = std::max<int64_t>(1, request.memory_budget_bytes - others);
     }
     sub.time_limit_seconds = request.time_limit_seconds;
-    STRATA_ASSIGN_OR_RETURN(SolverResponse part, solver.solve(sub));
-    total.num_variables += part.num_variables;
-    total.num_constraints += part.num_constraints;
-    total.solve_seconds += part.solve_seconds;
+    std::string key;
+    std::optional<SolverResponse> cached;
+    if (problem.chunk_cache != nullptr) {
+      key = request_key(sub, solver.name());
+      cached = problem.chunk_cache->find(key);
+    }
+    SolverResponse part;
+    if (cached) {
+      part = std::move(*cached);
+      ++stats->hits;
+    } else {
+      STRATA_ASSIGN_OR_RETURN(part, solver.solve(sub));
+      ++stats->solves;
+      total.num_variables += part.num_variables;
+      total.num_constraints += part.num_constraints;
+      total.solve_seconds += part.solve_seconds;
+      if (problem.chunk_cache != nullptr) problem.chunk_cache->store(key, part);
+    }
     if (part.status == SolverStatus::time_limit_feasible) total.status = part.status;
     if (part.status != SolverStatus::infeasible && !part.choice.empty()) {
       std::vector<int> full(n, -1);
@@ -345,6 +539,32 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
 
 }  // namespace
 
+std::optional<SolverResponse> ChunkCache::find(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    ++misses_;
+    return std::nullopt;
+  }
+  ++hits_;
+  return it->second;
+}
+
+void ChunkCache::store(const std::string& key, const SolverResponse& response) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  entries_.emplace(key, response);
+}
+
+int64_t ChunkCache::hits() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return hits_;
+}
+
+int64_t ChunkCache::misses() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return misses_;
+}
+
 std::vector<ir::OpId> ops_owned_by_prefix(const ir::Graph& graph, const std::string& prefix) {
   std::vector<ir::OpId> ops;
   for (ir::OpId id = 0; id < graph.num_ops(); ++id) {
@@ -385,6 +605,14 @@ Expected<StageRequest> build_stage_request(const StageProblem& problem) {
   STRATA_RETURN_IF_ERROR(builder.add_nodes());
   builder.add_followers();
   builder.add_edges();
+  if (problem.prune_dominated) {
+    prune_dominated(builder.out);
+  } else {
+    for (const SolverNode& node : builder.out.request.nodes) {
+      if (node.follow < 0) builder.out.strategies_before_pruning += static_cast<int>(node.strategy_cost.size());
+    }
+    builder.out.strategies_after_pruning = builder.out.strategies_before_pruning;
+  }
   builder.out.request.memory_budget_bytes = problem.memory_budget_bytes;
   builder.out.request.time_limit_seconds = problem.time_limit_seconds;
   return std::move(builder.out);
@@ -396,10 +624,13 @@ Expected<StageSolution> solve_stage(const StageProblem& problem, ilp::Solver& so
   for (const SolverNode& node : stage.request.nodes) decisions += node.follow < 0 ? 1 : 0;
   const int limit = problem.max_ilp_decision_nodes;
   const bool split = limit > 0 && decisions > limit;
-  STRATA_ASSIGN_OR_RETURN(SolverResponse response, split ? solve_in_chunks(problem, stage, solver, limit)
+  ChunkStats chunks;
+  STRATA_ASSIGN_OR_RETURN(SolverResponse response, split ? solve_in_chunks(problem, stage, solver, limit, &chunks)
                                                           : solver.solve(stage.request));
   StageSolution solution;
-  solution.num_ilps = split ? (decisions + limit - 1) / limit : 1;
+  solution.num_ilps = split ? chunks.chunks : 1;
+  solution.ilps_solved = split ? chunks.solves : 1;
+  solution.chunk_cache_hits = chunks.hits;
   solution.objective_seconds = response.objective;
   solution.num_variables = response.num_variables;
   solution.num_constraints = response.num_constraints;

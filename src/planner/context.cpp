@@ -13,7 +13,7 @@
 namespace strata::planner {
 namespace {
 
-constexpr const char* kCacheVersion = "strata planner stage cache v1";
+constexpr const char* kCacheVersion = "strata planner stage cache v2 (block-aligned chunks, dominance pruning)";
 
 bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
@@ -229,12 +229,18 @@ Expected<intra::StageSolution> Context::solve(int b, int first, int last, const 
     problem.compute = compute_;
     problem.time_limit_seconds = options_.ilp_time_limit_seconds;
     problem.allow = filter.allow;
+    problem.chunk_cache = &chunk_cache_;
     auto run = [&](int64_t budget) -> Expected<intra::StageSolution> {
       problem.memory_budget_bytes = budget;
       ++ilp_solves;
       if (options_.solve) return options_.solve(problem);
       intra::ilp::LpSolveSolver solver;
-      return intra::solve_stage(problem, solver);
+      auto solved = intra::solve_stage(problem, solver);
+      if (solved.is_ok() && solved->num_ilps > 1) {
+        chunk_ilps += solved->ilps_solved;
+        chunk_hits += solved->chunk_cache_hits;
+      }
+      return solved;
     };
     // The fastest sharding first, without the memory row that makes the ILP much harder; only
     // when that one does not fit, again under the budget.

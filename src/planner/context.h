@@ -61,6 +61,8 @@ class Context {
 
   // Counters.
   std::atomic<int64_t> problems_solved{0}, ilp_solves{0}, memory_hits{0}, disk_hits{0};
+  // Chunk ILPs of split stages: solved, and answered by chunk_cache (identical blocks).
+  std::atomic<int64_t> chunk_ilps{0}, chunk_hits{0};
   double graph_seconds = 0;
 
   void report_progress(int64_t total);  // one more candidate answered, out of `total`
@@ -94,6 +96,7 @@ class Context {
   LayerAssignment layers_;
   std::string environment_;  // hash of everything but the stage's structure
   StageCache cache_;
+  intra::ChunkCache chunk_cache_;
   std::mutex mutex_;
   std::map<std::pair<int, int>, std::vector<ir::OpId>> ops_;
   std::map<std::tuple<int, int, int>, std::string> structures_;

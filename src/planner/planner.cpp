@@ -272,6 +272,8 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
   stats.pruned_time = pruned_time;
   stats.problems_solved = c.problems_solved;
   stats.ilp_solves = c.ilp_solves;
+  stats.chunk_ilps = c.chunk_ilps;
+  stats.chunk_hits = c.chunk_hits;
   stats.memory_hits = c.memory_hits;
   stats.disk_hits = c.disk_hits;
   stats.graph_seconds = c.graph_seconds;

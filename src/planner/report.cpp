@@ -53,6 +53,8 @@ Json result_json(const PlanResult& r) {
   search.set("candidates", st.candidates);
   search.set("problems_solved", st.problems_solved);
   search.set("ilp_solves", st.ilp_solves);
+  search.set("chunk_ilps", st.chunk_ilps);
+  search.set("chunk_hits", st.chunk_hits);
   search.set("memory_hits", st.memory_hits);
   search.set("disk_hits", st.disk_hits);
   search.set("pruned_memory", st.pruned_memory);
@@ -88,7 +90,8 @@ std::string result_report(const PlanResult& r) {
   const PlanStats& st = r.stats;
   out << "  search: " << st.num_layers << " layers, B in {";
   for (size_t i = 0; i < st.micro_batch_candidates.size(); ++i) out << (i ? ", " : "") << st.micro_batch_candidates[i];
-  out << "}, " << st.candidates << " candidate stages: " << st.problems_solved << " solved (" << st.ilp_solves << " ILPs), " << st.memory_hits
+  out << "}, " << st.candidates << " candidate stages: " << st.problems_solved << " solved (" << st.ilp_solves << " stage ILPs; "
+      << st.chunk_ilps << " chunk ILPs run, " << st.chunk_hits << " reused), " << st.memory_hits
       << " identical, " << st.disk_hits << " from the cache, " << st.pruned_memory + st.pruned_time << " pruned; "
       << format_seconds(st.search_seconds) << "\n";
   return out.str();

@@ -295,5 +295,90 @@ TEST(StageSolver, MoELayerShardsExpertsWithAllToAll) {
   EXPECT_GE(all_to_alls, 2);
 }
 
+// Dominance pruning drops strategies before the ILP and keeps the optimum: on a GPT block on a 2x2
+// mesh the ILP has fewer variables and the same objective as without pruning.
+TEST(StageSolver, DominancePruningKeepsTheOptimum) {
+  models::ModelSpec spec = testing::load_spec("gpt-tiny.yaml");
+  spec.layers = 2;
+  const ir::Graph graph = testing::training_graph(spec, 4);
+  Fixture setup;
+  StageProblem problem = setup.problem(graph, {2, 2});
+  problem.ops = ops_owned_by_prefix(graph, "layer1.");
+  problem.max_ilp_decision_nodes = 0;
+  problem.prune_dominated = false;
+  auto full_request = build_stage_request(problem);
+  auto full = solve_stage(problem, setup.solver);
+  problem.prune_dominated = true;
+  auto pruned_request = build_stage_request(problem);
+  auto pruned = solve_stage(problem, setup.solver);
+  ASSERT_TRUE(full_request.is_ok() && pruned_request.is_ok() && full.is_ok() && pruned.is_ok());
+  ASSERT_TRUE(full->feasible && pruned->feasible);
+  EXPECT_EQ(full_request->strategies_before_pruning, pruned_request->strategies_before_pruning);
+  EXPECT_EQ(full_request->strategies_after_pruning, full_request->strategies_before_pruning);
+  EXPECT_LT(pruned_request->strategies_after_pruning, pruned_request->strategies_before_pruning);
+  EXPECT_LT(pruned->num_variables, full->num_variables);
+  std::printf("GPT block on 2x2: %d -> %d strategies over decision nodes, %d -> %d ILP variables\n",
+              full_request->strategies_before_pruning, pruned_request->strategies_after_pruning, full->num_variables,
+              pruned->num_variables);
+  EXPECT_NEAR(pruned->objective_seconds, full->objective_seconds, 1e-9 * full->objective_seconds);
+  EXPECT_EQ(pruned->shardings.size(), full->shardings.size());
+}
+
+// A stage of four identical GPT blocks cut into about one chunk per block: with a ChunkCache the
+// chunk ILPs that repeat (same blocks, same fixed neighbours) are answered from it, and the
+// stage's solution is exactly the uncached one. Another stage over blocks of the same graph
+// reuses chunks too, and the same stage again solves no ILP.
+TEST(StageSolver, ChunkCacheReusesIdenticalBlocks) {
+  models::ModelSpec spec = testing::load_spec("gpt-tiny.yaml");
+  spec.layers = 6;
+  const ir::Graph graph = testing::training_graph(spec, 4);
+  Fixture setup;
+  StageProblem problem = setup.problem(graph, {1, 2});
+  problem.ops = ops_owned_by_prefix(graph, "layer1.");
+  auto block = build_stage_request(problem);
+  ASSERT_TRUE(block.is_ok());
+  int per_block = 0;
+  for (const SolverNode& node : block->request.nodes) per_block += node.follow < 0 ? 1 : 0;
+  ASSERT_GT(per_block, 1);
+  auto blocks = [&](int first) {
+    std::vector<ir::OpId> ops;
+    for (int l = first; l < first + 4; ++l) {
+      for (ir::OpId id : ops_owned_by_prefix(graph, "layer" + std::to_string(l) + ".")) ops.push_back(id);
+    }
+    return ops;
+  };
+  problem.ops = blocks(1);
+  problem.max_ilp_decision_nodes = per_block;
+  auto uncached = solve_stage(problem, setup.solver);
+  ASSERT_TRUE(uncached.is_ok() && uncached->feasible);
+  EXPECT_EQ(uncached->num_ilps, 4);
+  EXPECT_EQ(uncached->ilps_solved, 8);  // two passes over four chunks
+  EXPECT_EQ(uncached->chunk_cache_hits, 0);
+  ChunkCache cache;
+  problem.chunk_cache = &cache;
+  auto cached = solve_stage(problem, setup.solver);
+  ASSERT_TRUE(cached.is_ok() && cached->feasible);
+  EXPECT_EQ(cached->num_ilps, 4);
+  EXPECT_GE(cached->chunk_cache_hits, 2);
+  EXPECT_EQ(cached->ilps_solved + cached->chunk_cache_hits, 8);
+  EXPECT_EQ(cache.misses(), cached->ilps_solved);
+  EXPECT_NEAR(cached->objective_seconds, uncached->objective_seconds, 1e-12 * uncached->objective_seconds);
+  EXPECT_EQ(cached->shardings.size(), uncached->shardings.size());
+  for (const auto& [name, sharding] : uncached->shardings) EXPECT_EQ(cached->shardings.at(name), sharding) << name;
+  // Blocks 2..5: most chunk requests were seen in blocks 1..4.
+  problem.ops = blocks(2);
+  auto shifted = solve_stage(problem, setup.solver);
+  ASSERT_TRUE(shifted.is_ok() && shifted->feasible);
+  EXPECT_GE(shifted->chunk_cache_hits, 4);
+  EXPECT_EQ(shifted->ilps_solved + shifted->chunk_cache_hits, 8);
+  // Blocks 1..4 again: nothing to solve, the same answer.
+  problem.ops = blocks(1);
+  auto again = solve_stage(problem, setup.solver);
+  ASSERT_TRUE(again.is_ok() && again->feasible);
+  EXPECT_EQ(again->ilps_solved, 0);
+  EXPECT_EQ(again->chunk_cache_hits, 8);
+  EXPECT_EQ(again->objective_seconds, cached->objective_seconds);
+}
+
 }  // namespace
 }  // namespace strata::intra

@@ -6,7 +6,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "strata/cluster/cluster.h"
@@ -17,6 +21,25 @@
 #include "strata/ir/graph.h"
 
 namespace strata::intra {
+
+// Answers of chunk ILPs (StageProblem::max_ilp_decision_nodes) by the exact content of the chunk's
+// solver request (every cost, memory figure, follow map, edge matrix, the budget, the time limit)
+// and the solver's name: an identical request gets the answer the solver gave it before, so the
+// cache never changes a result (up to ILPs that stopped at their time limit). Chunks are cut at
+// block boundaries, so the identical blocks of a transformer give identical chunk requests, within
+// a stage and across the stages of a planner search. Thread-safe; share one across solve_stage calls.
+class ChunkCache {
+ public:
+  std::optional<SolverResponse> find(const std::string& key);
+  void store(const std::string& key, const SolverResponse& response);
+  int64_t hits() const;
+  int64_t misses() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, SolverResponse> entries_;
+  int64_t hits_ = 0, misses_ = 0;
+};
 
 struct StageProblem {
   const ir::Graph* graph = nullptr;     // training graph of ONE micro-batch
@@ -38,7 +61,17 @@ struct StageProblem {
   // chunks before it), then one sweep re-solving each chunk with all others fixed, kept only
   // where it lowers the step cost. Memory: a chunk may use what the other chunks leave
   // (their choice, or the least they can use). Not a global optimum; 0: always one ILP.
+  // Chunks hold whole blocks (runs of decision nodes whose forward op's name has the same first
+  // component, "layer3." in the transformers), as many as fit; a block larger than the limit is
+  // cut into equal pieces.
   int max_ilp_decision_nodes = 64;
+  // Optional, not owned: chunk ILPs answered from here when an identical one was solved before.
+  ChunkCache* chunk_cache = nullptr;
+  // Drop strategies that another strategy of the same decision node dominates before the ILP:
+  // no more compute + communication, no more memory, and no more resharding on every edge towards
+  // every strategy of the other end (followers folded in). Exact: some optimum (with the same
+  // cost, under the same budget) survives. Forbidden (+inf) strategies are dropped too.
+  bool prune_dominated = true;
   // Optional restriction (baselines: data-parallel only, ZeRO, Megatron...): return false to forbid a strategy.
   std::function<bool(const ir::Op&, const Strategy&)> allow;
 };
@@ -52,7 +85,9 @@ struct StageSolution {
   int64_t weights_bytes = 0, optimizer_state_bytes = 0, activation_bytes = 0;  // per device; activations kept from forward to backward for ONE micro-batch
   int num_variables = 0, num_constraints = 0;  // summed over the ILPs solved
   double solve_seconds = 0;
-  int num_ilps = 0;                               // 1 unless the stage was split (max_ilp_decision_nodes)
+  int num_ilps = 0;                               // 1 unless the stage was split: its chunks (max_ilp_decision_nodes)
+  int ilps_solved = 0;                            // solver runs (a split stage: two passes over its chunks)
+  int chunk_cache_hits = 0;                       // chunk ILPs answered by problem.chunk_cache instead
   double objective_seconds = 0;                   // the solver objective: one step (see num_micro_batches)
 };
 
@@ -65,7 +100,9 @@ std::vector<ir::OpId> ops_owned_by_prefix(const ir::Graph& graph, const std::str
 struct StageRequest {
   SolverRequest request;
   std::vector<ir::OpId> node_ops;                 // per node: the op
-  std::vector<std::vector<Strategy>> strategies;  // per node: its strategies (after `allow`)
+  std::vector<std::vector<Strategy>> strategies;  // per node: its strategies (after `allow` and pruning)
+  int strategies_before_pruning = 0;              // over decision nodes
+  int strategies_after_pruning = 0;
 };
 Expected<StageRequest> build_stage_request(const StageProblem& problem);
 

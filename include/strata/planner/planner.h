@@ -66,6 +66,8 @@ struct PlanStats {
   int64_t candidates = 0;       // candidate stages the DP asked about (all B)
   int64_t problems_solved = 0;  // distinct stage problems solved (not from a cache)
   int64_t ilp_solves = 0;       // solver runs (a problem whose fastest sharding overflows memory takes two)
+  int64_t chunk_ilps = 0;       // ILPs run for chunks of split stages (intra::StageProblem::max_ilp_decision_nodes)
+  int64_t chunk_hits = 0;       // chunk ILPs answered by an identical chunk solved before (intra::ChunkCache)
   int64_t memory_hits = 0;      // answered by an identical problem solved in this run
   int64_t disk_hits = 0;        // answered from the on-disk cache
   int64_t pruned_memory = 0;    // parameters alone exceed the budget
