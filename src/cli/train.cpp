@@ -3,10 +3,17 @@
 // tokens), else a synthetic, learnable stream (each sequence counts upward from a random start
 // modulo the vocabulary). --checkpoint DIR saves every rank's tiles; --resume continues from the
 // newest complete step with the data stream and Adam's step where they were.
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -41,6 +48,84 @@ int local_rank() {
   return rank;
 }
 
+// A failure during the steps is this rank's alone: the other ranks may be blocked in a transfer or
+// collective with it, so the job ends here (mpirun then stops every rank and exits non-zero).
+[[noreturn]] void abort_job(int rank, const Error& error) {
+  std::fprintf(stderr, "strata train: rank %d: %s\n", rank, error.message().c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  MPI_Abort(MPI_COMM_WORLD, kExitFailure);
+  std::_Exit(kExitFailure);  // MPI_Abort does not return; in case it does
+}
+
+// Ends the process when one step runs longer than the timeout: a peer that died or hung leaves
+// this rank blocked in MPI, which no MPI error would end. Exiting without MPI_Finalize makes
+// mpirun stop the job. The thread makes no MPI call.
+class Watchdog {
+ public:
+  Watchdog(int rank, int64_t timeout_seconds) : rank_(rank), timeout_(timeout_seconds) {
+    if (timeout_ > 0) thread_ = std::thread([this] { watch(); });
+  }
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  void arm(int64_t step) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    step_ = step;
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_);
+    armed_ = true;
+    wake_.notify_all();
+  }
+  void disarm() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    armed_ = false;
+  }
+
+ private:
+  void watch() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      if (!armed_) {
+        wake_.wait(lock);
+        continue;
+      }
+      if (wake_.wait_until(lock, deadline_) == std::cv_status::timeout && armed_ && !stop_ &&
+          std::chrono::steady_clock::now() >= deadline_) {
+        std::fprintf(stderr,
+                     "strata train: rank %d: --comm-timeout: step %lld made no progress in %lld s (another rank "
+                     "died or hangs)\n",
+                     rank_, static_cast<long long>(step_), static_cast<long long>(timeout_));
+        std::fflush(stderr);
+        _exit(kExitFailure);
+      }
+    }
+  }
+
+  int rank_;
+  int64_t timeout_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false, armed_ = false;
+  int64_t step_ = 0;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+// Test hook (docs/runtime.md): STRATA_FAULT_RANK=R STRATA_FAULT_STEP=S make rank R fail at the
+// start of step S, as a kernel or transfer error on one rank would.
+Status injected_fault(int rank, int64_t step) {
+  const char* fault_rank = std::getenv("STRATA_FAULT_RANK");
+  const char* fault_step = std::getenv("STRATA_FAULT_STEP");
+  if (fault_rank == nullptr || fault_step == nullptr) return Status::ok();
+  if (std::atoll(fault_rank) != rank || std::atoll(fault_step) != step) return Status::ok();
+  return make_error("", "STRATA_FAULT_STEP", "injected fault at step " + std::to_string(step) + " (test hook)");
+}
+
 int train_on_rank(const ArgParser& args, int rank) {
   auto fail = [&](const Error& error, int code) {
     // Errors that every rank sees alike are printed once, by rank 0.
@@ -51,12 +136,14 @@ int train_on_rank(const ArgParser& args, int rank) {
   auto log_every = args.get_int("log-every", 1);
   auto checkpoint_every = args.get_int("checkpoint-every", 0);
   auto seed = args.get_int("seed", 0);
-  for (const auto* value : {&steps, &log_every, &checkpoint_every, &seed}) {
+  auto comm_timeout = args.get_int("comm-timeout", 600);
+  for (const auto* value : {&steps, &log_every, &checkpoint_every, &seed, &comm_timeout}) {
     if (!*value) return fail(value->error(), kExitBadInput);
   }
   if (*steps < 1) return fail(make_error("", "--steps", "must be at least 1"), kExitBadInput);
   if (*log_every < 1) return fail(make_error("", "--log-every", "must be at least 1"), kExitBadInput);
   if (*checkpoint_every < 0) return fail(make_error("", "--checkpoint-every", "must not be negative"), kExitBadInput);
+  if (*comm_timeout < 0) return fail(make_error("", "--comm-timeout", "must not be negative"), kExitBadInput);
   const std::string checkpoint_dir = args.get("checkpoint");
   if (args.has("resume") && checkpoint_dir.empty()) {
     return fail(make_error("", "--resume", "needs --checkpoint DIR to resume from"), kExitBadInput);
@@ -132,14 +219,18 @@ int train_on_rank(const ArgParser& args, int rank) {
     std::printf("%6s %12s %10s %12s\n", "step", "loss", "seconds", "tokens/s");
   }
   double first_loss = 0, last_loss = 0;
+  Watchdog watchdog(rank, *comm_timeout);
   for (int64_t step = done + 1; step <= *steps; ++step) {
     const std::vector<int64_t> tokens =
         data ? runtime::window_tokens(data->next())
              : synthetic_sequences(spec.global_batch, spec.seq_len, spec.vocab, static_cast<uint64_t>(*seed), step);
     auto inputs = runtime::language_model_inputs(tokens, spec.global_batch, spec.seq_len);
-    if (!inputs) return fail(inputs.error(), kExitFailure);
+    if (!inputs) abort_job(rank, inputs.error());
+    if (Status fault = injected_fault(rank, step); !fault) abort_job(rank, fault.error());
+    watchdog.arm(step);
     auto result = (*exec)->step(runtime::feeder_of(*inputs), step);
-    if (!result) return fail(result.error(), kExitFailure);
+    watchdog.disarm();
+    if (!result) abort_job(rank, result.error());
     if (step == done + 1) first_loss = result->loss;
     last_loss = result->loss;
     if (rank == 0 && (step % *log_every == 0 || step == *steps)) {
@@ -149,7 +240,7 @@ int train_on_rank(const ArgParser& args, int rank) {
     }
     const bool periodic = *checkpoint_every > 0 && step % *checkpoint_every == 0;
     if (!checkpoint_dir.empty() && (periodic || step == *steps)) {
-      if (Status saved = save(step); !saved) return fail(output_error(saved.error(), "checkpoint"), kExitFailure);
+      if (Status saved = save(step); !saved) abort_job(rank, output_error(saved.error(), "checkpoint"));
     }
   }
   if (rank == 0 && done < *steps) {
@@ -172,6 +263,7 @@ int run_train(int argc, char** argv) {
       .option("checkpoint", "save every rank's state under this directory (at the end, and see --checkpoint-every)", "DIR")
       .option("checkpoint-every", "also save every N steps (default 0: only at the end)", "N")
       .flag("resume", "continue from the newest complete checkpoint under --checkpoint")
+      .option("comm-timeout", "end the job when one step takes longer (a dead or hung rank; default 600, 0: never)", "S")
       .required("plan");
   Status parsed = args.parse(argc, argv);
   if (args.help_requested()) {
@@ -181,7 +273,8 @@ int run_train(int argc, char** argv) {
   if (!parsed.is_ok()) return report_failure("train", parsed.error(), kExitBadInput);
   if (Status status = check_input_file(args.get("plan"), "plan"); !status)
     return report_failure("train", status.error(), kExitBadInput);
-  if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
+  int provided = 0;  // the --comm-timeout watchdog is a second thread that makes no MPI call
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     std::fprintf(stderr, "strata train: MPI_Init failed\n");
     return kExitFailure;
   }

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_set>
+
+#include "strata/core/dtype.h"
 
 #include "strata/sched/schedule.h"
 
@@ -84,6 +87,15 @@ struct Executor::Impl {
   std::vector<std::set<int>> sent, received;                   // transfer ids done, per micro-batch
   double loss_sum = 0;
 
+  // Freeing after last use: how often one micro-batch reads each value on this stage (consumer
+  // ops, sends, the loss, gradient accumulation), and the reads left per micro-batch. A value is
+  // dropped (with its reshard cache) at its last read; what backward reads stays stashed until
+  // then, as many micro-batches as the schedule has in flight.
+  std::map<ir::Value, int> reads;
+  std::vector<std::map<ir::Value, int>> reads_left;
+  bool free_after_last_use = true;
+  MemoryStats memory;
+
   Impl(const ir::Graph& g, const plan::Plan& p, Backend& b) : graph(g), plan(p), backend(b) {}
 
   ~Impl() {
@@ -129,6 +141,7 @@ struct Executor::Impl {
     }
     STRATA_RETURN_IF_ERROR(agree(mine, world));
     schedule = sched::from_plan(plan);
+    count_reads();
     STRATA_ASSIGN_OR_RETURN(world_c, backend.communicator(world));
     STRATA_ASSIGN_OR_RETURN(axis_c[0], backend.communicator(axis_comm[0]));
     STRATA_ASSIGN_OR_RETURN(axis_c[1], backend.communicator(axis_comm[1]));
@@ -142,6 +155,61 @@ struct Executor::Impl {
     }
     return Status::ok();
   }
+
+  void count_reads() {
+    reads.clear();
+    for (ir::OpId id : sg.stage_ops[stage]) {
+      const ir::Op& op = graph.op(id);
+      if (op.role == ir::Role::update) continue;  // reads `synced` and `state`, not values
+      for (const ir::Value& v : op.inputs) ++reads[v];
+    }
+    for (const Transfer& t : sg.transfers) {
+      if (t.from_stage == stage && !t.per_step) ++reads[t.value];
+    }
+    const ir::Value loss = graph.outputs().at(0);
+    if (sg.stage_of[loss.op] == stage) ++reads[loss];
+    std::set<ir::Value> accumulated_here;
+    for (const auto& [update, g] : sg.update_grad) {
+      if (accumulates_here(g) && accumulated_here.insert(g).second) ++reads[g];
+    }
+  }
+
+  // One read of `v` by micro-batch `micro_batch` is done: the last one drops it.
+  void release(ir::Value v, int micro_batch) {
+    if (!free_after_last_use) return;
+    auto left = reads_left[micro_batch].find(v);
+    if (left == reads_left[micro_batch].end() || --left->second > 0) return;
+    drop(v, micro_batch);
+  }
+  void drop(ir::Value v, int micro_batch) {
+    values[micro_batch].erase(v);
+    auto& cache = resharded[micro_batch];
+    for (auto it = cache.lower_bound({v, std::string()}); it != cache.end() && it->first.first == v;) it = cache.erase(it);
+  }
+  // A value no one on this stage reads this micro-batch (an unused output) goes at once.
+  void drop_if_unread(ir::Value v, int micro_batch) {
+    if (free_after_last_use && !reads_left[micro_batch].count(v)) drop(v, micro_batch);
+  }
+
+  // Bytes of the distinct tensors the executor holds: parameters and optimizer state, values and
+  // reshard caches of every micro-batch, accumulated and synced gradients.
+  int64_t live_bytes() const {
+    std::unordered_set<const DeviceTensor*> seen;
+    int64_t bytes = 0;
+    auto add = [&](const TensorPtr& t) {
+      if (t && seen.insert(t.get()).second) bytes += t->numel() * dtype_bytes(t->dtype());
+    };
+    for (const auto& [id, t] : state) add(t);
+    for (const auto& per : values) for (const auto& [v, t] : per) add(t);
+    for (const auto& per : resharded) for (const auto& [k, t] : per) add(t);
+    for (const auto& [g, t] : accumulated) add(t);
+    for (const auto& [g, t] : synced) add(t);
+    return bytes;
+  }
+  void note_memory() {
+    if (track_memory) memory.peak_live_bytes = std::max(memory.peak_live_bytes, live_bytes());
+  }
+  bool track_memory = false;
 
   Status set_parameter(ir::OpId id, const interp::Tensor& global) {
     const ir::Op& op = graph.op(id);
@@ -275,6 +343,7 @@ struct Executor::Impl {
     auto& vals = values[micro_batch];
     if (op.kind == ir::OpKind::Parameter) {
       vals[ir::Value{id, 0}] = state.at(id);
+      drop_if_unread(ir::Value{id, 0}, micro_batch);
       return Status::ok();
     }
     if (op.kind == ir::OpKind::Input) {
@@ -287,6 +356,8 @@ struct Executor::Impl {
       const interp::Tensor tile = host_slice(*whole, tile_box(sg.sharding[id].outputs[0], op.outputs[0].shape, mesh, coord));
       const ir::Value out{id, 0};
       STRATA_ASSIGN_OR_RETURN(vals[out], backend.upload(tile, backend.storage_dtype(op.outputs[0].dtype)));
+      note_memory();
+      drop_if_unread(out, micro_batch);
       return Status::ok();
     }
     std::vector<TensorPtr> inputs;
@@ -298,6 +369,9 @@ struct Executor::Impl {
     for (const TensorPtr& t : inputs) raw.push_back(t.get());
     STRATA_ASSIGN_OR_RETURN(auto outputs, backend.run_op(sg.local_ops[id], raw));
     for (size_t k = 0; k < outputs.size(); ++k) vals[ir::Value{id, static_cast<int32_t>(k)}] = outputs[k];
+    note_memory();  // the op's inputs are still held: the peak of this op
+    for (const ir::Value& v : op.inputs) release(v, micro_batch);
+    for (size_t k = 0; k < outputs.size(); ++k) drop_if_unread(ir::Value{id, static_cast<int32_t>(k)}, micro_batch);
     return Status::ok();
   }
 
@@ -319,6 +393,7 @@ struct Executor::Impl {
       if (peer >= 0 ? t.to_stage != peer : has_send_instruction(t, micro_batch)) continue;
       STRATA_RETURN_IF_ERROR(post_send(t, values[micro_batch].at(t.value), micro_batch));
       sent[micro_batch].insert(t.id);
+      release(t.value, micro_batch);
     }
     return Status::ok();
   }
@@ -357,6 +432,7 @@ struct Executor::Impl {
                                                          intra::ShardingSpec{}, {}));
         STRATA_ASSIGN_OR_RETURN(interp::Tensor host, backend.download(*whole));
         loss_sum += host[0];
+        release(loss, micro_batch);
       }
       return Status::ok();
     }
@@ -371,6 +447,8 @@ struct Executor::Impl {
       } else {
         STRATA_RETURN_IF_ERROR(backend.add_into(*it->second, *value));
       }
+      note_memory();
+      release(g, micro_batch);
     }
     return Status::ok();
   }
@@ -395,6 +473,7 @@ struct Executor::Impl {
         STRATA_ASSIGN_OR_RETURN(have_spec, sg.spec_on(g, stage));
       }
       STRATA_ASSIGN_OR_RETURN(synced[g], reshard(have, have_spec, want, graph.type(g).shape));
+      note_memory();
     }
     return Status::ok();
   }
@@ -424,9 +503,11 @@ struct Executor::Impl {
     resharded.assign(static_cast<size_t>(b), {});
     sent.assign(static_cast<size_t>(b), {});
     received.assign(static_cast<size_t>(b), {});
+    reads_left.assign(static_cast<size_t>(b), reads);
     accumulated.clear();
     synced.clear();
     loss_sum = 0;
+    memory.peak_live_bytes = 0;
     for (const sched::Instruction& in : schedule.streams[stage]) {
       switch (in.op) {
         case sched::Op::forward: STRATA_RETURN_IF_ERROR(run_phase(ir::Role::forward, in.micro_batch, feed)); break;
@@ -470,7 +551,9 @@ Expected<std::unique_ptr<Executor>> Executor::create(const ir::Graph& training_g
 Expected<StepResult> Executor::step(const Feeder& feed, int64_t step_number) {
   Impl& m = *impl_;
   const double start = MPI_Wtime();
-  STRATA_RETURN_IF_ERROR(agree(m.run_stream(feed, step_number), m.world));
+  // No agreement on failure here: the other ranks may be blocked in a transfer or collective with
+  // this one, so a collective would hang (executor.h: the caller ends the job).
+  STRATA_RETURN_IF_ERROR(m.run_stream(feed, step_number));
   // The loss lives on the last stage's devices: its first rank tells everyone.
   const ir::Value loss_value = m.graph.outputs().at(0);
   double loss = m.loss_sum / m.num_micro_batches();
@@ -555,6 +638,10 @@ Status Executor::load_local_state(const std::vector<CheckpointTensor>& tensors) 
   }
   return agree(mine, m.world);
 }
+
+void Executor::set_free_after_last_use(bool on) { impl_->free_after_last_use = on; }
+void Executor::set_memory_tracking(bool on) { impl_->track_memory = on; }
+MemoryStats Executor::memory_stats() const { return impl_->memory; }
 
 int Executor::stage() const { return impl_->stage; }
 int Executor::num_stages() const { return impl_->plan.num_stages(); }

@@ -31,3 +31,21 @@ add_test(NAME runtime_train_cli
                  $<TARGET_FILE:spmd_check>)
 set_tests_properties(runtime_train_cli PROPERTIES TIMEOUT 600 RUN_SERIAL TRUE
                      PASS_REGULAR_EXPRESSION "train cli test: [0-9]+ passed, 0 failed")
+
+# A rank that dies (SIGKILL), fails (STRATA_FAULT_RANK test hook) or hangs (SIGSTOP, --comm-timeout)
+# during `strata train` ends the job non-zero within a bounded time, naming the rank (issue 10).
+add_test(NAME runtime_rank_death
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/runtime/rank_death_test.sh ${CMAKE_SOURCE_DIR} $<TARGET_FILE:strata>
+                 $<TARGET_FILE:spmd_check>)
+set_tests_properties(runtime_rank_death PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "rank death test: [0-9]+ passed, 0 failed")
+
+# Executor memory: values freed after their last read. Step 1 keeps every value (the old way), the
+# others free; both match the reference, and every rank's freeing peak of live bytes must stay
+# under a bound computed from the partitioned graph and the schedule (spmd_check.cpp, memory_bound).
+add_test(NAME runtime_memory_gpt-tiny
+         COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 8
+                 $<TARGET_FILE:spmd_check> --model ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml
+                 --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-8.yaml --plans 3 --seed 7 --steps 3 --memory 1)
+set_tests_properties(runtime_memory_gpt-tiny PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "spmd check: 3 passed, 0 failed")

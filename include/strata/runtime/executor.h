@@ -29,6 +29,14 @@ struct StepResult {
   double seconds = 0;  // wall time of the step on this rank
 };
 
+// What the executor held during the last step (with set_memory_tracking on): the peak bytes of
+// the distinct tensors in its own keeping (parameters and optimizer state, stage values and their
+// reshard caches over all micro-batches, accumulated and synced gradients), sampled after every
+// op, accumulation and gradient sync. Blocks of pending sends and backend temporaries are not in it.
+struct MemoryStats {
+  int64_t peak_live_bytes = 0;
+};
+
 class Executor {
  public:
   // `training_graph` is the graph at micro-batch size (autodiff::build_training_graph); the plan
@@ -38,7 +46,9 @@ class Executor {
                                                     Backend& backend, MPI_Comm world, uint64_t seed);
   ~Executor();
 
-  // One training step; `step_number` (1-based) feeds Adam's bias correction.
+  // One training step; `step_number` (1-based) feeds Adam's bias correction. An error is this
+  // rank's: the others may stay blocked in a transfer or collective with it, so the caller must
+  // end the job (MPI_Abort), as `strata train` does.
   Expected<StepResult> step(const Feeder& feed, int64_t step_number);
 
   // Every Parameter's (and optimizer state's) global value, by op name, on every rank. Collective.
@@ -51,6 +61,13 @@ class Executor {
   // whose name, spec or shape differs from this rank's is an error naming the tensor.
   Expected<std::vector<CheckpointTensor>> local_state();
   Status load_local_state(const std::vector<CheckpointTensor>& tensors);
+
+  // Values are freed after their last read within a micro-batch (default on); off keeps every
+  // value of a micro-batch until the stream's free instruction (the old behaviour, to measure).
+  void set_free_after_last_use(bool on);
+  // Sampling of live bytes (a sum over the held tensors after each op; off by default).
+  void set_memory_tracking(bool on);
+  MemoryStats memory_stats() const;
 
   int stage() const;
   int num_stages() const;

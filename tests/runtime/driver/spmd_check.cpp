@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <random>
+#include <set>
 #include <string>
 
 #include "runtime/random_plan.h"
@@ -17,6 +19,7 @@
 #include "strata/planner/planner.h"
 #include "strata/runtime/executor.h"
 #include "strata/runtime/train.h"
+#include "strata/sched/schedule.h"
 
 namespace {
 
@@ -29,6 +32,7 @@ struct Options {
   unsigned seed = 1;
   double tolerance = 1e-5;
   bool planned = false;
+  bool memory = false;
 };
 
 // The plan the planner finds for `spec` on `cluster` with `training` (micro-batches forced when > 0).
@@ -114,6 +118,91 @@ std::string describe(const plan::Plan& p, const ir::Graph& g) {
   return text;
 }
 
+// An upper bound, from the partitioned graph and the schedule alone, on the bytes the executor
+// holds on this rank when it frees each value after its last read (executor.h, MemoryStats):
+// parameters and optimizer state + gradients (accumulated and synced) + the forward values that
+// backward reads (with their reshard copies) for every micro-batch in flight + every value and
+// reshard copy of one whole phase (forward or backward of one micro-batch, nothing freed).
+// Keeping every value of every in-flight micro-batch, as the executor did, exceeds it.
+Expected<int64_t> memory_bound(const ir::Graph& g, const plan::Plan& p, const runtime::StageGraph& sg, int stage,
+                               runtime::Backend& backend) {
+  const cluster::LogicalMesh& mesh = p.stages[static_cast<size_t>(stage)].logical_mesh;
+  auto bytes = [&](ir::Value v, const intra::ShardingSpec& spec) -> Expected<int64_t> {
+    STRATA_ASSIGN_OR_RETURN(auto local, intra::local_shape(spec, g.type(v).shape, mesh));
+    return interp::shape_numel(local) * dtype_bytes(backend.storage_dtype(g.type(v).dtype));
+  };
+  int64_t state = 0, grads = 0, stash = 0, phase[2] = {0, 0};
+  for (ir::OpId id : sg.stage_ops[static_cast<size_t>(stage)]) {
+    if (g.op(id).kind != ir::OpKind::Parameter) continue;
+    STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(ir::Value{id, 0}, sg.sharding[id].outputs[0]));
+    state += b;
+  }
+  std::set<ir::Value> grad_values;
+  for (const auto& [update, grad] : sg.update_grad) {
+    if (sg.stage_of[update] == stage) {
+      STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(grad, sg.sharding[update].inputs[1]));
+      grads += b;
+    }
+    if (!grad_values.insert(grad).second) continue;
+    if (auto have = sg.spec_on(grad, stage); have) {
+      STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(grad, *have));
+      grads += b;
+    }
+  }
+  // Per value read on this stage: its spec here, the distinct specs its readers reshard it to,
+  // and whether a backward op reads it.
+  std::map<ir::Value, std::set<std::string>> specs_read;
+  std::map<ir::Value, intra::ShardingSpec> spec_of;
+  std::map<ir::Value, bool> read_by_backward;
+  std::map<ir::Value, int> phase_of_value;  // the phase that produces or receives it
+  for (ir::OpId id : sg.stage_ops[static_cast<size_t>(stage)]) {
+    const ir::Op& op = g.op(id);
+    if (op.role == ir::Role::update) continue;
+    const int ph = op.role == ir::Role::forward ? 0 : 1;
+    for (size_t k = 0; k < op.outputs.size(); ++k) {
+      const ir::Value out{id, static_cast<int32_t>(k)};
+      phase_of_value[out] = ph;
+      if (op.kind == ir::OpKind::Parameter) continue;  // in `state`
+      STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(out, sg.sharding[id].outputs[k]));
+      phase[ph] += b;
+    }
+    for (size_t k = 0; k < op.inputs.size(); ++k) {
+      const ir::Value v = op.inputs[k];
+      STRATA_ASSIGN_OR_RETURN(intra::ShardingSpec have, sg.spec_on(v, stage));
+      spec_of[v] = have;
+      if (!(have == sg.sharding[id].inputs[k]) && specs_read[v].insert(sg.sharding[id].inputs[k].to_string()).second) {
+        STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(v, sg.sharding[id].inputs[k]));
+        phase[ph] += b;
+      }
+      if (op.role == ir::Role::backward) read_by_backward[v] = read_by_backward[v] || g.op(v.op).role == ir::Role::forward;
+    }
+  }
+  for (const runtime::Transfer& t : sg.transfers) {
+    if (t.to_stage != stage || t.per_step) continue;
+    STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(t.value, t.landing));
+    phase[g.op(t.value.op).role == ir::Role::forward ? 0 : 1] += b;
+  }
+  for (const auto& [v, backward] : read_by_backward) {
+    if (!backward) continue;
+    if (g.op(v.op).kind != ir::OpKind::Parameter) {
+      STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(v, spec_of.at(v)));
+      stash += b;
+    }
+    for (const std::string& text : specs_read[v]) {
+      STRATA_ASSIGN_OR_RETURN(intra::ShardingSpec spec, intra::parse_sharding(text));
+      STRATA_ASSIGN_OR_RETURN(int64_t b, bytes(v, spec));
+      stash += b;
+    }
+  }
+  const sched::Schedule schedule = sched::from_plan(p);
+  int in_flight = 0, most = 0;
+  for (const sched::Instruction& in : schedule.streams[static_cast<size_t>(stage)]) {
+    if (in.op == sched::Op::forward) most = std::max(most, ++in_flight);
+    if (in.op == sched::Op::backward) --in_flight;
+  }
+  return state + grads + most * stash + std::max(phase[0], phase[1]);
+}
+
 // Runs one plan; returns the largest relative error over losses and parameters (rank 0 checks).
 Expected<double> check_plan(const models::ModelSpec& spec, const cluster::ClusterSpec& cluster,
                             const cost::ComputeModel& compute, const Options& o, std::mt19937& rng, int index, int rank) {
@@ -141,10 +230,40 @@ Expected<double> check_plan(const models::ModelSpec& spec, const cluster::Cluste
   STRATA_ASSIGN_OR_RETURN(ir::Graph global_forward, models::build_forward_graph(spec, 0));
   std::vector<double> losses;
   std::vector<std::map<std::string, interp::Tensor>> feeds;
+  // --memory 1: step 1 keeps every value (the old executor), the others free after last use; both
+  // must match the reference, and the freeing steps must stay under memory_bound.
+  int64_t kept_peak = 0, freed_peak = 0;
+  exec->set_memory_tracking(o.memory);
   for (int step = 1; step <= o.steps; ++step) {
+    exec->set_free_after_last_use(!(o.memory && step == 1));
     feeds.push_back(global_inputs(global_forward, seed * 31 + static_cast<uint64_t>(step), spec.vocab));
     STRATA_ASSIGN_OR_RETURN(runtime::StepResult r, exec->step(runtime::feeder_of(feeds.back()), step));
     losses.push_back(r.loss);
+    int64_t& peak = step == 1 ? kept_peak : freed_peak;
+    peak = std::max(peak, exec->memory_stats().peak_live_bytes);
+  }
+  std::string memory_line;
+  if (o.memory) {
+    STRATA_ASSIGN_OR_RETURN(int64_t bound, memory_bound(train, p, exec->stage_graph(), exec->stage(), *backend));
+    // Every rank's figures, worst case on rank 0: the largest freed/bound and kept/bound ratios.
+    double mine[3] = {static_cast<double>(freed_peak) / static_cast<double>(bound),
+                      static_cast<double>(kept_peak) / static_cast<double>(bound),
+                      static_cast<double>(freed_peak) / static_cast<double>(kept_peak)};
+    double worst_ratio[3] = {0, 0, 0};
+    MPI_Allreduce(mine, worst_ratio, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    int64_t sums[3] = {kept_peak, freed_peak, bound}, total[3] = {0, 0, 0};
+    MPI_Allreduce(sums, total, 3, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "  memory: peak live bytes summed over ranks: kept %lld, freed %lld, bound %lld; worst rank "
+                  "freed/bound %.3f, kept/bound %.3f, freed/kept %.3f\n",
+                  static_cast<long long>(total[0]), static_cast<long long>(total[1]), static_cast<long long>(total[2]),
+                  worst_ratio[0], worst_ratio[1], worst_ratio[2]);
+    memory_line = line;
+    if (worst_ratio[0] > 1.0 || worst_ratio[2] >= 1.0) {
+      if (rank == 0) std::printf("%s", memory_line.c_str());
+      return make_error("", "memory", "peak live bytes above the graph's bound or not below the kept peak");
+    }
   }
   STRATA_ASSIGN_OR_RETURN(auto params, exec->gather_parameters());
   if (rank != 0) return 0.0;
@@ -183,6 +302,7 @@ Expected<double> check_plan(const models::ModelSpec& spec, const cluster::Cluste
   for (double l : losses) std::printf(" %.6f", l);
   std::printf(", max relative error %.3g (%.1f s distributed, %.1f s reference)\n", worst, distributed_seconds,
               MPI_Wtime() - start - distributed_seconds);
+  std::printf("%s", memory_line.c_str());
   return worst;
 }
 
@@ -223,6 +343,7 @@ int main(int argc, char** argv) {
     else if (key == "--tolerance") o.tolerance = std::atof(value.c_str());
     else if (key == "--write-plan") o.write_plan = value;
     else if (key == "--planned") o.planned = value == "1";
+    else if (key == "--memory") o.memory = value == "1";
   }
   auto spec = models::load_model_config(o.model);
   auto cluster = cluster::load_cluster(o.cluster);
