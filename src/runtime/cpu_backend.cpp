@@ -96,6 +96,69 @@ void concat_blocks(const std::vector<double>& flat, const std::vector<int64_t>& 
   }
 }
 
+// Offsets, in row-major order over `dims`, of every index combination of those dims of a tensor
+// with `strides` and `shape`.
+std::vector<int64_t> dim_offsets(const ir::Shape& shape, const std::vector<int64_t>& strides,
+                                 const std::vector<int64_t>& dims) {
+  std::vector<int64_t> out{0};
+  for (int64_t d : dims) {
+    std::vector<int64_t> next;
+    next.reserve(out.size() * static_cast<size_t>(shape[d]));
+    for (int64_t base : out) {
+      for (int64_t i = 0; i < shape[d]; ++i) next.push_back(base + i * strides[d]);
+    }
+    out = std::move(next);
+  }
+  return out;
+}
+
+std::vector<int64_t> ints_or_empty(const ir::Op& op, const char* key) {
+  if (!op.attrs.has(key)) return {};
+  auto values = op.attrs.get_ints(key);
+  return values ? *values : std::vector<int64_t>{};
+}
+
+// Dot (dot_general) as the interpreter's kernel computes it -- output order batch, lhs free, rhs
+// free; each element a double sum over the contracting dims in row-major order, from 0 -- so the
+// result is bit-identical, without per-element index arithmetic: both operands are packed so the
+// contracting run is contiguous. (The interpreter's nested-loop kernel was most of a cpu step.)
+void fast_dot(const ir::Op& op, const interp::Tensor& lhs, const interp::Tensor& rhs, interp::Tensor& y) {
+  const auto lb = ints_or_empty(op, "lhs_batch"), rb = ints_or_empty(op, "rhs_batch");
+  const auto lc = ints_or_empty(op, "lhs_contract"), rc = ints_or_empty(op, "rhs_contract");
+  const auto lf = ir::dot_free_dims(lhs.rank(), lb, lc), rf = ir::dot_free_dims(rhs.rank(), rb, rc);
+  const auto ls = interp::row_major_strides(lhs.shape), rs = interp::row_major_strides(rhs.shape);
+  const auto lbo = dim_offsets(lhs.shape, ls, lb), rbo = dim_offsets(rhs.shape, rs, rb);
+  const auto lfo = dim_offsets(lhs.shape, ls, lf), rfo = dim_offsets(rhs.shape, rs, rf);
+  const auto lco = dim_offsets(lhs.shape, ls, lc), rco = dim_offsets(rhs.shape, rs, rc);
+  const size_t nb = lbo.size(), nl = lfo.size(), nr = rfo.size(), nc = lco.size();
+  // Packed: lp[(b * nl + f) * nc + c], rp[(b * nr + g) * nc + c].
+  std::vector<double> lp(nb * nl * nc), rp(nb * nr * nc);
+  for (size_t b = 0; b < nb; ++b) {
+    for (size_t f = 0; f < nl; ++f) {
+      double* row = &lp[(b * nl + f) * nc];
+      const int64_t base = lbo[b] + lfo[f];
+      for (size_t c = 0; c < nc; ++c) row[c] = lhs.data[static_cast<size_t>(base + lco[c])];
+    }
+    for (size_t g = 0; g < nr; ++g) {
+      double* row = &rp[(b * nr + g) * nc];
+      const int64_t base = rbo[b] + rfo[g];
+      for (size_t c = 0; c < nc; ++c) row[c] = rhs.data[static_cast<size_t>(base + rco[c])];
+    }
+  }
+  for (size_t b = 0; b < nb; ++b) {
+    for (size_t f = 0; f < nl; ++f) {
+      const double* l = &lp[(b * nl + f) * nc];
+      double* out = &y.data[(b * nl + f) * nr];
+      for (size_t g = 0; g < nr; ++g) {
+        const double* r = &rp[(b * nr + g) * nc];
+        double sum = 0.0;
+        for (size_t c = 0; c < nc; ++c) sum += l[c] * r[c];
+        out[g] = sum;
+      }
+    }
+  }
+}
+
 class MpiRequest : public Request {
  public:
   MpiRequest(TensorPtr tensor, MPI_Request request, bool is_recv)
@@ -233,7 +296,6 @@ class CpuBackend : public Backend {
     for (size_t i = 0; i < inputs.size(); ++i) {
       const std::string name = "in" + std::to_string(i);
       values.push_back(graph.input(name, inputs[i]->shape(), inputs[i]->dtype()));
-      feeds[name] = cpu(*inputs[i]).host;
     }
     auto id = graph.try_add(op.kind, values, op.attrs, "op");
     if (!id) return id.error().under("ops." + op.name);
@@ -244,6 +306,13 @@ class CpuBackend : public Backend {
       for (const auto& t : op.outputs) want += ir::type_string(t) + " ";
       return make_error("", "ops." + op.name, "local outputs " + got + "differ from the partitioned " + want);
     }
+    if (local.kind == ir::OpKind::Dot) {
+      auto t = std::make_shared<CpuTensor>(local.outputs[0]);
+      fast_dot(local, cpu(*inputs[0]).host, cpu(*inputs[1]).host, t->host);
+      round_all(*t);
+      return std::vector<TensorPtr>{t};
+    }
+    for (size_t i = 0; i < inputs.size(); ++i) feeds["in" + std::to_string(i)] = cpu(*inputs[i]).host;
     for (size_t i = 0; i < local.outputs.size(); ++i) graph.mark_output(ir::Value{*id, static_cast<int32_t>(i)});
     auto ran = interp::run(graph, feeds, interp::Precision::f32);
     if (!ran) return ran.error().under("ops." + op.name);
