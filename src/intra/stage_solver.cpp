@@ -19,24 +19,60 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Resharding seconds between two specs of one tensor, cached by (shape, dtype, from, to): the
-// same matrices recur in every layer of a model.
+// same matrices recur in every layer of a model. Specs are interned to small ids once per edge, so
+// a matrix costs one lookup per pair of DISTINCT specs at its ends (many strategies share a spec).
 class ReshardCache {
  public:
   ReshardCache(const StageProblem& problem) : problem_(problem) {}
-  double seconds(const ShardingSpec& from, const ShardingSpec& to, const ir::TensorType& type) {
-    if (from == to) return 0;
-    std::string key = ir::type_string(type) + "|" + from.to_string() + "|" + to.to_string();
+
+  // Seconds [rows × cols] from each of `from` to each of `to`, row-major.
+  std::vector<double> matrix(const std::vector<const ShardingSpec*>& from, const std::vector<const ShardingSpec*>& to,
+                             const ir::TensorType& type) {
+    const int type_id = intern(types_, ir::type_string(type));
+    std::vector<int> from_ids = ids(from), to_ids = ids(to);
+    std::vector<double> out(from.size() * to.size());
+    for (size_t r = 0; r < from.size(); ++r) {
+      for (size_t c = 0; c < to.size(); ++c) {
+        out[r * to.size() + c] = seconds(type_id, from_ids[r], *from[r], to_ids[c], *to[c], type);
+      }
+    }
+    return out;
+  }
+
+ private:
+  static int intern(std::unordered_map<std::string, int>& table, std::string key) {
+    return table.try_emplace(std::move(key), static_cast<int>(table.size())).first->second;
+  }
+  std::vector<int> ids(const std::vector<const ShardingSpec*>& specs) {
+    std::vector<int> out;
+    out.reserve(specs.size());
+    const ShardingSpec* last = nullptr;
+    int last_id = -1;
+    for (const ShardingSpec* spec : specs) {
+      if (last == nullptr || !(*spec == *last)) {
+        last = spec;
+        last_id = intern(specs_, spec->to_string());
+      }
+      out.push_back(last_id);
+    }
+    return out;
+  }
+  double seconds(int type_id, int from_id, const ShardingSpec& from, int to_id, const ShardingSpec& to,
+                 const ir::TensorType& type) {
+    if (from_id == to_id) return 0;
+    const uint64_t key = (static_cast<uint64_t>(type_id) << 42) ^ (static_cast<uint64_t>(from_id) << 21) ^
+                         static_cast<uint64_t>(to_id);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     auto plan = resharding_cost(from, to, type.shape, type.dtype, problem_.submesh, problem_.mesh, *problem_.comm);
     const double value = plan.is_ok() ? plan->seconds : kInf;
-    cache_.emplace(std::move(key), value);
+    cache_.emplace(key, value);
     return value;
   }
 
- private:
   const StageProblem& problem_;
-  std::unordered_map<std::string, double> cache_;
+  std::unordered_map<std::string, int> types_, specs_;
+  std::unordered_map<uint64_t, double> cache_;
 };
 
 bool is_layout_follower(ir::OpKind kind) {
@@ -108,11 +144,14 @@ struct Builder {
     return Status::ok();
   }
 
-  // Resharding seconds of input `k` of node `c` from strategy `sp` of its producer node `p`.
-  double edge_seconds(int p, int sp, int32_t index, int c, int sc, int k) {
+  // Resharding seconds [strategies of p × strategies of c] of input `k` of node `c` from output
+  // `index` of its producer node `p`, unweighted.
+  std::vector<double> edge_matrix(int p, int32_t index, int c, int k) {
     const ir::Op& consumer = graph.op(out.node_ops[c]);
-    const ir::TensorType& type = graph.type(consumer.inputs[k]);
-    return reshard.seconds(out.strategies[p][sp].sharding.outputs[index], out.strategies[c][sc].sharding.inputs[k], type);
+    std::vector<const ShardingSpec*> from, to;
+    for (const Strategy& s : out.strategies[p]) from.push_back(&s.sharding.outputs[index]);
+    for (const Strategy& s : out.strategies[c]) to.push_back(&s.sharding.inputs[k]);
+    return reshard.matrix(from, to, graph.type(consumer.inputs[k]));
   }
 
   void add_edges() {
@@ -121,16 +160,9 @@ struct Builder {
       for (size_t k = 0; k < op.inputs.size(); ++k) {
         const int p = node_of[op.inputs[k].op];
         if (p < 0) continue;  // from another stage: arrives in whatever spec this op wants
-        SolverEdge edge{p, static_cast<int>(c), {}};
+        SolverEdge edge{p, static_cast<int>(c), edge_matrix(p, op.inputs[k].index, static_cast<int>(c), static_cast<int>(k))};
         const double weight = times_per_step(op);
-        const size_t rows = out.strategies[p].size(), cols = out.strategies[c].size();
-        edge.cost.resize(rows * cols);
-        for (size_t sp = 0; sp < rows; ++sp) {
-          for (size_t sc = 0; sc < cols; ++sc) {
-            edge.cost[sp * cols + sc] = weight * edge_seconds(p, static_cast<int>(sp), op.inputs[k].index, static_cast<int>(c),
-                                                     static_cast<int>(sc), static_cast<int>(k));
-          }
-        }
+        for (double& x : edge.cost) x *= weight;
         out.request.edges.push_back(std::move(edge));
       }
     }
@@ -143,13 +175,13 @@ struct Builder {
     SolverNode& node = out.request.nodes[c];
     node.follow = p;
     node.follow_map.clear();
+    const std::vector<double> seconds = edge_matrix(p, op.inputs[k].index, c, k);
+    const size_t cols = out.strategies[c].size();
     for (size_t sp = 0; sp < out.strategies[p].size(); ++sp) {
       int best = 0;
       double best_cost = kInf;
-      for (size_t sc = 0; sc < out.strategies[c].size(); ++sc) {
-        const double cost =
-            times_per_step(op) * edge_seconds(p, static_cast<int>(sp), op.inputs[k].index, c, static_cast<int>(sc), k) +
-            node.strategy_cost[sc];
+      for (size_t sc = 0; sc < cols; ++sc) {
+        const double cost = times_per_step(op) * seconds[sp * cols + sc] + node.strategy_cost[sc];
         if (cost < best_cost) {
           best_cost = cost;
           best = static_cast<int>(sc);
