@@ -29,3 +29,18 @@ add_test(NAME cli_compare_needs_both
 add_test(NAME cli_compare_bad_method
   COMMAND sh -c "out=$(\"$1\" compare --model \"$2\" --cluster \"$3\" --methods strata,zero-1 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && echo \"$out\" | grep -q \"methods: unknown method 'zero-1'\""
           sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-4.yaml)
+# One model of each family through `strata compare`: the table and the plot (one line per method).
+# Small limits (2 layers, 1 micro-batch, 1 s per ILP) keep each well under a minute.
+foreach(family moe wresnet)
+  add_test(NAME cli_compare_${family}_table_plot
+    COMMAND sh -c "\"$1\" compare --model \"$2\" --cluster \"$3\" --methods strata,data-parallel,zero-3 --layers 2 --micro-batches 1 --ilp-time-limit 1 --plot \"$4\" && grep -q 'data-name=\"strata\"' \"$4\" && grep -q 'data-name=\"data-parallel\"' \"$4\" && grep -q 'data-name=\"zero-3\"' \"$4\""
+            sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs/models/${family}-tiny.yaml
+            ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-4.yaml ${CMAKE_CURRENT_BINARY_DIR}/cli_compare_${family}_tiny.svg)
+  set_tests_properties(cli_compare_${family}_table_plot PROPERTIES TIMEOUT 300
+    PASS_REGULAR_EXPRESSION "compare ${family}-tiny on cpu-4 \\(4 GPUs\\).*\nstrata +[0-9]+ .* 1.00x.*\ndata-parallel +1 .*\nzero-3 +1 ")
+endforeach()
+# A forced micro-batch count that does not divide a family's batch: refused before any planning.
+add_test(NAME cli_compare_family_micro_batches
+  COMMAND sh -c "out=$(\"$1\" compare --family wresnet --configs \"$2\" --micro-batches 1024 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && [ $(echo \"$out\" | wc -l) -eq 1 ] && echo \"$out\" | grep -q 'micro_batches: 1024 does not divide the global batch 1536 of wresnet-250m'"
+          sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs)
+set_tests_properties(cli_compare_family_micro_batches PROPERTIES TIMEOUT 60)
