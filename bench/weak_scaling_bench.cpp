@@ -1,7 +1,7 @@
 // Weak scaling of the Alpa paper (Table 4 pairs: GPT, MoE, Wide-ResNet on 1-64 V100s of AWS p3) in
 // simulation: Strata and every baseline of `strata compare` under one cost model, with the
 // lp_solve ILP per stage. Prints one table; optionally writes one SVG plot per family.
-//   weak_scaling_bench [--families gpt,moe,wresnet] [--max-gpus N] [--methods LIST]
+//   weak_scaling_bench [--families gpt,moe,wresnet] [--min-gpus N] [--max-gpus N] [--methods LIST]
 //                      [--ilp-time-limit S] [--threads N] [--layers N] [--micro-batches LIST]
 //                      [--configs DIR] [--plot-prefix PATH]
 // Figures: simulated step and TFLOP/s per GPU (training FLOPs / step / GPUs), peak memory per
@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "strata/baselines/weak_scaling.h"
 #include "strata/core/args.h"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   ArgParser args("weak_scaling_bench", "Weak scaling of the paper's model families, every method, in simulation.");
   args.option("families", "comma-separated: gpt, moe, wresnet", "LIST")
       .option("max-gpus", "only the points with at most this many GPUs", "N")
+      .option("min-gpus", "only the points with at least this many GPUs (to resume a stopped run)", "N")
       .option("methods", "comma-separated method names (strata compare --help)", "LIST")
       .option("ilp-time-limit", "seconds per stage ILP", "S")
       .option("threads", "threads solving candidate stages", "N")
@@ -71,10 +73,11 @@ int main(int argc, char** argv) {
     }
   }
   auto max_gpus = args.get_int("max-gpus", 0);
+  auto min_gpus = args.get_int("min-gpus", 1);
   auto limit = args.get_double("ilp-time-limit", 30);
   auto threads = args.get_int("threads", 1);
   auto layers = args.get_int("layers", 0);
-  for (const Status& s : {max_gpus.status(), limit.status(), threads.status(), layers.status()}) {
+  for (const Status& s : {max_gpus.status(), min_gpus.status(), limit.status(), threads.status(), layers.status()}) {
     if (!s.is_ok()) return fail(s.error());
   }
   options.planner.ilp_time_limit_seconds = *limit;
@@ -100,6 +103,11 @@ int main(int argc, char** argv) {
   for (const std::string& family : families) {
     auto points = baselines::paper_weak_scaling(family, args.get("configs", "configs"), static_cast<int>(*max_gpus));
     if (!points) return fail(points.error());
+    std::erase_if(*points, [&](const baselines::ScalingPoint& p) { return p.gpus < *min_gpus; });
+    if (points->empty()) {
+      return fail(make_error("", "--min-gpus", "no point of the " + family + " family has " + std::to_string(*min_gpus) +
+                                                   " to " + std::to_string(*max_gpus) + " GPUs"));
+    }
     if (Status s = baselines::check_weak_scaling(*points, options); !s) return fail(s.error());
     family_points.push_back(std::move(points).value());
   }
