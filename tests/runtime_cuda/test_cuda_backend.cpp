@@ -369,6 +369,74 @@ TEST(CudaFusion, LeavesOtherPatternsAlone) {
   EXPECT_EQ(fused->num_ops(), g.num_ops());
 }
 
+// An fp32 weight read by a bf16 GEMM keeps a bf16 copy between GEMMs; an in-place write (scale,
+// add_into) must drop it, so the next GEMM sees the new values.
+TEST(CudaBackend, WeightCopyFollowsInPlaceWrites) {
+  Backend& be = backend(DType::bf16);
+  std::mt19937 rng(3);
+  ir::Graph g;
+  const ir::Value x = g.input("x", {6, 16}), w = g.input("w", {16, 8});
+  const ir::OpId dot = g.add(OpKind::Dot, {x, w}, dot_attrs({}, {}, {1}, {0}), "dot");
+  g.mark_output(ir::Value{dot, 0});
+  std::map<std::string, interp::Tensor> feeds{{"x", random_tensor({6, 16}, rng)}, {"w", random_tensor({16, 8}, rng)}};
+  auto xd = be.upload(feeds["x"], DType::bf16);
+  auto wd = be.upload(feeds["w"], DType::f32);
+  ASSERT_TRUE(xd.is_ok() && wd.is_ok());
+  for (int round = 0; round < 3; ++round) {
+    if (round == 1) {
+      ASSERT_TRUE(be.scale(**wd, 2.0).is_ok());
+    }
+    if (round == 2) {
+      ASSERT_TRUE(be.add_into(**wd, **wd).is_ok());  // w += w
+    }
+    auto want = interp::run(g, feeds, interp::Precision::f64);
+    ASSERT_TRUE(want.is_ok()) << want.error().message();
+    auto out = be.run_op(g.op(dot), {xd->get(), wd->get()});
+    ASSERT_TRUE(out.is_ok()) << out.error().message();
+    auto got = be.download(*(*out)[0]);
+    ASSERT_TRUE(got.is_ok());
+    EXPECT_LE(relative_error(*got, want->outputs[0]), 2e-2) << "round " << round;
+    for (double& v : feeds["w"].data) v *= 2.0;  // rounds 1 and 2 each double w
+  }
+}
+
+// Two-level Dot batches (batch x heads of [B, S, N, D]) through one pointer-array GEMM give the
+// interpreter's values too (CudaOptions::pointer_batches).
+TEST(CudaBackend, PointerBatchesMatchTheInterpreter) {
+  auto made = make_cuda_backend(0, CudaOptions{DType::f32, true});
+  ASSERT_TRUE(made.is_ok()) << made.error().message();
+  Backend& be = **made;
+  std::mt19937 rng(7);
+  ir::Graph g;
+  const ir::Value q = g.input("q", {2, 7, 3, 8}), k = g.input("k", {2, 7, 3, 8});
+  const ir::Value scores = g.add_value(OpKind::Dot, {q, k}, dot_attrs({0, 2}, {0, 2}, {3}, {3}), "scores");
+  const ir::Value probs = g.add_value(OpKind::Softmax, {scores}, {{"axis", int64_t{-1}}}, "probs");
+  const ir::Value context = g.add_value(OpKind::Dot, {probs, k}, dot_attrs({0, 1}, {0, 2}, {3}, {1}), "context");
+  g.mark_output(context);
+  std::map<std::string, interp::Tensor> feeds{{"q", random_tensor({2, 7, 3, 8}, rng)},
+                                              {"k", random_tensor({2, 7, 3, 8}, rng)}};
+  auto want = interp::run(g, feeds, interp::Precision::f64);
+  ASSERT_TRUE(want.is_ok()) << want.error().message();
+  std::vector<std::vector<TensorPtr>> live(static_cast<size_t>(g.num_ops()));
+  for (ir::OpId id = 0; id < g.num_ops(); ++id) {
+    const ir::Op& op = g.op(id);
+    if (op.kind == OpKind::Input) {
+      auto t = be.upload(feeds.at(op.name), DType::f32);
+      ASSERT_TRUE(t.is_ok()) << t.error().message();
+      live[id] = {*t};
+      continue;
+    }
+    std::vector<const DeviceTensor*> inputs;
+    for (ir::Value v : op.inputs) inputs.push_back(live[v.op][v.index].get());
+    auto out = be.run_op(op, inputs);
+    ASSERT_TRUE(out.is_ok()) << out.error().message();
+    live[id] = *out;
+  }
+  auto got = be.download(*live[context.op][0]);
+  ASSERT_TRUE(got.is_ok()) << got.error().message();
+  EXPECT_LE(relative_error(*got, want->outputs[0]), 1e-4);
+}
+
 // Three Adam steps of gpt-tiny, op by op on the device (the graph as built, or after
 // fuse_for_cuda), against the fp64 interpreter on the graph as built fed the same parameters: the
 // loss of every step, and the updated parameters (all of them as one vector).

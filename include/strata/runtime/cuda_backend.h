@@ -12,10 +12,14 @@ namespace strata::runtime {
 
 struct CudaOptions {
   DType activations = DType::bf16;  // bf16 or f32
+  // Dot batch dims that merge into two strided levels (batch x heads of a [B, S, N, D] tensor):
+  // one pointer-array GEMM (true) or a strided-batch GEMM per outer index (false).
+  bool pointer_batches = false;
 };
 
 #ifdef STRATA_HAVE_CUDA
-// make_cuda_backend(local_rank) reads STRATA_CUDA_ACTIVATIONS ("bf16" or "f32") into the options.
+// make_cuda_backend(local_rank) reads STRATA_CUDA_ACTIVATIONS ("bf16" or "f32") and
+// STRATA_CUDA_POINTER_BATCHES ("0" or "1") into the options.
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank, const CudaOptions& options);
 
 // What fuse_for_cuda changed.

@@ -57,6 +57,7 @@ CudaTensor::CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> 
 }
 
 Status CudaTensor::own_storage() {
+  bf16_copy_.reset();
   if (storage_.use_count() == 1) return Status::ok();
   auto copy = std::make_shared<Storage>(storage_->bytes, storage_->stream);
   if (copy->data == nullptr) {
@@ -67,6 +68,22 @@ Status CudaTensor::own_storage() {
                                    cudaMemcpyDeviceToDevice, storage_->stream));
   storage_ = std::move(copy);
   return Status::ok();
+}
+
+Expected<const void*> CudaTensor::bf16_copy(cudaStream_t stream) const {
+  STRATA_CHECK(elem_ == Elem::f32, "bf16_copy of a tensor that is not fp32");
+  if (bf16_copy_ == nullptr) {
+    auto copy = std::make_shared<Storage>(numel() * 2, stream);
+    if (copy->data == nullptr) {
+      return make_error("", "", std::string("device allocation for a bf16 copy failed: ") +
+                                    cudaGetErrorString(copy->status));
+    }
+    const int64_t n = numel();
+    const View v = kernels::contiguous(&n, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(copy->data, Elem::bf16, v, data(), Elem::f32, v, stream));
+    bf16_copy_ = std::move(copy);
+  }
+  return static_cast<const void*>(bf16_copy_->data);
 }
 
 Expected<std::shared_ptr<CudaTensor>> make_tensor(const ir::Shape& shape, Elem elem, cudaStream_t stream, bool zero) {
@@ -489,10 +506,10 @@ class CudaBackend : public Backend {
         return Status::ok();
       }
       case OpKind::Dot: {
-        const DotOperand lhs{in[0]->data(), in[0]->elem(), in[0]->shape()};
-        const DotOperand rhs{in[1]->data(), in[1]->elem(), in[1]->shape()};
+        const DotOperand lhs{in[0]->data(), in[0]->elem(), in[0]->shape(), in[0]};
+        const DotOperand rhs{in[1]->data(), in[1]->elem(), in[1]->shape(), in[1]};
         return run_dot(cublas_, stream_, op, lhs, rhs, out[0]->data(), out[0]->elem(), op.outputs[0].shape,
-                       activation_elem());
+                       activation_elem(), options_.pointer_batches);
       }
       case OpKind::Gather: {
         if (in[1]->elem() != Elem::i32) return make_error("", "inputs[1]", "ids must be i32");
@@ -637,6 +654,11 @@ Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank) {
     auto dtype = parse_dtype(env);
     if (!dtype.is_ok()) return make_error("", "STRATA_CUDA_ACTIVATIONS", dtype.error().reason);
     options.activations = *dtype;
+  }
+  if (const char* env = std::getenv("STRATA_CUDA_POINTER_BATCHES")) {
+    const std::string value = env;
+    if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_POINTER_BATCHES", "must be 0 or 1, got '" + value + "'");
+    options.pointer_batches = value == "1";
   }
   return make_cuda_backend(local_rank, options);
 }

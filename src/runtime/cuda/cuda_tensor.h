@@ -36,11 +36,16 @@ class CudaTensor : public DeviceTensor {
   cudaError_t status() const { return storage_->status; }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
   // Before an in-place write: a private copy of the storage when a view shares it (copy on write).
+  // Drops the bf16 copy below.
   Status own_storage();
+  // A bf16 copy of this fp32 tensor (a weight read by a forward and a backward GEMM), made on first
+  // use on `stream` and kept until the tensor dies or is written in place.
+  Expected<const void*> bf16_copy(cudaStream_t stream) const;
 
  private:
   Elem elem_;
   std::shared_ptr<Storage> storage_;
+  mutable std::shared_ptr<Storage> bf16_copy_;
 };
 
 // A zero-filled or uninitialised tensor of `shape` in `elem` (the IR dtype follows from elem).

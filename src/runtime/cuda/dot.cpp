@@ -111,6 +111,12 @@ Status prepare(const DotOperand& in, bool as_a, const std::vector<int64_t>& batc
     m = direct;
     return Status::ok();
   }
+  if (layout_ok && in.tensor != nullptr && in.elem == Elem::f32 && gemm_elem == Elem::bf16) {
+    STRATA_ASSIGN_OR_RETURN(const void* copy, in.tensor->bf16_copy(stream));
+    m = direct;
+    m.data = copy;
+    return Status::ok();
+  }
   STRATA_RETURN_IF_ERROR(scratch.allocate(numel * elem_bytes(gemm_elem)));
   if (layout_ok) {
     const View v = kernels::contiguous(in.shape.data(), rank);
@@ -152,7 +158,8 @@ cudaDataType_t cuda_type(Elem e) { return e == Elem::bf16 ? CUDA_R_16BF : CUDA_R
 }  // namespace
 
 Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, const DotOperand& lhs,
-               const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem) {
+               const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem,
+               bool pointer_batches) {
   const auto lb = attr_list(op, "lhs_batch"), rb = attr_list(op, "rhs_batch");
   const auto lc = attr_list(op, "lhs_contract"), rc = attr_list(op, "rhs_contract");
   const auto lf = ir::dot_free_dims(static_cast<int64_t>(lhs.shape.size()), lb, lc);
@@ -225,7 +232,7 @@ Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, con
         static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return Status::ok();
   }
-  if (layout.rank == 2 && layout.shape[0] <= 64) {
+  if (layout.rank == 2 && layout.shape[0] <= 64 && !pointer_batches) {
     // Two batch levels (e.g. batch x heads of a [B, S, N, D] tensor): a strided batch over the
     // inner level per outer index beats building pointer arrays.
     const int64_t ab = elem_bytes(gemm_elem), cb = elem_bytes(out_elem);

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_common.h"
+#include "cuda_tensor.h"
 #include "strata/ir/graph.h"
 
 // Every cuBLAS call goes through this: a failure becomes an Error naming the call.
@@ -27,11 +28,14 @@ struct DotOperand {
   const void* data;
   Elem elem;
   ir::Shape shape;
+  const CudaTensor* tensor = nullptr;  // when set, an fp32 operand of a bf16 GEMM uses its cached bf16 copy
 };
 
 // out (contiguous, out_shape = the op's output shape) = dot_general(lhs, rhs) with the op's attrs.
 // `gemm_elem`: bf16 (operands cast to bf16 where needed, fp32 accumulation) or f32 (all fp32).
+// `pointer_batches`: two-level batches as one pointer-array GEMM instead of a loop of strided ones.
 Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, const DotOperand& lhs,
-               const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem);
+               const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem,
+               bool pointer_batches);
 
 }  // namespace strata::runtime::cuda

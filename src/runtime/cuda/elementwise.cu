@@ -118,11 +118,23 @@ __global__ void binary_bf16x8_kernel(const uint4* a, const void* b, Elem be, int
         out.h[k] = __float2bfloat16_rn(apply_binary<kOp>(__bfloat162float(x.h[k]), __bfloat162float(z.h[k])));
       }
     } else {
+      // base is a multiple of 8, so b's eight values are one or two 16-byte words: scalar loads
+      // here would fetch a 32-byte sector per lane per value (the [S, S] attention mask).
       const int64_t base = (w * 8) % period;
+      float v[8];
+      if (be == Elem::f32) {
+        const float4 lo = static_cast<const float4*>(b)[base / 4], hi = static_cast<const float4*>(b)[base / 4 + 1];
+        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+      } else if (be == Elem::bf16) {
+        z.word = static_cast<const uint4*>(b)[base / 8];
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        out.h[k] = __float2bfloat16_rn(apply_binary<kOp>(__bfloat162float(x.h[k]), load(b, be, base + k)));
+        for (int k = 0; k < 8; ++k) v[k] = __bfloat162float(z.h[k]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) v[k] = load(b, be, base + k);
       }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(apply_binary<kOp>(__bfloat162float(x.h[k]), v[k]));
     }
     y[w] = out.word;
   }
