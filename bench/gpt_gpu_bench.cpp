@@ -109,9 +109,10 @@ int run(int argc, char** argv) {
       return 1;
     }
     *built = std::move(fused).value();
-    fusion = "fuse_for_cuda (" + std::to_string(stats.scales_into_operand) + " scales into operands, " +
-             std::to_string(stats.scales_after_dot) + " after dots, " + std::to_string(stats.pad_sums_to_concat) +
-             " pad sums to concats)";
+    char text[160];
+    std::snprintf(text, sizeof(text), "fuse_for_cuda (%d scales into operands, %d after dots, %d pad sums to concats)",
+                  stats.scales_into_operand, stats.scales_after_dot, stats.pad_sums_to_concat);
+    fusion = text;
   }
 #endif
   const ir::Graph& g = *built;
@@ -184,7 +185,10 @@ int run(int argc, char** argv) {
         kind_seconds[key] += sec;
         kind_count[key] += 1;
         std::string shapes;
-        for (const auto* t : inputs) shapes += (shapes.empty() ? "" : " ") + ir::shape_string(t->shape());
+        for (const auto* t : inputs) {
+          if (!shapes.empty()) shapes += ' ';
+          shapes += ir::shape_string(t->shape());
+        }
         op_seconds.push_back({sec, op.name + " (" + ir::op_kind_name(op.kind) + " " + shapes + ")"});
       }
       for (ir::Value v : op.inputs) {

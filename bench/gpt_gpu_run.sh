@@ -4,7 +4,8 @@
 # side by side. Logs go to $OUT (or ./out).
 #   bench/gpt_gpu_run.sh SRC_DIR [MODEL] [MICRO_BATCH] [STAGES]
 # STAGES: any of build,test,tiny,plan,strata,strata0,plan13,eager,compile,profile (comma-separated).
-# strata: gpt_gpu_bench on the graph after fuse_for_cuda; strata0: the same without it (--fuse 0).
+# strata: gpt_gpu_bench on the graph after fuse_for_cuda; strata0: the same without it (--fuse 0);
+# strataP: strata with STRATA_CUDA_POINTER_BATCHES=1.
 # plan: the planner's plan of gpt-tiny on h200-1gpu trained 3 steps by the executor on cuda and on
 # cpu; plan13: the planner's plan of MODEL (global batch MICRO_BATCH) on the cuda executor.
 # TARGETS (environment) overrides the build targets.
@@ -56,6 +57,11 @@ PY
 if has strata0; then
   $mpi $build/gpt_gpu_bench --model "$src/$model" --micro-batch "$mb" --steps 5 --warmup 2 --fuse 0 > "$out/strata0.log" 2>&1
   echo "strata0 (unfused) rc=$?"; grep -E "RESULT|per-op" -A12 "$out/strata0.log" | head -16
+fi
+if has strataP; then
+  $mpi -x STRATA_CUDA_POINTER_BATCHES=1 $build/gpt_gpu_bench --model "$src/$model" --micro-batch "$mb" --steps 5 --warmup 2 \
+    > "$out/strataP.log" 2>&1
+  echo "strataP (pointer-array batches) rc=$?"; grep -E "RESULT|per-op" -A6 "$out/strataP.log" | head -10
 fi
 if has strata; then
   $mpi $build/gpt_gpu_bench --model "$src/$model" --micro-batch "$mb" --steps 5 --warmup 2 > "$out/strata.log" 2>&1
