@@ -105,8 +105,9 @@ int main(int argc, char** argv) {
     if (!points) return fail(points.error());
     std::erase_if(*points, [&](const baselines::ScalingPoint& p) { return p.gpus < *min_gpus; });
     if (points->empty()) {
-      return fail(make_error("", "--min-gpus", "no point of the " + family + " family has " + std::to_string(*min_gpus) +
-                                                   " to " + std::to_string(*max_gpus) + " GPUs"));
+      const std::string most = *max_gpus > 0 ? " and at most " + std::to_string(*max_gpus) : "";
+      return fail(make_error("", "--min-gpus", "no point of the " + family + " family has at least " +
+                                                   std::to_string(*min_gpus) + most + " GPUs"));
     }
     if (Status s = baselines::check_weak_scaling(*points, options); !s) return fail(s.error());
     family_points.push_back(std::move(points).value());
