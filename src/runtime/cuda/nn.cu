@@ -488,8 +488,8 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
     return fill(dbeta, dbe, h, 0.0f, stream);
   }
   // Chunks of rows so that (column, chunk) threads fill the chip.
-  // (2^19 column-chunk threads: at 2^17 each thread walked 128 rows of a [8192, 2048] input.)
-  int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(rows / 16, (int64_t{1} << 19) / h));
+  // (2^19 threads instead of 2^17 measured slower on an H200: 10.5 vs 8.9 ms for GPT-1.3B's 49.)
+  int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(rows / 16, (int64_t{1} << 17) / h));
   chunks = std::min<int64_t>(chunks, 65535);
   const int64_t chunk = (rows + chunks - 1) / chunks;
   chunks = (rows + chunk - 1) / chunk;
