@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "strata/core/args.h"
+#include "strata/core/units.h"
 #include "strata/plan/plan.h"
 #include "strata/runtime/checkpoint.h"
 #include "strata/runtime/data.h"
@@ -126,6 +127,48 @@ Status injected_fault(int rank, int64_t step) {
   return make_error("", "STRATA_FAULT_STEP", "injected fault at step " + std::to_string(step) + " (test hook)");
 }
 
+// --trace: every rank's instruction events, gathered to rank 0 and written there as Chrome/Perfetto
+// trace JSON, one event a line (pid = rank, tid = stage; times in microseconds since the first step).
+Status write_trace(const std::string& path, const std::vector<runtime::TraceEvent>& events, int rank, int stage,
+                   int world) {
+  std::string mine;
+  char line[512];
+  std::snprintf(line, sizeof(line), "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":\"rank %d (stage %d)\"}}",
+                rank, rank, stage);
+  mine += line;
+  for (const runtime::TraceEvent& e : events) {
+    std::snprintf(line, sizeof(line),
+                  ",\n{\"name\":\"%s\",\"cat\":\"stage %d\",\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
+                  "\"args\":{\"step\":%lld,\"micro_batch\":%d,\"peer\":%d}}",
+                  e.name.c_str(), stage, rank, stage, e.start * 1e6, e.seconds * 1e6, static_cast<long long>(e.step),
+                  e.micro_batch, e.peer);
+    mine += line;
+  }
+  int length = static_cast<int>(mine.size());
+  std::vector<int> lengths(static_cast<size_t>(world)), offsets(static_cast<size_t>(world));
+  STRATA_RUNTIME_MPI(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
+  std::string all;
+  if (rank == 0) {
+    int64_t total = 0;
+    for (int r = 0; r < world; ++r) {
+      offsets[r] = static_cast<int>(total);
+      total += lengths[r];
+    }
+    if (total > (int64_t{1} << 30)) return make_error(path, "--trace", "trace too large to gather");
+    all.resize(static_cast<size_t>(total));
+  }
+  STRATA_RUNTIME_MPI(MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0,
+                                 MPI_COMM_WORLD));
+  if (rank != 0) return Status::ok();
+  std::string text = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
+  for (int r = 0; r < world; ++r) {
+    if (r > 0) text += ",\n";
+    text.append(all, static_cast<size_t>(offsets[r]), static_cast<size_t>(lengths[r]));
+  }
+  text += "\n]}\n";
+  return write_file_atomically(path, text);
+}
+
 int train_on_rank(const ArgParser& args, int rank) {
   auto fail = [&](const Error& error, int code) {
     // Errors that every rank sees alike are printed once, by rank 0.
@@ -220,6 +263,11 @@ int train_on_rank(const ArgParser& args, int rank) {
   }
   double first_loss = 0, last_loss = 0;
   Watchdog watchdog(rank, *comm_timeout);
+  const bool tracing = args.has("trace");
+  if (tracing) {
+    MPI_Barrier(MPI_COMM_WORLD);  // a common origin: ranks of one node share the clock
+    (*exec)->set_trace(true, MPI_Wtime());
+  }
   for (int64_t step = done + 1; step <= *steps; ++step) {
     const std::vector<int64_t> tokens =
         data ? runtime::window_tokens(data->next())
@@ -243,6 +291,10 @@ int train_on_rank(const ArgParser& args, int rank) {
       if (Status saved = save(step); !saved) abort_job(rank, output_error(saved.error(), "checkpoint"));
     }
   }
+  if (tracing) {
+    if (Status traced = write_trace(args.get("trace"), (*exec)->take_trace(), rank, (*exec)->stage(), world); !traced)
+      abort_job(rank, output_error(traced.error(), "trace"));
+  }
   if (rank == 0 && done < *steps) {
     std::printf("# loss %.6f -> %.6f over steps %lld..%lld\n", first_loss, last_loss, static_cast<long long>(done + 1),
                 static_cast<long long>(*steps));
@@ -263,6 +315,7 @@ int run_train(int argc, char** argv) {
       .option("checkpoint", "save every rank's state under this directory (at the end, and see --checkpoint-every)", "DIR")
       .option("checkpoint-every", "also save every N steps (default 0: only at the end)", "N")
       .flag("resume", "continue from the newest complete checkpoint under --checkpoint")
+      .option("trace", "write every rank's executor instructions as Chrome/Perfetto trace JSON (on rank 0)", "t.json")
       .option("comm-timeout", "end the job when one step takes longer (a dead or hung rank; default 600, 0: never)", "S")
       .required("plan");
   Status parsed = args.parse(argc, argv);
@@ -273,6 +326,10 @@ int run_train(int argc, char** argv) {
   if (!parsed.is_ok()) return report_failure("train", parsed.error(), kExitBadInput);
   if (Status status = check_input_file(args.get("plan"), "plan"); !status)
     return report_failure("train", status.error(), kExitBadInput);
+  if (args.has("trace")) {
+    if (Status status = check_output_file(args.get("trace"), "trace"); !status)
+      return report_failure("train", status.error(), kExitBadInput);
+  }
   int provided = 0;  // the --comm-timeout watchdog is a second thread that makes no MPI call
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     std::fprintf(stderr, "strata train: MPI_Init failed\n");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <set>
 #include <unordered_set>
+#include <utility>
 
 #include "strata/core/dtype.h"
 
@@ -95,6 +96,9 @@ struct Executor::Impl {
   std::vector<std::map<ir::Value, int>> reads_left;
   bool free_after_last_use = true;
   MemoryStats memory;
+  bool tracing = false;
+  double trace_origin = 0;
+  std::vector<TraceEvent> trace;
 
   Impl(const ir::Graph& g, const plan::Plan& p, Backend& b) : graph(g), plan(p), backend(b) {}
 
@@ -498,6 +502,21 @@ struct Executor::Impl {
   }
 
   Status run_stream(const Feeder& feed, int64_t step_number) {
+    start_stream();
+    for (const sched::Instruction& in : schedule.streams[stage]) {
+      const double start = tracing ? MPI_Wtime() : 0;
+      STRATA_RETURN_IF_ERROR(run_instruction(in, feed, step_number));
+      if (tracing) {
+        trace.push_back(TraceEvent{sched::op_name(in.op), step_number, in.micro_batch, in.peer, start - trace_origin,
+                                   MPI_Wtime() - start});
+      }
+    }
+    for (auto& r : pending_sends) STRATA_RETURN_IF_ERROR(r->wait());
+    pending_sends.clear();
+    return backend.synchronize();
+  }
+
+  void start_stream() {
     const int b = num_micro_batches();
     values.assign(static_cast<size_t>(b), {});
     resharded.assign(static_cast<size_t>(b), {});
@@ -508,33 +527,32 @@ struct Executor::Impl {
     synced.clear();
     loss_sum = 0;
     memory.peak_live_bytes = 0;
-    for (const sched::Instruction& in : schedule.streams[stage]) {
-      switch (in.op) {
-        case sched::Op::forward: STRATA_RETURN_IF_ERROR(run_phase(ir::Role::forward, in.micro_batch, feed)); break;
-        case sched::Op::backward: STRATA_RETURN_IF_ERROR(run_phase(ir::Role::backward, in.micro_batch, feed)); break;
-        case sched::Op::send_activation:
-          STRATA_RETURN_IF_ERROR(send_matching(in.micro_batch, ir::Role::forward, in.peer));
-          break;
-        case sched::Op::send_gradient:
-          STRATA_RETURN_IF_ERROR(send_matching(in.micro_batch, ir::Role::backward, in.peer));
-          break;
-        case sched::Op::recv_activation:
-          STRATA_RETURN_IF_ERROR(receive_matching(in.micro_batch, ir::Role::forward, in.peer));
-          break;
-        case sched::Op::recv_gradient:
-          STRATA_RETURN_IF_ERROR(receive_matching(in.micro_batch, ir::Role::backward, in.peer));
-          break;
-        case sched::Op::free:
-          values[in.micro_batch].clear();
-          resharded[in.micro_batch].clear();
-          break;
-        case sched::Op::grad_sync: STRATA_RETURN_IF_ERROR(grad_sync()); break;
-        case sched::Op::optimizer_update: STRATA_RETURN_IF_ERROR(optimizer_update(step_number)); break;
-      }
+  }
+
+  Status run_instruction(const sched::Instruction& in, const Feeder& feed, int64_t step_number) {
+    switch (in.op) {
+      case sched::Op::forward: STRATA_RETURN_IF_ERROR(run_phase(ir::Role::forward, in.micro_batch, feed)); break;
+      case sched::Op::backward: STRATA_RETURN_IF_ERROR(run_phase(ir::Role::backward, in.micro_batch, feed)); break;
+      case sched::Op::send_activation:
+        STRATA_RETURN_IF_ERROR(send_matching(in.micro_batch, ir::Role::forward, in.peer));
+        break;
+      case sched::Op::send_gradient:
+        STRATA_RETURN_IF_ERROR(send_matching(in.micro_batch, ir::Role::backward, in.peer));
+        break;
+      case sched::Op::recv_activation:
+        STRATA_RETURN_IF_ERROR(receive_matching(in.micro_batch, ir::Role::forward, in.peer));
+        break;
+      case sched::Op::recv_gradient:
+        STRATA_RETURN_IF_ERROR(receive_matching(in.micro_batch, ir::Role::backward, in.peer));
+        break;
+      case sched::Op::free:
+        values[in.micro_batch].clear();
+        resharded[in.micro_batch].clear();
+        break;
+      case sched::Op::grad_sync: STRATA_RETURN_IF_ERROR(grad_sync()); break;
+      case sched::Op::optimizer_update: STRATA_RETURN_IF_ERROR(optimizer_update(step_number)); break;
     }
-    for (auto& r : pending_sends) STRATA_RETURN_IF_ERROR(r->wait());
-    pending_sends.clear();
-    return backend.synchronize();
+    return Status::ok();
   }
 };
 
@@ -641,6 +659,11 @@ Status Executor::load_local_state(const std::vector<CheckpointTensor>& tensors) 
 
 void Executor::set_free_after_last_use(bool on) { impl_->free_after_last_use = on; }
 void Executor::set_memory_tracking(bool on) { impl_->track_memory = on; }
+void Executor::set_trace(bool on, double origin) {
+  impl_->tracing = on;
+  impl_->trace_origin = origin;
+}
+std::vector<TraceEvent> Executor::take_trace() { return std::exchange(impl_->trace, {}); }
 MemoryStats Executor::memory_stats() const { return impl_->memory; }
 
 int Executor::stage() const { return impl_->stage; }

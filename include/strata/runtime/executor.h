@@ -37,6 +37,15 @@ struct MemoryStats {
   int64_t peak_live_bytes = 0;
 };
 
+// One instruction of this rank's stream as it ran (set_trace): seconds since `origin`.
+struct TraceEvent {
+  std::string name;      // sched::op_name: forward, backward, send_activation, ...
+  int64_t step = 0;
+  int micro_batch = -1;  // -1 for grad_sync / optimizer_update
+  int peer = -1;         // the other stage of a send/recv
+  double start = 0, seconds = 0;
+};
+
 class Executor {
  public:
   // `training_graph` is the graph at micro-batch size (autodiff::build_training_graph); the plan
@@ -68,6 +77,10 @@ class Executor {
   // Sampling of live bytes (a sum over the held tensors after each op; off by default).
   void set_memory_tracking(bool on);
   MemoryStats memory_stats() const;
+  // Records a TraceEvent per instruction from now on, times relative to MPI_Wtime() `origin`;
+  // take_trace() hands the events over and clears them.
+  void set_trace(bool on, double origin);
+  std::vector<TraceEvent> take_trace();
 
   int stage() const;
   int num_stages() const;
