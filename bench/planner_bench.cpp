@@ -145,6 +145,14 @@ int main(int argc, char** argv) {
                 strata_step, strata_tflops, search, replanned ? replan : -1.0, grid_cell.c_str(), grid_step,
                 grid_tflops, grid_search, grid_step > 0 && strata_step > 0 ? grid_step / strata_step : 0.0);
     std::printf("#   DP objective (sum t + (B-1) max t): strata %.4f s, grid %.4f s\n", strata_objective, grid_objective);
+    if (planned) {
+      const planner::PlanStats& st = planned->stats;
+      std::printf("#   strata search: %lld candidate stages, %lld stage problems solved (%lld stage ILP runs), %lld chunk "
+                  "ILPs run, %lld chunk ILPs reused from identical blocks\n",
+                  static_cast<long long>(st.candidates), static_cast<long long>(st.problems_solved),
+                  static_cast<long long>(st.ilp_solves), static_cast<long long>(st.chunk_ilps),
+                  static_cast<long long>(st.chunk_hits));
+    }
     std::fflush(stdout);
   }
   return 0;
