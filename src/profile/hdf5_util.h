@@ -4,7 +4,9 @@
 
 #include <hdf5.h>
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "strata/core/status.h"
@@ -59,6 +61,39 @@ inline Status checked_status(herr_t status, const char* call, const std::string&
 
 // Turns off HDF5's automatic error stack printing (errors reach the user as our Error values).
 void silence_errors();
+
+// Scalar attributes of one object (the file root, a group or a dataset). Errors name the file and
+// `prefix + name`. Integers are stored as 64-bit, strings as fixed-length, NUL-padded when empty.
+class AttrWriter {
+ public:
+  AttrWriter(hid_t object, std::string file, std::string prefix = "")
+      : object_(object), file_(std::move(file)), prefix_(std::move(prefix)) {}
+  Status int64(const char* name, int64_t value);
+  Status string(const char* name, const std::string& value);
+
+ private:
+  hid_t object_;
+  std::string file_;
+  std::string prefix_;
+};
+
+// Reads what AttrWriter writes, refusing a missing attribute, a wrong type or an array.
+class AttrReader {
+ public:
+  static constexpr size_t kMaxStringBytes = size_t{1} << 20;
+  AttrReader(hid_t object, std::string file, std::string prefix = "")
+      : object_(object), file_(std::move(file)), prefix_(std::move(prefix)) {}
+  bool has(const char* name) const { return H5Aexists(object_, name) > 0; }
+  Expected<int64_t> int64(const char* name);
+  Expected<std::string> string(const char* name);
+
+ private:
+  // The open attribute, checked to exist and to hold a single value.
+  Expected<Handle> open_single(const char* name, const std::string& field);
+  hid_t object_;
+  std::string file_;
+  std::string prefix_;
+};
 
 }  // namespace strata::profile::h5
 

@@ -55,23 +55,9 @@ class Writer {
     return Status::ok();
   }
 
-  Status attr_int(const char* name, int value) {
-    STRATA_H5_OPEN(Handle space, H5Screate(H5S_SCALAR), H5Sclose, file_, name);
-    STRATA_H5_OPEN(Handle attr, H5Acreate2(file_id_, name, H5T_NATIVE_INT, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                   H5Aclose, file_, name);
-    STRATA_H5_CALL(H5Awrite(attr.get(), H5T_NATIVE_INT, &value), file_, name);
-    return Status::ok();
-  }
-
+  Status attr_int(const char* name, int64_t value) { return h5::AttrWriter(file_id_, file_).int64(name, value); }
   Status attr_string(const char* name, const std::string& value) {
-    STRATA_H5_OPEN(Handle type, H5Tcopy(H5T_C_S1), H5Tclose, file_, name);
-    STRATA_H5_CALL(H5Tset_size(type.get(), value.empty() ? 1 : value.size()), file_, name);
-    STRATA_H5_OPEN(Handle space, H5Screate(H5S_SCALAR), H5Sclose, file_, name);
-    STRATA_H5_OPEN(Handle attr, H5Acreate2(file_id_, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                   H5Aclose, file_, name);
-    std::string padded = value.empty() ? std::string(1, '\0') : value;
-    STRATA_H5_CALL(H5Awrite(attr.get(), type.get(), padded.data()), file_, name);
-    return Status::ok();
+    return h5::AttrWriter(file_id_, file_).string(name, value);
   }
 
  private:
@@ -128,8 +114,6 @@ Status write_all(hid_t file_id, const std::string& file, const Profile& profile)
 class Reader {
  public:
   static constexpr hssize_t kMaxPoints = hssize_t{1} << 24;
-  static constexpr size_t kMaxStringBytes = size_t{1} << 20;
-
   Reader(hid_t file_id, std::string file) : file_id_(file_id), file_(std::move(file)) {}
 
   Expected<std::vector<std::string>> children(const std::string& path) {
@@ -168,39 +152,9 @@ class Reader {
     return values;
   }
 
-  bool has_attr(const char* name) { return H5Aexists(file_id_, name) > 0; }
-
-  // H5Aread fills the whole dataspace: an array attribute would overrun a single value.
-  Status check_single_value(const Handle& attr, const char* name) {
-    STRATA_H5_OPEN(Handle space, H5Aget_space(attr.get()), H5Sclose, file_, name);
-    if (H5Sget_simple_extent_npoints(space.get()) != 1) return make_error(file_, name, "must be a single value");
-    return Status::ok();
-  }
-
-  Expected<int> attr_int(const char* name) {
-    if (!has_attr(name)) return make_error(file_, name, "missing attribute");
-    STRATA_H5_OPEN(Handle attr, H5Aopen(file_id_, name, H5P_DEFAULT), H5Aclose, file_, name);
-    STRATA_RETURN_IF_ERROR(check_single_value(attr, name));
-    int value = 0;
-    STRATA_H5_CALL(H5Aread(attr.get(), H5T_NATIVE_INT, &value), file_, name);
-    return value;
-  }
-
-  Expected<std::string> attr_string(const char* name) {
-    if (!has_attr(name)) return make_error(file_, name, "missing attribute");
-    STRATA_H5_OPEN(Handle attr, H5Aopen(file_id_, name, H5P_DEFAULT), H5Aclose, file_, name);
-    STRATA_H5_OPEN(Handle type, H5Aget_type(attr.get()), H5Tclose, file_, name);
-    if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0) {
-      return make_error(file_, name, "must be a fixed-length string attribute");
-    }
-    STRATA_RETURN_IF_ERROR(check_single_value(attr, name));
-    const size_t size = H5Tget_size(type.get());
-    if (size == 0 || size > kMaxStringBytes) return make_error(file_, name, "string attribute of a bad size");
-    std::string value(size, '\0');
-    STRATA_H5_CALL(H5Aread(attr.get(), type.get(), value.data()), file_, name);
-    value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
-    return value;
-  }
+  bool has_attr(const char* name) const { return h5::AttrReader(file_id_, file_).has(name); }
+  Expected<int64_t> attr_int(const char* name) { return h5::AttrReader(file_id_, file_).int64(name); }
+  Expected<std::string> attr_string(const char* name) { return h5::AttrReader(file_id_, file_).string(name); }
 
   const std::string& file() const { return file_; }
 
@@ -384,9 +338,9 @@ Expected<Profile> Store::read(const std::string& path, const std::string& expect
   if (!reader.has_attr("complete")) {
     return make_error(path, "complete", "missing: a partial profile (the profiler did not finish)");
   }
-  STRATA_ASSIGN_OR_RETURN(int complete, reader.attr_int("complete"));
+  STRATA_ASSIGN_OR_RETURN(int64_t complete, reader.attr_int("complete"));
   if (complete != 1) return make_error(path, "complete", "is " + std::to_string(complete) + ", not 1: a partial profile");
-  STRATA_ASSIGN_OR_RETURN(int version, reader.attr_int("schema_version"));
+  STRATA_ASSIGN_OR_RETURN(int64_t version, reader.attr_int("schema_version"));
   if (version != kSchemaVersion) {
     return make_error(path, "schema_version",
                       "is " + std::to_string(version) + ", this build reads " + std::to_string(kSchemaVersion) +

@@ -19,6 +19,8 @@ namespace strata::runtime {
 namespace {
 
 namespace fs = std::filesystem;
+using profile::h5::AttrReader;
+using profile::h5::AttrWriter;
 using profile::h5::Handle;
 
 constexpr const char* kFormat = "strata-checkpoint";
@@ -71,82 +73,6 @@ Expected<std::vector<int64_t>> parse_shape_text(const std::string& text, const s
   if (text.back() == ',') return make_error(file, field, "'" + text + "' is not a shape like 8,32");
   return shape;
 }
-
-// Attribute writes on one object (the file root or a dataset).
-class AttrWriter {
- public:
-  AttrWriter(hid_t object, std::string file, std::string prefix)
-      : object_(object), file_(std::move(file)), prefix_(std::move(prefix)) {}
-
-  Status int64(const char* name, int64_t value) {
-    const std::string field = prefix_ + name;
-    STRATA_H5_OPEN(Handle space, H5Screate(H5S_SCALAR), H5Sclose, file_, field);
-    STRATA_H5_OPEN(Handle attr, H5Acreate2(object_, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                   H5Aclose, file_, field);
-    STRATA_H5_CALL(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), file_, field);
-    return Status::ok();
-  }
-
-  Status string(const char* name, const std::string& value) {
-    const std::string field = prefix_ + name;
-    STRATA_H5_OPEN(Handle type, H5Tcopy(H5T_C_S1), H5Tclose, file_, field);
-    STRATA_H5_CALL(H5Tset_size(type.get(), value.empty() ? 1 : value.size()), file_, field);
-    STRATA_H5_OPEN(Handle space, H5Screate(H5S_SCALAR), H5Sclose, file_, field);
-    STRATA_H5_OPEN(Handle attr, H5Acreate2(object_, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                   H5Aclose, file_, field);
-    const std::string padded = value.empty() ? std::string(1, '\0') : value;
-    STRATA_H5_CALL(H5Awrite(attr.get(), type.get(), padded.data()), file_, field);
-    return Status::ok();
-  }
-
- private:
-  hid_t object_;
-  std::string file_;
-  std::string prefix_;
-};
-
-// Attribute reads on one object, each missing or mistyped attribute an Error naming it.
-class AttrReader {
- public:
-  AttrReader(hid_t object, std::string file, std::string prefix)
-      : object_(object), file_(std::move(file)), prefix_(std::move(prefix)) {}
-
-  Expected<int64_t> int64(const char* name) {
-    const std::string field = prefix_ + name;
-    if (H5Aexists(object_, name) <= 0) return make_error(file_, field, "missing attribute");
-    STRATA_H5_OPEN(Handle attr, H5Aopen(object_, name, H5P_DEFAULT), H5Aclose, file_, field);
-    STRATA_H5_OPEN(Handle type, H5Aget_type(attr.get()), H5Tclose, file_, field);
-    STRATA_H5_OPEN(Handle space, H5Aget_space(attr.get()), H5Sclose, file_, field);
-    if (H5Tget_class(type.get()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.get()) != 1) {
-      return make_error(file_, field, "must be one integer");
-    }
-    int64_t value = 0;
-    STRATA_H5_CALL(H5Aread(attr.get(), H5T_NATIVE_INT64, &value), file_, field);
-    return value;
-  }
-
-  Expected<std::string> string(const char* name) {
-    const std::string field = prefix_ + name;
-    if (H5Aexists(object_, name) <= 0) return make_error(file_, field, "missing attribute");
-    STRATA_H5_OPEN(Handle attr, H5Aopen(object_, name, H5P_DEFAULT), H5Aclose, file_, field);
-    STRATA_H5_OPEN(Handle type, H5Aget_type(attr.get()), H5Tclose, file_, field);
-    STRATA_H5_OPEN(Handle space, H5Aget_space(attr.get()), H5Sclose, file_, field);
-    if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0 ||
-        H5Sget_simple_extent_npoints(space.get()) != 1) {
-      return make_error(file_, field, "must be one fixed-length string");
-    }
-    const size_t size = H5Tget_size(type.get());
-    std::string value(size, '\0');
-    STRATA_H5_CALL(H5Aread(attr.get(), type.get(), value.data()), file_, field);
-    value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
-    return value;
-  }
-
- private:
-  hid_t object_;
-  std::string file_;
-  std::string prefix_;
-};
 
 std::string tensor_dataset(size_t index) {
   char name[32];
