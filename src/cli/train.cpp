@@ -146,7 +146,7 @@ Status write_trace(const std::string& path, const std::vector<runtime::TraceEven
   }
   int length = static_cast<int>(mine.size());
   std::vector<int> lengths(static_cast<size_t>(world)), offsets(static_cast<size_t>(world));
-  STRATA_RUNTIME_MPI(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
+  STRATA_MPI_CALL(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD));
   std::string all;
   if (rank == 0) {
     int64_t total = 0;
@@ -157,7 +157,7 @@ Status write_trace(const std::string& path, const std::vector<runtime::TraceEven
     if (total > (int64_t{1} << 30)) return make_error(path, "--trace", "trace too large to gather");
     all.resize(static_cast<size_t>(total));
   }
-  STRATA_RUNTIME_MPI(MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0,
+  STRATA_MPI_CALL(MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0,
                                  MPI_COMM_WORLD));
   if (rank != 0) return Status::ok();
   std::string text = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";

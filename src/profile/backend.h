@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "strata/cluster/comm.h"
+#include "strata/core/mpi_call.h"
 #include "strata/core/status.h"
 
 namespace strata::profile {
@@ -54,13 +55,3 @@ Expected<std::unique_ptr<Backend>> make_nccl_backend(MPI_Comm world, int64_t max
 #endif
 
 }  // namespace strata::profile
-
-// Every MPI call of the profiler goes through this: a failure becomes an Error naming the call.
-#define STRATA_MPI_CALL(call)                                                                  \
-  do {                                                                                         \
-    const int strata_mpi_rc_ = (call);                                                         \
-    if (strata_mpi_rc_ != MPI_SUCCESS) {                                                       \
-      return ::strata::make_error("", "", std::string("MPI call ") + #call + " failed (code " + \
-                                              std::to_string(strata_mpi_rc_) + ")");          \
-    }                                                                                          \
-  } while (0)

@@ -167,7 +167,7 @@ class MpiRequest : public Request {
     if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
   Status wait() override {
-    STRATA_RUNTIME_MPI(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    STRATA_MPI_CALL(MPI_Wait(&request_, MPI_STATUS_IGNORE));
     if (is_recv_) round_all(cpu(*tensor_));
     return Status::ok();
   }
@@ -194,7 +194,7 @@ class CpuCommunicator : public Communicator {
 
   Status all_reduce(DeviceTensor& tensor) override {
     CpuTensor& t = cpu(tensor);
-    STRATA_RUNTIME_MPI(MPI_Allreduce(MPI_IN_PLACE, t.host.data.data(), static_cast<int>(t.host.data.size()), MPI_DOUBLE,
+    STRATA_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, t.host.data.data(), static_cast<int>(t.host.data.size()), MPI_DOUBLE,
                                      MPI_SUM, comm_));
     round_all(t);
     return Status::ok();
@@ -205,7 +205,7 @@ class CpuCommunicator : public Communicator {
     const CpuTensor& t = cpu(tensor);
     std::vector<double> flat(t.host.data.size() * static_cast<size_t>(size_));
     const int n = static_cast<int>(t.host.data.size());
-    STRATA_RUNTIME_MPI(MPI_Allgather(t.host.data.data(), n, MPI_DOUBLE, flat.data(), n, MPI_DOUBLE, comm_));
+    STRATA_MPI_CALL(MPI_Allgather(t.host.data.data(), n, MPI_DOUBLE, flat.data(), n, MPI_DOUBLE, comm_));
     ir::TensorType type = t.type();
     type.shape[dim] *= size_;
     auto out = std::make_shared<CpuTensor>(type);
@@ -220,7 +220,7 @@ class CpuCommunicator : public Communicator {
     ir::TensorType type = t.type();
     type.shape[dim] /= size_;
     auto out = std::make_shared<CpuTensor>(type);
-    STRATA_RUNTIME_MPI(MPI_Reduce_scatter_block(flat.data(), out->host.data.data(), static_cast<int>(out->numel()),
+    STRATA_MPI_CALL(MPI_Reduce_scatter_block(flat.data(), out->host.data.data(), static_cast<int>(out->numel()),
                                                 MPI_DOUBLE, MPI_SUM, comm_));
     round_all(*out);
     return TensorPtr(out);
@@ -233,7 +233,7 @@ class CpuCommunicator : public Communicator {
     const std::vector<double> flat = blocks_along(t, split_dim, size_);
     std::vector<double> received(flat.size());
     const int chunk = static_cast<int>(flat.size()) / size_;
-    STRATA_RUNTIME_MPI(MPI_Alltoall(flat.data(), chunk, MPI_DOUBLE, received.data(), chunk, MPI_DOUBLE, comm_));
+    STRATA_MPI_CALL(MPI_Alltoall(flat.data(), chunk, MPI_DOUBLE, received.data(), chunk, MPI_DOUBLE, comm_));
     std::vector<int64_t> block_shape = t.shape();
     block_shape[split_dim] /= size_;
     ir::TensorType type = t.type();
@@ -247,7 +247,7 @@ class CpuCommunicator : public Communicator {
   Expected<std::unique_ptr<Request>> isend(TensorPtr tensor, int peer, int tag) override {
     MPI_Request request = MPI_REQUEST_NULL;
     CpuTensor& t = cpu(*tensor);
-    STRATA_RUNTIME_MPI(MPI_Isend(t.host.data.data(), static_cast<int>(t.host.data.size()), MPI_DOUBLE, peer, tag, comm_,
+    STRATA_MPI_CALL(MPI_Isend(t.host.data.data(), static_cast<int>(t.host.data.size()), MPI_DOUBLE, peer, tag, comm_,
                                  &request));
     return std::unique_ptr<Request>(std::make_unique<MpiRequest>(std::move(tensor), request, false));
   }
@@ -255,7 +255,7 @@ class CpuCommunicator : public Communicator {
   Expected<std::unique_ptr<Request>> irecv(TensorPtr tensor, int peer, int tag) override {
     MPI_Request request = MPI_REQUEST_NULL;
     CpuTensor& t = cpu(*tensor);
-    STRATA_RUNTIME_MPI(MPI_Irecv(t.host.data.data(), static_cast<int>(t.host.data.size()), MPI_DOUBLE, peer, tag, comm_,
+    STRATA_MPI_CALL(MPI_Irecv(t.host.data.data(), static_cast<int>(t.host.data.size()), MPI_DOUBLE, peer, tag, comm_,
                                  &request));
     return std::unique_ptr<Request>(std::make_unique<MpiRequest>(std::move(tensor), request, true));
   }

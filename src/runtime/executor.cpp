@@ -24,13 +24,13 @@ Status agree(const Status& mine, MPI_Comm comm) {
   MPI_Comm_size(comm, &size);
   const int failed_at = mine.is_ok() ? size : rank;
   int first = size;
-  STRATA_RUNTIME_MPI(MPI_Allreduce(&failed_at, &first, 1, MPI_INT, MPI_MIN, comm));
+  STRATA_MPI_CALL(MPI_Allreduce(&failed_at, &first, 1, MPI_INT, MPI_MIN, comm));
   if (first == size) return Status::ok();
   std::string text = first == rank ? mine.error().message() : std::string();
   int length = static_cast<int>(text.size());
-  STRATA_RUNTIME_MPI(MPI_Bcast(&length, 1, MPI_INT, first, comm));
+  STRATA_MPI_CALL(MPI_Bcast(&length, 1, MPI_INT, first, comm));
   text.resize(static_cast<size_t>(length));
-  STRATA_RUNTIME_MPI(MPI_Bcast(text.data(), length, MPI_CHAR, first, comm));
+  STRATA_MPI_CALL(MPI_Bcast(text.data(), length, MPI_CHAR, first, comm));
   if (first == rank) return mine;
   return make_error("", "", "rank " + std::to_string(first) + ": " + text);
 }
@@ -116,17 +116,17 @@ struct Executor::Impl {
     world = w;
     seed = s;
     int rank = 0, size = 0;
-    STRATA_RUNTIME_MPI(MPI_Comm_rank(world, &rank));
-    STRATA_RUNTIME_MPI(MPI_Comm_size(world, &size));
+    STRATA_MPI_CALL(MPI_Comm_rank(world, &rank));
+    STRATA_MPI_CALL(MPI_Comm_size(world, &size));
     ranks = stage_ranks(plan);
     std::tie(stage, device) = locate_rank(plan, rank);
     mesh = stage >= 0 ? plan.stages[stage].logical_mesh : cluster::LogicalMesh{};
     coord = coord_of(std::max(device, 0), mesh);
     // Communicators first (collective over the world), whatever the plan's problems.
-    STRATA_RUNTIME_MPI(MPI_Comm_split(world, stage < 0 ? MPI_UNDEFINED : stage, device, &mesh_comm));
+    STRATA_MPI_CALL(MPI_Comm_split(world, stage < 0 ? MPI_UNDEFINED : stage, device, &mesh_comm));
     if (mesh_comm != MPI_COMM_NULL) {
-      STRATA_RUNTIME_MPI(MPI_Comm_split(mesh_comm, coord.j, coord.i, &axis_comm[0]));
-      STRATA_RUNTIME_MPI(MPI_Comm_split(mesh_comm, coord.i, coord.j, &axis_comm[1]));
+      STRATA_MPI_CALL(MPI_Comm_split(mesh_comm, coord.j, coord.i, &axis_comm[0]));
+      STRATA_MPI_CALL(MPI_Comm_split(mesh_comm, coord.i, coord.j, &axis_comm[1]));
     }
     Status mine = Status::ok();
     if (size != plan.cluster.num_devices()) {
@@ -575,7 +575,7 @@ Expected<StepResult> Executor::step(const Feeder& feed, int64_t step_number) {
   // The loss lives on the last stage's devices: its first rank tells everyone.
   const ir::Value loss_value = m.graph.outputs().at(0);
   double loss = m.loss_sum / m.num_micro_batches();
-  STRATA_RUNTIME_MPI(MPI_Bcast(&loss, 1, MPI_DOUBLE, m.ranks[m.sg.stage_of[loss_value.op]][0], m.world));
+  STRATA_MPI_CALL(MPI_Bcast(&loss, 1, MPI_DOUBLE, m.ranks[m.sg.stage_of[loss_value.op]][0], m.world));
   return StepResult{loss, MPI_Wtime() - start};
 }
 
@@ -594,7 +594,7 @@ Expected<std::map<std::string, interp::Tensor>> Executor::gather_parameters() {
       STRATA_ASSIGN_OR_RETURN(TensorPtr t, m.reshard(m.state.at(id), m.sg.sharding[id].outputs[0], whole, op.outputs[0].shape));
       STRATA_ASSIGN_OR_RETURN(host, m.backend.download(*t));
     }
-    STRATA_RUNTIME_MPI(MPI_Bcast(host.data.data(), static_cast<int>(host.numel()), MPI_DOUBLE, root, m.world));
+    STRATA_MPI_CALL(MPI_Bcast(host.data.data(), static_cast<int>(host.numel()), MPI_DOUBLE, root, m.world));
     out[op.name] = std::move(host);
   }
   return out;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/core/mpi_call.h"
 #include "strata/core/status.h"
 #include "strata/interp/interp.h"
 #include "strata/ir/graph.h"
@@ -117,13 +118,3 @@ Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank);
 #endif
 
 }  // namespace strata::runtime
-
-// Every MPI call of the runtime goes through this: a failure becomes an Error naming the call.
-#define STRATA_RUNTIME_MPI(call)                                                               \
-  do {                                                                                         \
-    const int strata_mpi_rc_ = (call);                                                         \
-    if (strata_mpi_rc_ != MPI_SUCCESS) {                                                       \
-      return ::strata::make_error("", "", std::string("MPI call ") + #call + " failed (code " + \
-                                              std::to_string(strata_mpi_rc_) + ")");          \
-    }                                                                                          \
-  } while (0)

@@ -64,7 +64,7 @@ class StagedRequest : public Request {
   Status wait() override {
     if (done_) return Status::ok();
     done_ = true;
-    STRATA_RUNTIME_MPI(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    STRATA_MPI_CALL(MPI_Wait(&request_, MPI_STATUS_IGNORE));
     if (!receive_) return Status::ok();
     STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(*tensor_, "tensor"));
     // The wire carries fp32 for floats: land it in an fp32 buffer, then convert if needed.
@@ -95,15 +95,15 @@ class NcclCommunicator : public Communicator {
   }
 
   Status init() {
-    STRATA_RUNTIME_MPI(MPI_Comm_rank(comm_, &rank_));
-    STRATA_RUNTIME_MPI(MPI_Comm_size(comm_, &size_));
+    STRATA_MPI_CALL(MPI_Comm_rank(comm_, &rank_));
+    STRATA_MPI_CALL(MPI_Comm_size(comm_, &size_));
     ncclUniqueId id;
     if (rank_ == 0) STRATA_NCCL_CALL(ncclGetUniqueId(&id));
-    STRATA_RUNTIME_MPI(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm_));
+    STRATA_MPI_CALL(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm_));
     STRATA_NCCL_CALL(ncclCommInitRank(&nccl_, size_, id, rank_));
     void* value = nullptr;
     int flag = 0;
-    STRATA_RUNTIME_MPI(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &value, &flag));
+    STRATA_MPI_CALL(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &value, &flag));
     max_tag_ = flag != 0 ? *static_cast<int*>(value) : 32767;
     return Status::ok();
   }
@@ -193,7 +193,7 @@ class NcclCommunicator : public Communicator {
     STRATA_CUDA_CALL(cudaMemcpyAsync(host.data(), staged->data(), host.size(), cudaMemcpyDeviceToHost, stream_));
     STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
     auto request = std::make_unique<StagedRequest>(tensor, std::move(host), false, stream_);
-    STRATA_RUNTIME_MPI(MPI_Isend(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
+    STRATA_MPI_CALL(MPI_Isend(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
                                  request->mpi()));
     return std::unique_ptr<Request>(std::move(request));
   }
@@ -204,7 +204,7 @@ class NcclCommunicator : public Communicator {
     const int64_t n = t->numel();
     auto request = std::make_unique<StagedRequest>(tensor, std::vector<unsigned char>(static_cast<size_t>(n * 4)),
                                                    true, stream_);
-    STRATA_RUNTIME_MPI(MPI_Irecv(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
+    STRATA_MPI_CALL(MPI_Irecv(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
                                  request->mpi()));
     return std::unique_ptr<Request>(std::move(request));
   }
