@@ -10,16 +10,6 @@ namespace {
 
 using AxisList = std::vector<int>;  // mesh axes splitting one dimension, major first
 
-AxisList axes_of(DimSharding dim) {
-  switch (dim) {
-    case DimSharding::R: return {};
-    case DimSharding::S0: return {0};
-    case DimSharding::S1: return {1};
-    case DimSharding::S01: return {0, 1};
-  }
-  return {};
-}
-
 DimSharding dim_of(const AxisList& axes) {
   if (axes.empty()) return DimSharding::R;
   if (axes.size() == 2) {
@@ -51,7 +41,7 @@ struct State {
   bool partial[2] = {false, false};
 
   explicit State(const ShardingSpec& spec) {
-    for (DimSharding dim : spec.dims) dims.push_back(axes_of(dim));
+    for (DimSharding dim : spec.dims) dims.push_back(mesh_axes(dim));
     partial[0] = spec.partial[0];
     partial[1] = spec.partial[1];
   }
@@ -130,7 +120,7 @@ Status validate_sharding(const ShardingSpec& spec, const std::vector<int64_t>& g
   int uses[2] = {spec.partial[0] ? 1 : 0, spec.partial[1] ? 1 : 0};
   for (size_t d = 0; d < spec.dims.size(); ++d) {
     int64_t parts = 1;
-    for (int axis : axes_of(spec.dims[d])) {
+    for (int axis : mesh_axes(spec.dims[d])) {
       ++uses[axis];
       parts *= axis_size(mesh, axis);
     }
@@ -150,7 +140,7 @@ Expected<std::vector<int64_t>> local_shape(const ShardingSpec& spec, const std::
   STRATA_RETURN_IF_ERROR(validate_sharding(spec, global_shape, mesh));
   std::vector<int64_t> shape = global_shape;
   for (size_t d = 0; d < shape.size(); ++d) {
-    for (int axis : axes_of(spec.dims[d])) shape[d] /= axis_size(mesh, axis);
+    for (int axis : mesh_axes(spec.dims[d])) shape[d] /= axis_size(mesh, axis);
   }
   return shape;
 }
@@ -230,6 +220,16 @@ Expected<ReshardPlan> resharding_cost(const ShardingSpec& from, const ShardingSp
   // 3. What is left is local slicing, and turning complete values into pending sums (keep one
   // device's copy, zero the rest): both free.
   return plan;
+}
+
+std::vector<int> mesh_axes(DimSharding dim) {
+  switch (dim) {
+    case DimSharding::R: return {};
+    case DimSharding::S0: return {0};
+    case DimSharding::S1: return {1};
+    case DimSharding::S01: return {0, 1};
+  }
+  return {};
 }
 
 }  // namespace strata::intra

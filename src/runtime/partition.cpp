@@ -12,16 +12,6 @@ namespace {
 using intra::DimSharding;
 using intra::ShardingSpec;
 
-std::vector<int> axes_of(DimSharding dim) {
-  switch (dim) {
-    case DimSharding::R: return {};
-    case DimSharding::S0: return {0};
-    case DimSharding::S1: return {1};
-    case DimSharding::S01: return {0, 1};
-  }
-  return {};
-}
-
 int axis_size(const cluster::LogicalMesh& mesh, int axis) { return axis == 0 ? mesh.n0 : mesh.n1; }
 int axis_coord(Coord c, int axis) { return axis == 0 ? c.i : c.j; }
 
@@ -49,7 +39,7 @@ std::vector<int> nontrivial(std::vector<int> axes, const cluster::LogicalMesh& m
 
 int find_dim_with_axis(const ShardingSpec& spec, int axis) {
   for (size_t d = 0; d < spec.dims.size(); ++d) {
-    for (int a : axes_of(spec.dims[d])) {
+    for (int a : intra::mesh_axes(spec.dims[d])) {
       if (a == axis) return static_cast<int>(d);
     }
   }
@@ -89,7 +79,7 @@ int64_t Box::numel() const {
 Box tile_box(const ShardingSpec& spec, const ir::Shape& global_shape, const cluster::LogicalMesh& mesh, Coord coord) {
   Box box;
   for (size_t d = 0; d < global_shape.size(); ++d) {
-    const auto [index, count] = block_of(axes_of(spec.dims[d]), mesh, coord);
+    const auto [index, count] = block_of(intra::mesh_axes(spec.dims[d]), mesh, coord);
     const int64_t size = global_shape[d] / count;
     box.starts.push_back(index * size);
     box.sizes.push_back(size);
@@ -162,13 +152,13 @@ Expected<std::vector<LocalStep>> reshard_steps(const ShardingSpec& from, const S
   }
   // What is left: per dim, `state`'s axes are a prefix of `to`'s; keep this device's block.
   ir::Shape local = global_shape;
-  for (size_t d = 0; d < local.size(); ++d) local[d] /= block_of(axes_of(state.dims[d]), mesh, coord).second;
+  for (size_t d = 0; d < local.size(); ++d) local[d] /= block_of(intra::mesh_axes(state.dims[d]), mesh, coord).second;
   Box keep{std::vector<int64_t>(local.size(), 0), local};
   bool slicing = false;
   for (size_t d = 0; d < local.size(); ++d) {
     // Axes of size 1 move nothing, and resharding_cost drops them without a step.
-    const std::vector<int> have = nontrivial(axes_of(state.dims[d]), mesh);
-    const std::vector<int> want = nontrivial(axes_of(to.dims[d]), mesh);
+    const std::vector<int> have = nontrivial(intra::mesh_axes(state.dims[d]), mesh);
+    const std::vector<int> want = nontrivial(intra::mesh_axes(to.dims[d]), mesh);
     STRATA_CHECK(have.size() <= want.size() && std::equal(have.begin(), have.end(), want.begin()),
                  "resharding left dim " + std::to_string(d) + " split differently from " + to.to_string());
     const auto [index, count] = block_of(std::vector<int>(want.begin() + static_cast<long>(have.size()), want.end()), mesh, coord);
@@ -277,12 +267,12 @@ Expected<ShardingSpec> choose_landing(const ShardingSpec& sent, const cluster::L
   int64_t best_elements = message_elements(direct);
   std::set<int> used;
   for (DimSharding d : want.dims) {
-    for (int axis : axes_of(d)) used.insert(axis);
+    for (int axis : intra::mesh_axes(d)) used.insert(axis);
   }
   for (size_t d = 0; d < want.dims.size(); ++d) {
     for (DimSharding grown : {DimSharding::S0, DimSharding::S1, DimSharding::S01}) {
-      const std::vector<int> have = axes_of(want.dims[d]);
-      const std::vector<int> next = axes_of(grown);
+      const std::vector<int> have = intra::mesh_axes(want.dims[d]);
+      const std::vector<int> next = intra::mesh_axes(grown);
       if (next.size() <= have.size() || !std::equal(have.begin(), have.end(), next.begin())) continue;
       bool free_axes = true;
       for (size_t k = have.size(); k < next.size(); ++k) free_axes = free_axes && !used.count(next[k]);

@@ -16,6 +16,9 @@ namespace strata::intra {
 // device (i, j) holds block i·n1 + j of n0·n1).
 enum class DimSharding : uint8_t { R, S0, S1, S01 };
 
+// The mesh axes that split a dimension, major first: R {}, S0 {0}, S1 {1}, S01 {0, 1}.
+std::vector<int> mesh_axes(DimSharding dim);
+
 struct ShardingSpec {
   std::vector<DimSharding> dims;    // one per tensor dimension
   bool partial[2] = {false, false};  // values still to be summed over mesh axis 0 / axis 1
