@@ -179,7 +179,7 @@ const char* method_name(Method method) {
     case Method::equal_layer: return "equal-layer";
     case Method::equal_mesh: return "equal-mesh";
   }
-  STRATA_CHECK(false, "unknown method");
+  STRATA_UNREACHABLE("unknown method");
 }
 
 Expected<Method> parse_method(const std::string& name) {

@@ -38,7 +38,7 @@ double AlphaBetaModel::seconds(Collective kind, const CommGroup& group, int64_t 
       return fraction * b / link.bandwidth_bytes_per_second + steps * link.latency_seconds;
     case Collective::send_recv: break;
   }
-  STRATA_CHECK(false, "unknown collective");
+  STRATA_UNREACHABLE("unknown collective");
 }
 
 std::string AlphaBetaModel::describe() const {

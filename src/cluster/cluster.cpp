@@ -80,7 +80,7 @@ double ClusterSpec::peak_flops(DType dtype) const {
     case DType::f32:
     case DType::i32: return peak_flops_f32;
   }
-  STRATA_CHECK(false, "unknown dtype");
+  STRATA_UNREACHABLE("unknown dtype");
 }
 
 Expected<ClusterSpec> parse_cluster(const std::string& yaml_text, const std::string& file) {
@@ -164,7 +164,7 @@ const char* collective_name(Collective kind) {
     case Collective::all_to_all: return "all_to_all";
     case Collective::send_recv: return "send_recv";
   }
-  STRATA_CHECK(false, "unknown collective");
+  STRATA_UNREACHABLE("unknown collective");
 }
 
 }  // namespace strata::cluster

@@ -11,7 +11,7 @@ int64_t dtype_bytes(DType dtype) {
     case DType::f16: return 2;
     case DType::i32: return 4;
   }
-  STRATA_CHECK(false, "unknown dtype");
+  STRATA_UNREACHABLE("unknown dtype");
 }
 
 const char* dtype_name(DType dtype) {
@@ -22,7 +22,7 @@ const char* dtype_name(DType dtype) {
     case DType::f16: return "f16";
     case DType::i32: return "i32";
   }
-  STRATA_CHECK(false, "unknown dtype");
+  STRATA_UNREACHABLE("unknown dtype");
 }
 
 Expected<DType> parse_dtype(const std::string& name) {

@@ -108,7 +108,7 @@ const char* role_name(Role role) {
     case Role::backward: return "backward";
     case Role::update: return "update";
   }
-  STRATA_CHECK(false, "bad role");
+  STRATA_UNREACHABLE("bad role");
   return "";
 }
 

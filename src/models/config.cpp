@@ -18,7 +18,7 @@ const char* family_name(Family family) {
     case Family::wresnet: return "wresnet";
     case Family::graph: return "graph";
   }
-  STRATA_CHECK(false, "bad Family");
+  STRATA_UNREACHABLE("bad Family");
 }
 
 namespace {
@@ -144,7 +144,7 @@ Expected<ir::Graph> build_forward_graph(const ModelSpec& spec, int64_t micro_bat
     case Family::wresnet: return build_wresnet(spec, batch);
     case Family::graph: break;
   }
-  STRATA_CHECK(false, "bad Family");
+  STRATA_UNREACHABLE("bad Family");
 }
 
 }  // namespace strata::models

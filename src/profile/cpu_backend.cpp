@@ -38,7 +38,7 @@ class CpuGroupTimer : public GroupTimer {
           STRATA_MPI_CALL(MPI_Alltoall(send_.data(), chunk, type, recv_.data(), chunk, type, comm_));
           break;
         case cluster::Collective::send_recv:
-          STRATA_CHECK(false, "send_recv is timed by ping_pong");
+          STRATA_UNREACHABLE("send_recv is timed by ping_pong");
       }
       return Status::ok();
     };

@@ -44,7 +44,7 @@ const char* op_name(Op op) {
     case Op::grad_sync: return "grad_sync";
     case Op::optimizer_update: return "optimizer_update";
   }
-  STRATA_CHECK(false, "unknown op");
+  STRATA_UNREACHABLE("unknown op");
 }
 
 Schedule gpipe(int num_stages, int num_micro_batches) {
@@ -100,7 +100,7 @@ std::string to_string(const Instruction& in) {
     case Op::grad_sync: return "sync";
     case Op::optimizer_update: return "update";
   }
-  STRATA_CHECK(false, "unknown op");
+  STRATA_UNREACHABLE("unknown op");
 }
 
 std::string to_string(const Schedule& schedule) {

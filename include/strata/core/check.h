@@ -11,3 +11,7 @@ namespace strata::detail {
   do {                                                                         \
     if (!(cond)) ::strata::detail::check_failed(#cond, __FILE__, __LINE__, (message)); \
   } while (0)
+
+// A place the code never reaches (after a switch over every enumerator): unconditionally noreturn,
+// so the compiler sees no missing return at any optimisation level.
+#define STRATA_UNREACHABLE(message) ::strata::detail::check_failed("unreachable", __FILE__, __LINE__, (message))

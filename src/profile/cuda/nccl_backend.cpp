@@ -44,7 +44,7 @@ ncclDataType_t nccl_type(DType dtype) {
     case DType::bf16: return ncclBfloat16;
     case DType::i32: return ncclInt32;
   }
-  STRATA_CHECK(false, "unknown dtype");
+  STRATA_UNREACHABLE("unknown dtype");
 }
 
 // Device buffers shared by every group of this rank: a send and a receive buffer of max_bytes.
@@ -94,7 +94,7 @@ class NcclGroupTimer : public GroupTimer {
           break;
         }
         case cluster::Collective::send_recv:
-          STRATA_CHECK(false, "send_recv is timed by ping_pong");
+          STRATA_UNREACHABLE("send_recv is timed by ping_pong");
       }
       return Status::ok();
     };
