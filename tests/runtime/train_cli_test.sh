@@ -41,9 +41,10 @@ check "loss falls by more than 2.0 ($first -> $last)" $?
 
 # Killed mid-run (checkpoint every step), then resumed: the resumed run's losses equal those of
 # an uninterrupted run at the same steps, wherever the kill landed.
-"${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --data "$src/data/tiny_corpus.txt" --steps 8 > "$work/full.log" 2>&1
-check "uninterrupted 8 steps" $?
-"${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --data "$src/data/tiny_corpus.txt" --steps 8 \
+# 30 steps: a step takes ~0.2 s here, so the kill after step 3 lands long before the end.
+"${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --data "$src/data/tiny_corpus.txt" --steps 30 > "$work/full.log" 2>&1
+check "uninterrupted 30 steps" $?
+"${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --data "$src/data/tiny_corpus.txt" --steps 30 \
   --checkpoint "$work/ckpt" --checkpoint-every 1 > "$work/part1.log" 2>&1 &
 launcher=$!
 for _ in $(seq 600); do  # until step 3 is logged (at most a minute)
@@ -52,12 +53,12 @@ for _ in $(seq 600); do  # until step 3 is logged (at most a minute)
 done
 kill -TERM "$launcher" 2>/dev/null
 wait "$launcher"
-grep -qE '^ +8 ' "$work/part1.log"
+grep -qE '^ +30 ' "$work/part1.log"
 [ $? -ne 0 ]
-check "the first run was killed before step 8" $?
-"${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --data "$src/data/tiny_corpus.txt" --steps 8 \
+check "the first run was killed before step 30" $?
+"${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --data "$src/data/tiny_corpus.txt" --steps 30 \
   --checkpoint "$work/ckpt" --resume > "$work/part2.log" 2>&1
-check "resume to step 8" $?
+check "resume to step 30" $?
 cat "$work/part2.log"
 grep -q "resumed from" "$work/part2.log"
 check "the resume found a checkpoint" $?
