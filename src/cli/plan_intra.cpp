@@ -17,6 +17,7 @@
 #include "strata/intra/stage_solver.h"
 #include "strata/models/models.h"
 #include "strata/plan/plan.h"
+#include "strata/planner/planner.h"
 #include "strata/profile/comm_model.h"
 
 namespace strata::cli {
@@ -191,14 +192,7 @@ int run_plan_intra_only(int argc, char** argv) {
   stage.submesh = submesh;
   stage.logical_mesh = best->mesh;
   const intra::StageSolution& s = best->solution;
-  stage.forward_seconds = s.forward_seconds;
-  stage.backward_seconds = s.backward_seconds;
-  stage.update_seconds = s.update_seconds;
-  stage.grad_sync_seconds = s.grad_sync_seconds;
-  stage.weights_bytes = s.weights_bytes;
-  stage.optimizer_state_bytes = s.optimizer_state_bytes;
-  stage.activation_bytes_per_micro_batch = s.activation_bytes;
-  for (const auto& [name, sharding] : s.shardings) stage.strategies[name] = sharding.to_string();
+  planner::apply_solution(s, &stage);
   result.stages.push_back(stage);
   result.predicted.step_seconds = best->step_seconds;
   result.predicted.peak_memory_bytes = s.weights_bytes + s.optimizer_state_bytes + s.activation_bytes;

@@ -9,7 +9,7 @@ endif()
 add_executable(plan_intra_driver ${CMAKE_SOURCE_DIR}/tests/intra/cli/plan_intra_main.cpp
                ${CMAKE_SOURCE_DIR}/src/cli/plan_intra.cpp)
 target_include_directories(plan_intra_driver PRIVATE ${CMAKE_SOURCE_DIR}/src)
-target_link_libraries(plan_intra_driver PRIVATE strata_intra strata_models strata_autodiff strata_plan strata_profile)
+target_link_libraries(plan_intra_driver PRIVATE strata_intra strata_models strata_autodiff strata_plan strata_planner strata_profile)
 # The same for bench/intra_stage_bench.cpp (bench/ targets link the whole CLI).
 add_executable(intra_stage_bench_core ${CMAKE_SOURCE_DIR}/bench/intra_stage_bench.cpp)
 target_link_libraries(intra_stage_bench_core PRIVATE strata_intra strata_models strata_autodiff)
