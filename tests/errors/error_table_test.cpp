@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 struct CliCase {
   std::string id;
-  std::vector<std::string> args;      // after `strata`, placeholders not yet replaced
+  std::vector<std::string> args;      // after `strata`, as in cases.txt: {cases} {configs} {tmp} are filled in by run_case
   std::vector<std::string> expected;  // substrings of the stderr line
 };
 
