@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
       .option("layers", "layers to cluster each model into (default: the planner's choice)", "N")
       .option("micro-batches", "comma-separated micro-batch counts to search (per model those dividing its batch)", "LIST")
       .option("configs", "the configs/ directory", "DIR")
-      .option("plot-prefix", "write <prefix><family>.svg per family", "PATH");
+      .option("plot-prefix", "write <prefix><family>.svg per family", "PATH")
+      .option("json-prefix", "write <prefix><family>.json per family (every point's results, for --plot-from)", "PATH");
   if (Status status = args.parse(argc, argv); !status) return fail(status.error());
   if (args.help_requested()) {
     std::printf("%s", args.help_text().c_str());
@@ -127,7 +128,9 @@ int main(int argc, char** argv) {
     // The plot is rewritten after every point, so a run stopped part way keeps the points it has.
     std::vector<baselines::ScalingResult> done;
     Status plotted = Status::ok();
+    Status saved = Status::ok();
     const std::string plot_path = args.get("plot-prefix", "") + family + ".svg";
+    const std::string json_path = args.get("json-prefix", "") + family + ".json";
     auto results = baselines::run_weak_scaling(family_points[f], options, [&](const baselines::ScalingResult& r) {
       for (const baselines::MethodResult& m : r.results) {
         std::string meshes = "-", stages = "-", b = "-", step = m.out_of_memory ? "OOM" : "infeasible";
@@ -155,9 +158,13 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       done.push_back(r);
       if (args.has("plot-prefix") && plotted) plotted = baselines::write_plot(baselines::weak_scaling_plot(family, done), plot_path);
+      if (args.has("json-prefix") && saved) {
+        saved = write_file_atomically(json_path, baselines::weak_scaling_json(family, done).dump(2) + "\n");
+      }
     });
     if (!results) return fail(results.error());
     if (!plotted) return fail(plotted.error());
+    if (!saved) return fail(saved.error());
   }
   return 0;
 }
