@@ -3,7 +3,8 @@
 // lp_solve ILP per stage. Prints one table; optionally writes one SVG plot per family.
 //   weak_scaling_bench [--families gpt,moe,wresnet] [--min-gpus N] [--max-gpus N] [--methods LIST]
 //                      [--ilp-time-limit S] [--threads N] [--layers N] [--micro-batches LIST]
-//                      [--configs DIR] [--plot-prefix PATH]
+//                      [--configs DIR] [--plot-prefix PATH] [--json-prefix PATH]
+//   weak_scaling_bench --plot-from a.json,b.json,... --plot-prefix PATH   (merge saved runs, plan nothing)
 // Figures: simulated step and TFLOP/s per GPU (training FLOPs / step / GPUs), peak memory per
 // GPU, and the wall seconds each method's search took on this machine.
 #include <sys/utsname.h>
@@ -58,10 +59,24 @@ int main(int argc, char** argv) {
       .option("micro-batches", "comma-separated micro-batch counts to search (per model those dividing its batch)", "LIST")
       .option("configs", "the configs/ directory", "DIR")
       .option("plot-prefix", "write <prefix><family>.svg per family", "PATH")
-      .option("json-prefix", "write <prefix><family>.json per family (every point's results, for --plot-from)", "PATH");
+      .option("json-prefix", "write <prefix><family>.json per family (every point's results, for --plot-from)", "PATH")
+      .option("plot-from", "plan nothing: draw <plot-prefix><family>.svg from these --json-prefix files, merged", "LIST");
   if (Status status = args.parse(argc, argv); !status) return fail(status.error());
   if (args.help_requested()) {
     std::printf("%s", args.help_text().c_str());
+    return 0;
+  }
+  if (args.has("plot-from")) {
+    if (!args.has("plot-prefix")) return fail(make_error("", "--plot-prefix", "required with --plot-from"));
+    auto runs = baselines::merge_weak_scaling_files(split(args.get("plot-from")));
+    if (!runs) return fail(runs.error());
+    for (const baselines::SavedRun& run : *runs) {
+      const std::string path = args.get("plot-prefix") + run.family + ".svg";
+      if (Status s = baselines::write_plot(baselines::weak_scaling_plot(run), path); !s) return fail(s.error());
+      size_t methods = 0;
+      for (const baselines::SavedPoint& p : run.points) methods += p.methods.size();
+      std::printf("%s: %zu points, %zu method results\n", path.c_str(), run.points.size(), methods);
+    }
     return 0;
   }
   baselines::CompareOptions options;

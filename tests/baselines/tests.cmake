@@ -44,3 +44,15 @@ add_test(NAME cli_compare_family_micro_batches
   COMMAND sh -c "out=$(\"$1\" compare --family wresnet --configs \"$2\" --micro-batches 1024 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && [ $(echo \"$out\" | wc -l) -eq 1 ] && echo \"$out\" | grep -q 'micro_batches: 1024 does not divide the global batch 1536 of wresnet-250m'"
           sh $<TARGET_FILE:strata> ${CMAKE_SOURCE_DIR}/configs)
 set_tests_properties(cli_compare_family_micro_batches PROPERTIES TIMEOUT 60)
+# weak_scaling_bench --plot-from: the saved runs of 1 to 16 GPUs merge into one SVG per family;
+# two copies of one run are refused with one line naming the file and exit code 2.
+set(STRATA_SAVED_RUNS ${CMAKE_SOURCE_DIR}/bench/results/2026-11-23-weak-scaling-runs1-3)
+add_test(NAME bench_weak_scaling_plot_from
+  COMMAND sh -c "\"$1\" --plot-from \"$2-gpt.json,$2-wresnet.json\" --plot-prefix \"$3\" && grep -q 'data-name=\"megatron-grid\"' \"$3gpt.svg\" && [ $(grep -c '<circle' \"$3wresnet.svg\") -ge 24 ] && echo plots-checked"
+          sh $<TARGET_FILE:weak_scaling_bench> ${STRATA_SAVED_RUNS} ${CMAKE_CURRENT_BINARY_DIR}/plot-from-)
+set_tests_properties(bench_weak_scaling_plot_from PROPERTIES TIMEOUT 60
+  PASS_REGULAR_EXPRESSION "plot-from-gpt.svg: 4 points, 32 method results\n[^\n]*plot-from-wresnet.svg: 4 points, 32 method results\nplots-checked")
+add_test(NAME bench_weak_scaling_plot_from_duplicate
+  COMMAND sh -c "out=$(\"$1\" --plot-from \"$2-gpt.json,$2-gpt.json\" --plot-prefix /tmp/strata-x- 2>&1); rc=$?; echo \"$out\"; [ $rc -eq 2 ] && [ $(echo \"$out\" | wc -l) -eq 1 ] && echo \"$out\" | grep -q \"runs1-3-gpt.json: points\\[0\\].methods\\[0\\]: 'strata' at 1 GPUs of gpt is already in \""
+          sh $<TARGET_FILE:weak_scaling_bench> ${STRATA_SAVED_RUNS})
+set_tests_properties(bench_weak_scaling_plot_from_duplicate PROPERTIES TIMEOUT 60)

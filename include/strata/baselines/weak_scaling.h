@@ -47,8 +47,42 @@ Expected<std::vector<ScalingResult>> run_weak_scaling(const std::vector<ScalingP
                                                       const CompareOptions& options,
                                                       const std::function<void(const ScalingResult&)>& on_point = {});
 
-// One line per method: x the GPUs, y TFLOP/s per GPU, crosses where out of memory.
-LinePlot weak_scaling_plot(const std::string& family, const std::vector<ScalingResult>& results);
+// The JSON of a run (weak_scaling_bench --json-prefix): {"family", "points": [compare_json of each
+// point plus "model_file" and "cluster_file"]}.
 Json weak_scaling_json(const std::string& family, const std::vector<ScalingResult>& results);
+
+// What a plot needs of a run, read back from weak_scaling_json (so that runs made by separate
+// processes -- one point each, or one method added later -- draw one plot).
+struct SavedMethod {
+  std::string method;  // a method_name()
+  bool feasible = false;
+  bool out_of_memory = false;
+  double tflops_per_device = 0;  // when feasible
+};
+struct SavedPoint {
+  int gpus = 0;
+  std::string model;
+  std::string cluster;
+  std::vector<SavedMethod> methods;
+};
+struct SavedRun {
+  std::string family;
+  std::vector<SavedPoint> points;
+};
+
+SavedRun saved_run(const std::string& family, const std::vector<ScalingResult>& results);
+// Parses one run's JSON; `file` names it in errors ("<file>: points[1].methods[0].method: ...").
+// Errors: not JSON, a missing or mistyped field, an unknown method, a non-positive GPU count, a
+// feasible method without a finite non-negative TFLOP/s.
+Expected<SavedRun> parse_weak_scaling_json(const std::string& text, const std::string& file);
+// Reads and parses each file and merges the runs of each family (in order of first appearance),
+// points sorted by GPUs. Errors, naming the later file: two runs disagree on the model or cluster
+// of a family's GPU count, or both hold the same method at the same point.
+Expected<std::vector<SavedRun>> merge_weak_scaling_files(const std::vector<std::string>& files);
+
+// One line per method (in all_methods() order): x the GPUs, y TFLOP/s per GPU, crosses where out
+// of memory.
+LinePlot weak_scaling_plot(const SavedRun& run);
+LinePlot weak_scaling_plot(const std::string& family, const std::vector<ScalingResult>& results);
 
 }  // namespace strata::baselines
