@@ -8,9 +8,11 @@
 #include <mutex>
 #include <optional>
 
+#include "strata/autodiff/autodiff.h"
 #include "strata/baselines/baselines.h"
 #include "strata/core/units.h"
 #include "strata/intra/stage_solver.h"
+#include "strata/models/models.h"
 #include "strata/planner/layers.h"
 
 namespace strata::baselines {
@@ -108,6 +110,20 @@ class EqualLayerGate {
   std::optional<std::vector<std::vector<ir::OpId>>> ranges_;
 };
 
+// The optimizer state of the whole model (Adam's moments: the Parameters of Role::update) in the
+// training graph that `options` plan with.
+Expected<int64_t> optimizer_state_bytes(const models::ModelSpec& spec, const PlannerOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(ir::Graph forward, models::build_forward_graph(spec, 1));
+  STRATA_ASSIGN_OR_RETURN(ir::Graph training,
+                          autodiff::build_training_graph(forward, plan::autodiff_options(options.training)));
+  int64_t bytes = 0;
+  for (ir::OpId id = 0; id < training.num_ops(); ++id) {
+    const ir::Op& op = training.op(id);
+    if (op.kind == ir::OpKind::Parameter && op.role == ir::Role::update) bytes += op.outputs[0].bytes();
+  }
+  return bytes;
+}
+
 bool is_power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 // Whether `devices` devices form one stage submesh of the cluster (as the DP's shapes).
@@ -198,9 +214,8 @@ Expected<std::vector<MethodResult>> compare(const models::ModelSpec& spec, const
   const PlannerOptions& base = options.planner;
   const int devices = cluster.num_devices();
   const FilterForMesh replicated = [](const cluster::LogicalMesh&) { return replicated_weights_filter(); };
-  // The full plan (its layer count fixes the ablations') and the data-parallel plan (ZeRO-2 is
-  // derived from it) are computed once, whichever method asks first.
-  std::optional<MethodResult> strata, data_parallel;
+  // The full plan (its layer count fixes the ablations') is computed once, whichever method asks first.
+  std::optional<MethodResult> strata;
   auto run_strata = [&]() -> Expected<MethodResult> {
     if (strata) return *strata;
     MethodResult out;
@@ -209,16 +224,6 @@ Expected<std::vector<MethodResult>> compare(const models::ModelSpec& spec, const
     if (!r.is_ok() && r.error().field != "gpu_memory_gbytes" && *refusals == 0) return r.error();  // bad input
     record(out, std::move(r), refusals);
     strata = out;
-    return out;
-  };
-  auto run_data_parallel = [&]() -> MethodResult {
-    if (data_parallel) return *data_parallel;
-    MethodResult out;
-    Refusals refusals = new_refusals();
-    PlannerOptions o = restricted(base, replicated, nullptr, refusals);
-    o.num_stages = 1;
-    record(out, planner::plan_model(spec, cluster, comm, o), refusals);
-    data_parallel = out;
     return out;
   };
   auto layers_for_ablations = [&]() -> Expected<int> {
@@ -238,15 +243,38 @@ Expected<std::vector<MethodResult>> compare(const models::ModelSpec& spec, const
         STRATA_ASSIGN_OR_RETURN(out, run_strata());
         break;
       }
-      case Method::data_parallel:
-        out = run_data_parallel();
+      case Method::data_parallel: {
+        PlannerOptions o = restricted(base, replicated, nullptr, refusals);
+        o.num_stages = 1;
+        record(out, planner::plan_model(spec, cluster, comm, o), refusals);
         break;
+      }
       case Method::zero2: {
-        out = run_data_parallel();
-        if (out.feasible) {
-          STRATA_ASSIGN_OR_RETURN(out.result, zero2_from_data_parallel(out.result, comm, spec.dtype));
-          out.detail = "data-parallel plan, optimizer state sharded";
+        // DeepSpeed's ZeRO-2: weights replicated as in data parallel; gradients reduce-scattered
+        // into n shards, each device updating its shard of the optimizer state and all-gathering
+        // the updated weights. Per device it holds data parallel's memory less (n-1)/n of the
+        // optimizer state, so the data-parallel search runs with the budget raised by exactly that
+        // (its memory test is then ZeRO-2's) and its plan is sharded and re-simulated.
+        const int64_t budget = base.memory_budget_bytes > 0 ? base.memory_budget_bytes : cluster.gpu_memory_bytes;
+        STRATA_ASSIGN_OR_RETURN(const int64_t state, optimizer_state_bytes(spec, base));
+        PlannerOptions o = restricted(base, replicated, nullptr, refusals);
+        o.num_stages = 1;
+        o.memory_budget_bytes = budget + state - (state + devices - 1) / devices;
+        auto dp = planner::plan_model(spec, cluster, comm, o);
+        if (dp.is_ok()) dp = zero2_from_data_parallel(*dp, comm, spec.dtype);
+        record(out, std::move(dp), refusals);
+        if (out.feasible && out.result.plan.predicted.peak_memory_bytes > budget) {
+          const int64_t needs = out.result.plan.predicted.peak_memory_bytes;
+          out = MethodResult{};
+          out.out_of_memory = true;
+          out.reason = "the sharded plan needs " + format_bytes(double(needs)) + " per device";
         }
+        if (out.out_of_memory) {
+          out.reason = "no data-parallel plan fits in " + format_bytes(double(budget)) + " per device with the " +
+                       "optimizer state sharded over " + std::to_string(devices) + " devices" +
+                       (out.reason.empty() ? "" : " (" + out.reason + ")");
+        }
+        if (out.feasible) out.detail = "data parallel, optimizer state and gradients sharded over " + std::to_string(devices);
         break;
       }
       case Method::zero3: {

@@ -197,12 +197,113 @@ TEST(Compare, WhatDoesNotFitIsOutOfMemory) {
   ASSERT_TRUE(tight.is_ok()) << tight.error().message();
   EXPECT_FALSE((*tight)[0].feasible);
   EXPECT_TRUE((*tight)[0].out_of_memory) << (*tight)[0].reason;
-  EXPECT_TRUE((*tight)[1].out_of_memory);  // derived from data parallel
+  // ZeRO-2 (covered by ZeroTwoFitsWhereDataParallelDoesNot) may fit or not here.
   EXPECT_TRUE((*tight)[2].feasible) << (*tight)[2].reason;
   EXPECT_LE((*tight)[2].result.plan.predicted.peak_memory_bytes, o.planner.memory_budget_bytes);
   const std::string table = compare_table(f.spec.name, f.cluster.name, 4, *tight);
   EXPECT_NE(table.find("OOM"), std::string::npos) << table;
   EXPECT_TRUE(compare_json(f.spec.name, f.cluster.name, 4, *tight)["methods"][0]["out_of_memory"].as_bool());
+}
+
+// A comm model with hand-picked collective seconds: all-reduce 3 s, reduce-scatter 1 s,
+// all-gather 0.5 s, whatever the group and bytes.
+class FixedComm : public cluster::CommModel {
+ public:
+  double seconds(cluster::Collective kind, const cluster::CommGroup&, int64_t, DType) const override {
+    switch (kind) {
+      case cluster::Collective::all_reduce: return 3;
+      case cluster::Collective::reduce_scatter: return 1;
+      case cluster::Collective::all_gather: return 0.5;
+      default: return 0;
+    }
+  }
+  std::string describe() const override { return "fixed"; }
+};
+
+TEST(Compare, ZeroTwoShardsTheStateAndUpdateOfAHandMadePlan) {
+  planner::PlanResult dp;
+  plan::Plan& p = dp.plan;
+  p.cluster = {"cpu-4", 1, 4};
+  p.global_batch = 8;
+  p.num_micro_batches = 2;
+  plan::Stage s;
+  s.last_layer = 3;
+  s.submesh = {1, 4};
+  s.logical_mesh = {1, 4};
+  s.forward_seconds = 1;
+  s.backward_seconds = 2;
+  s.update_seconds = 0.4;
+  s.grad_sync_seconds = 0.3;
+  s.weights_bytes = 1000;
+  s.optimizer_state_bytes = 2002;  // not a multiple of 4: each device's shard is rounded up
+  s.activation_bytes_per_micro_batch = 100;
+  s.strategies["w"] = "[]->[RR]";
+  p.stages.push_back(s);
+  dp.training_flops = 4e12;
+  auto z2 = zero2_from_data_parallel(dp, FixedComm(), DType::f32);
+  ASSERT_TRUE(z2.is_ok()) << z2.error().message();
+  const plan::Stage& z = z2->plan.stages[0];
+  EXPECT_EQ(z.weights_bytes, 1000);          // replicated
+  EXPECT_EQ(z.optimizer_state_bytes, 501);   // ceil(2002 / 4)
+  EXPECT_DOUBLE_EQ(z.update_seconds, 0.1);   // 0.4 / 4
+  EXPECT_DOUBLE_EQ(z.grad_sync_seconds, 0.15);  // 0.3 * (RS 1 + AG 0.5) / AR 3
+  EXPECT_TRUE(z.strategies.empty());
+  // One stage, 1F1B: 2 micro-batches of 1 + 2 s, then the sync and the update.
+  EXPECT_DOUBLE_EQ(z2->step_seconds, 2 * 3 + 0.15 + 0.1);
+  EXPECT_DOUBLE_EQ(z2->plan.predicted.step_seconds, z2->step_seconds);
+  // Weights, the state's shard and one micro-batch's activations.
+  EXPECT_EQ(z2->plan.predicted.peak_memory_bytes, 1000 + 501 + 100);
+  EXPECT_DOUBLE_EQ(z2->tflops_per_device, 4e12 / (6.25 * 4) / 1e12);
+  // Not a one-stage plan: an error naming the field.
+  planner::PlanResult two = dp;
+  two.plan.stages.push_back(s);
+  EXPECT_EQ(zero2_from_data_parallel(two, FixedComm(), DType::f32).error().field, "plan.stages");
+}
+
+TEST(Compare, ZeroTwoFitsWhereDataParallelDoesNot) {
+  Fixture f;
+  const cluster::AlphaBetaModel comm(f.cluster);
+  CompareOptions o = greedy_options();
+  o.methods = {Method::data_parallel, Method::zero2};
+  // Wider and one sequence per micro-batch, so that weights and state outweigh the activations.
+  f.spec.hidden = 128;
+  o.planner.num_micro_batches = 8;
+  auto roomy = compare(f.spec, f.cluster, comm, o);
+  ASSERT_TRUE(roomy.is_ok()) << roomy.error().message();
+  ASSERT_TRUE((*roomy)[0].feasible && (*roomy)[1].feasible);
+  const plan::Stage& dp = (*roomy)[0].result.plan.stages[0];
+  const plan::Stage& z2 = (*roomy)[1].result.plan.stages[0];
+  // Hand count: data parallel holds weights + state + activations; ZeRO-2 a quarter of the state.
+  EXPECT_EQ((*roomy)[0].result.plan.predicted.peak_memory_bytes,
+            dp.weights_bytes + dp.optimizer_state_bytes + dp.activation_bytes_per_micro_batch);
+  EXPECT_EQ(z2.weights_bytes, dp.weights_bytes);
+  EXPECT_EQ(z2.optimizer_state_bytes, (dp.optimizer_state_bytes + 3) / 4);
+  EXPECT_EQ((*roomy)[1].result.plan.predicted.peak_memory_bytes,
+            z2.weights_bytes + z2.optimizer_state_bytes + z2.activation_bytes_per_micro_batch);
+  // Adam: the state is two moments of every weight.
+  EXPECT_EQ(dp.optimizer_state_bytes, 2 * dp.weights_bytes);
+  // Alpha-beta: reduce-scatter + all-gather cost what the all-reduce did; the update is a quarter.
+  EXPECT_NEAR(z2.grad_sync_seconds, dp.grad_sync_seconds, 1e-12 + 1e-9 * dp.grad_sync_seconds);
+  EXPECT_DOUBLE_EQ(z2.update_seconds, dp.update_seconds / 4);
+  EXPECT_NE((*roomy)[1].detail.find("sharded over 4"), std::string::npos);
+
+  // A budget below what data parallel's weights and state alone need, above ZeRO-2's whole plan.
+  const int64_t z2_peak = (*roomy)[1].result.plan.predicted.peak_memory_bytes;
+  ASSERT_LT(z2_peak, dp.weights_bytes + dp.optimizer_state_bytes) << "the tiny model's activations are too large";
+  o.planner.memory_budget_bytes = z2_peak;
+  auto tight = compare(f.spec, f.cluster, comm, o);
+  ASSERT_TRUE(tight.is_ok()) << tight.error().message();
+  EXPECT_TRUE((*tight)[0].out_of_memory) << (*tight)[0].reason;
+  ASSERT_TRUE((*tight)[1].feasible) << (*tight)[1].reason;
+  EXPECT_LE((*tight)[1].result.plan.predicted.peak_memory_bytes, z2_peak);
+  // Below the weights and their state's shard nothing fits.
+  o.planner.memory_budget_bytes = z2.weights_bytes + z2.optimizer_state_bytes - 1;
+  auto none = compare(f.spec, f.cluster, comm, o);
+  ASSERT_TRUE(none.is_ok()) << none.error().message();
+  EXPECT_FALSE((*none)[1].feasible);
+  EXPECT_TRUE((*none)[1].out_of_memory);
+  EXPECT_NE((*none)[1].reason.find("no data-parallel plan fits in"), std::string::npos) << (*none)[1].reason;
+  EXPECT_NE((*none)[1].reason.find("optimizer state sharded over 4 devices"), std::string::npos) << (*none)[1].reason;
 }
 
 TEST(Compare, MethodNamesRoundTrip) {

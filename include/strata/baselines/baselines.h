@@ -18,7 +18,7 @@ namespace strata::baselines {
 enum class Method {
   strata,         // the full two-level search (planner::plan_model)
   data_parallel,  // one stage on every device, weights and optimizer state replicated
-  zero2,          // one stage, weights replicated, optimizer state and updates sharded (from data-parallel)
+  zero2,          // one stage, weights replicated, gradients and optimizer state sharded (zero2_from_data_parallel)
   zero3,          // one stage, weights, optimizer state and updates sharded (gathered where used)
   megatron,       // the best data × tensor × pipeline grid (planner::best_grid_plan)
   intra_only,     // one stage on every device, any sharding (the full ILP)
@@ -41,11 +41,17 @@ std::vector<Method> all_methods();
 planner::StrategyFilter replicated_weights_filter();
 planner::StrategyFilter zero3_filter(const cluster::LogicalMesh& mesh);
 
-// ZeRO-2 from a one-stage data-parallel plan: the optimizer state and its update split over the
-// stage's n devices (state bytes and update seconds / n), and the gradient all-reduce replaced by
-// a reduce-scatter into the shards plus an all-gather of the updated weights (the sync seconds
-// scaled by (RS + AG) / AR of the weight bytes under `comm`); re-simulated. The intra-op ILP
-// cannot express it: an update op produces its parameter's own spec for the next step.
+// ZeRO-2 (DeepSpeed's stage 2) from a one-stage data-parallel plan: weights stay replicated; the
+// gradients are reduce-scattered into n shards (n: the stage's devices), each device updates its
+// shard of the optimizer state, and the updated weights are all-gathered. So the optimizer state
+// bytes and update seconds are divided by n (rounded up / exactly), the gradient all-reduce
+// seconds scaled by (RS + AG) / AR of the weight bytes under `comm` (1 under alpha-beta), and the
+// plan re-simulated. Gradients are sharded too, but the cost model counts no gradient buffer for
+// any method (the intra-op memory is weights, optimizer state and activations), so here they
+// change the communication only. compare() plans the data-parallel stage with its memory budget
+// raised by (n-1)/n of the optimizer state, so ZeRO-2 fits where data parallel does not. The
+// intra-op ILP cannot express the sharded update itself (an update op produces its parameter's own
+// spec for the next step), so the result carries no per-op strategies.
 Expected<planner::PlanResult> zero2_from_data_parallel(const planner::PlanResult& data_parallel,
                                                        const cluster::CommModel& comm, DType dtype);
 
