@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "strata/core/check.h"
@@ -102,6 +103,134 @@ std::vector<int> expand_choice(const FoldedProblem& problem, const std::vector<i
   std::vector<int> choice(problem.leader.size());
   for (size_t i = 0; i < choice.size(); ++i) {
     choice[i] = problem.strategy_map[i][decision_choice[problem.position[problem.leader[i]]]];
+  }
+  return choice;
+}
+
+Elimination eliminate_low_degree(const FoldedProblem& problem) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const int d = static_cast<int>(problem.cost.size());
+  std::vector<std::vector<double>> cost = problem.cost;
+  // Edges keyed (low, high) position; matrices row-major [strategies of low × strategies of high].
+  std::map<std::pair<int, int>, std::vector<double>> edges;
+  std::vector<std::set<int>> neighbours(d);
+  for (const FoldedEdge& edge : problem.edges) {
+    edges.emplace(std::pair(edge.a, edge.b), edge.cost);
+    neighbours[edge.a].insert(edge.b);
+    neighbours[edge.b].insert(edge.a);
+  }
+  auto size = [&](int p) { return static_cast<int>(cost[p].size()); };
+  // Seconds of edge {p, q} with p on strategy sp and q on strategy sq.
+  auto entry = [&](const std::vector<double>& m, int p, int sp, int q, int sq) {
+    return p < q ? m[static_cast<size_t>(sp) * size(q) + sq] : m[static_cast<size_t>(sq) * size(p) + sp];
+  };
+  auto take_edge = [&](int p, int q) {
+    auto it = edges.find(std::pair(std::min(p, q), std::max(p, q)));
+    std::vector<double> m = std::move(it->second);
+    edges.erase(it);
+    neighbours[p].erase(q);
+    neighbours[q].erase(p);
+    return m;
+  };
+  Elimination out;
+  std::vector<char> alive(d, 1);
+  std::vector<int> queue(d);
+  for (int p = 0; p < d; ++p) queue[p] = d - 1 - p;  // popped from the back: ascending first
+  while (!queue.empty()) {
+    const int v = queue.back();
+    queue.pop_back();
+    if (!alive[v] || neighbours[v].size() > 2) continue;
+    EliminationStep step;
+    step.node = v;
+    const std::vector<double>& own = cost[v];
+    if (neighbours[v].empty()) {
+      step.arg = {static_cast<int>(std::min_element(own.begin(), own.end()) - own.begin())};
+    } else if (neighbours[v].size() == 1) {
+      const int u = *neighbours[v].begin();
+      const std::vector<double> m = take_edge(v, u);
+      step.u = u;
+      step.arg.assign(size(u), 0);
+      for (int t = 0; t < size(u); ++t) {
+        double best = kInf;
+        for (int s = 0; s < size(v); ++s) {
+          const double x = own[s] + entry(m, u, t, v, s);
+          if (x < best) {
+            best = x;
+            step.arg[t] = s;
+          }
+        }
+        cost[u][t] += best;
+      }
+      queue.push_back(u);
+    } else {
+      const int u = *neighbours[v].begin(), w = *neighbours[v].rbegin();
+      const std::vector<double> mu = take_edge(v, u), mw = take_edge(v, w);
+      step.u = u;
+      step.w = w;
+      step.w_count = size(w);
+      step.arg.assign(static_cast<size_t>(size(u)) * size(w), 0);
+      std::vector<double> through(step.arg.size(), kInf);  // [u × w]
+      for (int t = 0; t < size(u); ++t) {
+        for (int s = 0; s < size(v); ++s) {
+          const double head = own[s] + entry(mu, u, t, v, s);
+          if (!(head < kInf)) continue;
+          for (int r = 0; r < size(w); ++r) {
+            const double x = head + entry(mw, v, s, w, r);
+            const size_t k = static_cast<size_t>(t) * size(w) + r;
+            if (x < through[k]) {
+              through[k] = x;
+              step.arg[k] = s;
+            }
+          }
+        }
+      }
+      // u < w, so `through` is already the (low, high) orientation.
+      auto [it, inserted] = edges.try_emplace(std::pair(u, w), std::vector<double>());
+      if (inserted) {
+        it->second = std::move(through);
+        neighbours[u].insert(w);
+        neighbours[w].insert(u);
+      } else {
+        for (size_t k = 0; k < through.size(); ++k) it->second[k] += through[k];
+      }
+      queue.push_back(w);
+      queue.push_back(u);
+    }
+    alive[v] = 0;
+    out.steps.push_back(std::move(step));
+  }
+  std::vector<int> core_position(d, -1);
+  for (int p = 0; p < d; ++p) {
+    if (!alive[p]) continue;
+    core_position[p] = static_cast<int>(out.core_nodes.size());
+    out.core_nodes.push_back(p);
+    out.core.cost.push_back(cost[p]);
+    out.core.memory_bytes.push_back(problem.memory_bytes[p]);
+  }
+  for (auto& [key, m] : edges) {  // ascending (low, high): the order fold_followers gives
+    FoldedEdge edge;
+    edge.a = core_position[key.first];
+    edge.b = core_position[key.second];
+    edge.rows = size(key.first);
+    edge.cols = size(key.second);
+    edge.cost = std::move(m);
+    out.core.edges.push_back(std::move(edge));
+  }
+  return out;
+}
+
+std::vector<int> reconstruct(const Elimination& elimination, int num_decision_nodes, const std::vector<int>& core_choice) {
+  STRATA_CHECK(core_choice.size() == elimination.core_nodes.size(), "one choice per core node");
+  std::vector<int> choice(num_decision_nodes, -1);
+  for (size_t c = 0; c < core_choice.size(); ++c) choice[elimination.core_nodes[c]] = core_choice[c];
+  for (auto it = elimination.steps.rbegin(); it != elimination.steps.rend(); ++it) {
+    if (it->u < 0) {
+      choice[it->node] = it->arg[0];
+    } else if (it->w < 0) {
+      choice[it->node] = it->arg[choice[it->u]];
+    } else {
+      choice[it->node] = it->arg[static_cast<size_t>(choice[it->u]) * it->w_count + choice[it->w]];
+    }
   }
   return choice;
 }

@@ -141,6 +141,46 @@ Status build_model(lprec* lp, const detail::FoldedProblem& problem, const Column
   return Status::ok();
 }
 
+// Solves `problem` (decision nodes only) with lp_solve: one strategy per decision node in
+// `choice`, or an empty choice with response->status infeasible and a message.
+Status solve_ilp(const detail::FoldedProblem& problem, int64_t budget_bytes, double time_limit_seconds,
+                 SolverResponse* response, std::vector<int>* choice) {
+  const Columns columns = lay_out_columns(problem);
+  LpHandle lp(make_lp(0, columns.count), &delete_lp);
+  if (!lp) return make_error("", "lp_solve", "make_lp(0, " + std::to_string(columns.count) + ") failed");
+  set_verbose(lp.get(), CRITICAL);
+  if (time_limit_seconds > 0) set_timeout(lp.get(), static_cast<long>(std::ceil(time_limit_seconds)));
+  STRATA_RETURN_IF_ERROR(build_model(lp.get(), problem, columns, budget_bytes));
+  response->num_variables = get_Ncolumns(lp.get());
+  response->num_constraints = get_Nrows(lp.get());
+
+  const int result = ::solve(lp.get());
+  if (result == INFEASIBLE) {
+    response->status = SolverStatus::infeasible;
+    response->message = budget_bytes > 0
+                            ? "no assignment avoids the forbidden (+inf) strategies and reshardings within the memory budget"
+                            : "no assignment avoids the forbidden (+inf) strategies and reshardings";
+    return Status::ok();
+  }
+  if (result == TIMEOUT) {
+    return make_error("", "time_limit_seconds", "lp_solve found no feasible assignment within " +
+                                                    std::to_string(time_limit_seconds) + " s");
+  }
+  if (result != OPTIMAL && result != PRESOLVED && result != SUBOPTIMAL) {
+    return make_error("", "lp_solve", "solve() returned " + std::to_string(result));
+  }
+  response->status = result == SUBOPTIMAL ? SolverStatus::time_limit_feasible : SolverStatus::optimal;
+
+  REAL* values = nullptr;
+  STRATA_LPSOLVE_CHECK(get_ptr_variables(lp.get(), &values));
+  choice->assign(problem.cost.size(), 0);
+  for (size_t p = 0; p < problem.cost.size(); ++p) {
+    const REAL* block = values + (columns.node_base[p] - 1);
+    (*choice)[p] = static_cast<int>(std::max_element(block, block + problem.cost[p].size()) - block);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Expected<SolverResponse> LpSolveSolver::solve(const SolverRequest& request) {
@@ -161,42 +201,31 @@ Expected<SolverResponse> LpSolveSolver::solve(const SolverRequest& request) {
     return response;
   }
 
-  const Columns columns = lay_out_columns(problem);
-  LpHandle lp(make_lp(0, columns.count), &delete_lp);
-  if (!lp) return make_error("", "lp_solve", "make_lp(0, " + std::to_string(columns.count) + ") failed");
-  set_verbose(lp.get(), CRITICAL);
-  if (request.time_limit_seconds > 0) set_timeout(lp.get(), static_cast<long>(std::ceil(request.time_limit_seconds)));
-  STRATA_RETURN_IF_ERROR(build_model(lp.get(), problem, columns, request.memory_budget_bytes));
-  response.num_variables = get_Ncolumns(lp.get());
-  response.num_constraints = get_Nrows(lp.get());
-
-  const int result = ::solve(lp.get());
-  if (result == INFEASIBLE) {
-    response.status = SolverStatus::infeasible;
-    response.message = request.memory_budget_bytes > 0
-                           ? "no assignment avoids the forbidden (+inf) strategies and reshardings within the memory budget"
-                           : "no assignment avoids the forbidden (+inf) strategies and reshardings";
-    finish();
-    return response;
+  std::vector<int> decision_choice;
+  if (eliminate_ && request.memory_budget_bytes <= 0) {
+    const detail::Elimination elimination = detail::eliminate_low_degree(problem);
+    std::vector<int> core_choice;
+    response.status = SolverStatus::optimal;
+    if (!elimination.core_nodes.empty()) {
+      STRATA_RETURN_IF_ERROR(solve_ilp(elimination.core, 0, request.time_limit_seconds, &response, &core_choice));
+    }
+    if (response.status != SolverStatus::infeasible) {
+      decision_choice = detail::reconstruct(elimination, static_cast<int>(problem.cost.size()), core_choice);
+    }
+  } else {
+    STRATA_RETURN_IF_ERROR(
+        solve_ilp(problem, request.memory_budget_bytes, request.time_limit_seconds, &response, &decision_choice));
   }
-  if (result == TIMEOUT) {
-    return make_error("", "time_limit_seconds", "lp_solve found no feasible assignment within " +
-                                                    std::to_string(request.time_limit_seconds) + " s");
+  if (response.status != SolverStatus::infeasible) {
+    response.choice = detail::expand_choice(problem, decision_choice);
+    response.objective = evaluate_cost(request, response.choice);
+    if (!std::isfinite(response.objective)) {  // every assignment left uses a forbidden strategy or resharding
+      response.status = SolverStatus::infeasible;
+      response.message = "no assignment avoids the forbidden (+inf) strategies and reshardings";
+      response.choice.clear();
+      response.objective = 0;
+    }
   }
-  if (result != OPTIMAL && result != PRESOLVED && result != SUBOPTIMAL) {
-    return make_error("", "lp_solve", "solve() returned " + std::to_string(result));
-  }
-  response.status = result == SUBOPTIMAL ? SolverStatus::time_limit_feasible : SolverStatus::optimal;
-
-  REAL* values = nullptr;
-  STRATA_LPSOLVE_CHECK(get_ptr_variables(lp.get(), &values));
-  std::vector<int> decision_choice(problem.cost.size());
-  for (size_t p = 0; p < problem.cost.size(); ++p) {
-    const REAL* block = values + (columns.node_base[p] - 1);
-    decision_choice[p] = static_cast<int>(std::max_element(block, block + problem.cost[p].size()) - block);
-  }
-  response.choice = detail::expand_choice(problem, decision_choice);
-  response.objective = evaluate_cost(request, response.choice);
   finish();
   return response;
 }

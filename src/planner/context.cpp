@@ -13,7 +13,7 @@
 namespace strata::planner {
 namespace {
 
-constexpr const char* kCacheVersion = "strata planner stage cache v2 (block-aligned chunks, dominance pruning)";
+constexpr const char* kCacheVersion = "strata planner stage cache v3 (block-aligned chunks, dominance pruning, low-degree elimination)";
 
 bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 

@@ -76,8 +76,10 @@ TEST(IntraSolver, LpSolveMatchesBruteForceOnRandomRequests) {
       unbounded.memory_budget_bytes = 0;
       if (brute.solve(unbounded)->objective < brute_response->objective - 1e-15) ++with_budget_active;
     }
-    EXPECT_GT(lp_response->num_variables, 0);
-    EXPECT_GE(lp_response->num_constraints, static_cast<int>(request.nodes.size()));
+    if (request.memory_budget_bytes > 0) {  // the full ILP; without a budget only its core
+      EXPECT_GT(lp_response->num_variables, 0);
+      EXPECT_GE(lp_response->num_constraints, static_cast<int>(request.nodes.size()));
+    }
   }
   EXPECT_GT(with_budget_active, 0);
 }
@@ -177,7 +179,7 @@ TEST(IntraSolver, ForbiddenStrategiesAndReshardingsAreAvoided) {
 // Random requests where some nodes follow others; the "unsimplified" twin states the same
 // problem without `follow`, forbidding (+inf) every non-following pair on an extra edge.
 TEST(IntraSolver, FollowerFoldingGivesTheUnsimplifiedOptimum) {
-  ilp::LpSolveSolver lp;
+  ilp::LpSolveSolver lp(/*eliminate_low_degree=*/false);  // compares the sizes of full ILPs
   ilp::BruteForceSolver brute;
   int infeasible = 0;
   for (uint32_t seed = 100; seed < 120; ++seed) {
@@ -215,6 +217,65 @@ TEST(IntraSolver, FollowerFoldingGivesTheUnsimplifiedOptimum) {
     EXPECT_LT(folded->num_variables, plain->num_variables);
   }
   EXPECT_LT(infeasible, 5);  // most cases must compare optima
+}
+
+// Without a budget, leaves and series nodes are eliminated before the ILP (min-plus products into
+// their neighbours): on random graphs from trees (nothing left for lp_solve) to dense ones (a core
+// of degree >= 3 nodes), with forbidden (+inf) strategies and reshardings, the optimum equals the
+// full ILP's and brute force's, and the reconstructed choice costs exactly that.
+TEST(IntraSolver, LowDegreeEliminationKeepsTheOptimum) {
+  ilp::LpSolveSolver eliminating, full(/*eliminate_low_degree=*/false);
+  ilp::BruteForceSolver brute;
+  int no_core = 0, smaller_core = 0, infeasible = 0;
+  for (uint32_t seed = 1; seed <= 60; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed * 31 + 5);
+    std::uniform_real_distribution<double> cost(0.0, 1e-3), unit(0.0, 1.0);
+    const int n = 3 + static_cast<int>(rng() % 6);  // 3..8 nodes
+    SolverRequest request;
+    for (int i = 0; i < n; ++i) {
+      const int k = 2 + static_cast<int>(rng() % 3);
+      SolverNode node{"n" + std::to_string(i), {}, std::vector<int64_t>(k, 1), -1, {}};
+      for (int s = 0; s < k; ++s) node.strategy_cost.push_back(unit(rng) < 0.1 ? kInf : cost(rng));
+      request.nodes.push_back(node);
+    }
+    auto add_edge = [&](int src, int dst) {
+      SolverEdge edge{src, dst, {}};
+      const size_t cells = request.nodes[src].strategy_cost.size() * request.nodes[dst].strategy_cost.size();
+      for (size_t c = 0; c < cells; ++c) edge.cost.push_back(unit(rng) < 0.15 ? kInf : cost(rng));
+      request.edges.push_back(edge);
+    };
+    for (int i = 1; i < n; ++i) add_edge(static_cast<int>(rng() % i), i);  // a random tree
+    const int extra = static_cast<int>(seed % 4) * 5;                      // then 0, 5, 10 or 15 more edges
+    for (int e = 0; e < extra; ++e) {
+      const int a = static_cast<int>(rng() % n), b = static_cast<int>(rng() % n);
+      if (a != b) add_edge(a, b);
+    }
+    auto fast = eliminating.solve(request);
+    auto slow = full.solve(request);
+    auto reference = brute.solve(request);
+    ASSERT_TRUE(fast.is_ok() && slow.is_ok() && reference.is_ok());
+    if (reference->status == SolverStatus::infeasible) {
+      EXPECT_EQ(fast->status, SolverStatus::infeasible);
+      EXPECT_EQ(slow->status, SolverStatus::infeasible);
+      EXPECT_TRUE(fast->choice.empty());
+      ++infeasible;
+      continue;
+    }
+    ASSERT_EQ(fast->status, SolverStatus::optimal) << fast->message;
+    ASSERT_EQ(slow->status, SolverStatus::optimal) << slow->message;
+    EXPECT_NEAR(fast->objective, reference->objective, 1e-12);
+    EXPECT_NEAR(slow->objective, reference->objective, 1e-12);
+    EXPECT_EQ(evaluate_cost(request, fast->choice), fast->objective);
+    EXPECT_LE(fast->num_variables, slow->num_variables);
+    if (fast->num_variables == 0) ++no_core;
+    else if (fast->num_variables < slow->num_variables) ++smaller_core;
+  }
+  // Every path ran: trees solved without lp_solve, cores through it, infeasible requests detected.
+  std::printf("%d without an ILP, %d with a smaller core, %d infeasible of 60\n", no_core, smaller_core, infeasible);
+  EXPECT_GT(no_core, 5);
+  EXPECT_GT(smaller_core, 5);
+  EXPECT_GT(infeasible, 0);
 }
 
 TEST(IntraSolver, SameRequestGivesTheSameChoice) {

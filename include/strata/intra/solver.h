@@ -68,10 +68,18 @@ class Solver {
 
 // The ILP: one-hot binaries per decision node, linearised edge variables e_ab with
 // Σ_b e_ab = s_a and Σ_a e_ab = t_b, Σ memory·s ≤ budget. Followers are folded into their leader.
+// Without a memory budget, decision nodes of degree ≤ 2 are first eliminated exactly (leaves and
+// series nodes folded into their neighbours by min-plus products, detail::eliminate_low_degree)
+// and only the remaining core goes to lp_solve; num_variables / num_constraints count that core
+// (0 when nothing is left). With a budget the full ILP is solved (the memory row needs every node).
 class LpSolveSolver final : public Solver {
  public:
+  explicit LpSolveSolver(bool eliminate_low_degree = true) : eliminate_(eliminate_low_degree) {}
   Expected<SolverResponse> solve(const SolverRequest& request) override;
   const char* name() const override { return "lp_solve"; }
+
+ private:
+  bool eliminate_;
 };
 
 // Tries every assignment (followers forced by their map); the first minimum in lexicographic
