@@ -109,9 +109,12 @@ int run(int argc, char** argv) {
       return 1;
     }
     *built = std::move(fused).value();
-    char text[160];
-    std::snprintf(text, sizeof(text), "fuse_for_cuda (%d scales into operands, %d after dots, %d pad sums to concats)",
-                  stats.scales_into_operand, stats.scales_after_dot, stats.pad_sums_to_concat);
+    char text[200];
+    std::snprintf(text, sizeof(text),
+                  "fuse_for_cuda (%d scales into operands, %d after dots, %d pad sums to concats, %d mask adds into "
+                  "softmax)",
+                  stats.scales_into_operand, stats.scales_after_dot, stats.pad_sums_to_concat,
+                  stats.bias_adds_into_softmax);
     fusion = text;
   }
 #endif

@@ -2,6 +2,7 @@
 // inputs (bf16 and fp32 activations), the tensor helpers, a one-rank communicator, bad ids, and a
 // whole gpt-tiny Adam training step run op by op against the fp64 reference.
 #include "gpu_test_util.h"
+#include "runtime/cuda/cuda_tensor.h"
 #include "strata/autodiff/autodiff.h"
 #include "strata/models/models.h"
 
@@ -101,6 +102,18 @@ std::vector<OpCase> cases() {
   c.push_back({"SoftmaxGrad", OpKind::SoftmaxGrad, {act({2, 3, 9, 33}, 0, 0.2), act({2, 3, 9, 33})}, {{"axis", int64_t{-1}}}});
   c.push_back({"LayerNorm", OpKind::LayerNorm, {act({3, 5, 96}, -2, 3), param({96}), param({96})}, {{"eps", 1e-5}}});
   c.push_back({"LayerNormGrad", OpKind::LayerNormGrad, {act({40, 5, 96}, -2, 3), param({96}), act({40, 5, 96})},
+               {{"eps", 1e-5}}});
+  // bf16 rows of a multiple of 8 go one warp per row (4, 8 or 16 words per lane); others by block.
+  c.push_back({"LayerNormWide", OpKind::LayerNorm, {act({2, 3, 2048}, -2, 3), param({2048}), param({2048})},
+               {{"eps", 1e-5}}});
+  c.push_back({"LayerNormWider", OpKind::LayerNorm, {act({5, 3000}, -2, 3), param({3000}), param({3000})},
+               {{"eps", 1e-5}}});
+  c.push_back({"LayerNormOdd", OpKind::LayerNorm, {act({7, 100}, -2, 3), param({100}), param({100})}, {{"eps", 1e-5}}});
+  c.push_back({"LayerNormGradWide", OpKind::LayerNormGrad, {act({70, 2048}, -2, 3), param({2048}), act({70, 2048})},
+               {{"eps", 1e-5}}});
+  c.push_back({"LayerNormGradWider", OpKind::LayerNormGrad, {act({9, 3000}, -2, 3), param({3000}), act({9, 3000})},
+               {{"eps", 1e-5}}});
+  c.push_back({"LayerNormGradOdd", OpKind::LayerNormGrad, {act({33, 100}, -2, 3), param({100}), act({33, 100})},
                {{"eps", 1e-5}}});
   c.push_back({"CrossEntropy", OpKind::CrossEntropy, {act({30, 700}, -5, 5), ids({30}, 700)}, {}});
   c.push_back({"CrossEntropyGrad", OpKind::CrossEntropyGrad,
@@ -323,6 +336,8 @@ TEST(CudaFusion, GptTinyKeepsItsValuesOnTheInterpreter) {
   EXPECT_EQ(stats.scales_into_operand, spec.layers);
   EXPECT_EQ(stats.scales_after_dot, spec.layers);
   EXPECT_EQ(stats.pad_sums_to_concat, spec.layers);
+  EXPECT_EQ(stats.bias_adds_into_softmax, spec.layers);
+  EXPECT_EQ(fused->op(*fused->find("layer0.attn.mask")).attrs.int_or(kSoftmaxBiasAttr, 0), 1);
   EXPECT_EQ(count_kind(*fused, OpKind::Pad), count_kind(graph, OpKind::Pad) - 3 * spec.layers);
   EXPECT_EQ(count_kind(*fused, OpKind::Concat), count_kind(graph, OpKind::Concat) + spec.layers);
   EXPECT_EQ(count_kind(*fused, OpKind::AdamUpdate), count_kind(graph, OpKind::AdamUpdate));
@@ -362,12 +377,102 @@ TEST(CudaFusion, LeavesOtherPatternsAlone) {
   ir::Value p0 = g.add_value(OpKind::Pad, {d}, {{"low", Ints{0, 0}}, {"high", Ints{6, 0}}}, "p0");
   ir::Value p1 = g.add_value(OpKind::Pad, {e}, {{"low", Ints{5, 0}}, {"high", Ints{1, 0}}}, "p1");
   g.mark_output(g.add_value(OpKind::Add, {p0, p1}, {}, "sum"));
+  // Adds into a Softmax that stay: a middle-axis Softmax, a second user, no broadcast.
+  ir::Value m = g.input("m", {8});
+  ir::Value s0 = g.add_value(OpKind::Add, {b, m}, {}, "s0");
+  g.mark_output(g.add_value(OpKind::Softmax, {s0}, {{"axis", int64_t{0}}}, "sm0"));
+  ir::Value s1 = g.add_value(OpKind::Add, {b, m}, {}, "s1");
+  g.mark_output(g.add_value(OpKind::Softmax, {s1}, {{"axis", int64_t{-1}}}, "sm1"));
+  g.mark_output(g.add_value(OpKind::Exp, {s1}, {}, "e1"));
+  ir::Value s2 = g.add_value(OpKind::Add, {b, b}, {}, "s2");
+  g.mark_output(g.add_value(OpKind::Softmax, {s2}, {{"axis", int64_t{-1}}}, "sm2"));
   FusionStats stats;
   auto fused = fuse_for_cuda(g, &stats);
   ASSERT_TRUE(fused.is_ok()) << fused.error().message();
   EXPECT_EQ(stats.scales_after_dot + stats.scales_into_operand + stats.pad_sums_to_concat, 0);
+  EXPECT_EQ(stats.bias_adds_into_softmax, 0);
   EXPECT_EQ(fused->num_ops(), g.num_ops());
+  for (const char* name : {"s0", "s1", "s2"}) EXPECT_FALSE(fused->op(*fused->find(name)).attrs.has(kSoftmaxBiasAttr));
 }
+
+// The mask Add marked kSoftmaxBiasAttr comes back deferred; the Softmax that reads it computes
+// softmax(x + mask) in one kernel (warp rows with a bf16 or fp32 mask, a broadcast row or column,
+// block rows of odd length), and every other reader (download, Exp, a Softmax over another axis)
+// sees the sum. All against the fp64 interpreter on the unmarked graph.
+struct MaskCase {
+  std::string name;
+  ir::Shape x, mask;
+  int64_t axis = -1;
+  bool causal = false;     // mask = 0 on and below the diagonal, -1e9 above (the GPT mask)
+  bool mask_fp32 = false;  // the mask stored fp32 whatever the activations
+};
+
+class SoftmaxBiasTest : public ::testing::TestWithParam<std::tuple<MaskCase, DType>> {};
+
+TEST_P(SoftmaxBiasTest, MatchesInterpreter) {
+  const auto& [c, activations] = GetParam();
+  Backend& be = backend(activations);
+  std::mt19937 rng(99);
+  ir::Graph g;
+  const ir::Value x = g.input("x", c.x), mask = g.input("mask", c.mask);
+  const ir::OpId sum = g.add(OpKind::Add, {x, mask}, {{kSoftmaxBiasAttr, int64_t{1}}}, "sum");
+  const ir::OpId probs = g.add(OpKind::Softmax, {ir::Value{sum, 0}}, {{"axis", c.axis}}, "probs");
+  const ir::OpId exp = g.add(OpKind::Exp, {ir::Value{sum, 0}}, {}, "exp");
+  for (ir::OpId id : {sum, probs, exp}) g.mark_output(ir::Value{id, 0});
+  std::map<std::string, interp::Tensor> feeds{{"x", random_tensor(c.x, rng, -4, 4)},
+                                              {"mask", random_tensor(c.mask, rng, -2, 2)}};
+  if (c.causal) {
+    const int64_t s = c.mask[0];
+    for (int64_t q = 0; q < s; ++q)
+      for (int64_t k = 0; k < s; ++k) feeds["mask"][q * s + k] = k <= q ? 0.0 : -1e9;
+  }
+  auto want = interp::run(g, feeds, interp::Precision::f64);
+  ASSERT_TRUE(want.is_ok()) << want.error().message();
+  auto xd = be.upload(feeds["x"], activations);
+  auto md = be.upload(feeds["mask"], c.mask_fp32 ? DType::f32 : activations);
+  ASSERT_TRUE(xd.is_ok() && md.is_ok());
+  const double tol = activations == DType::f32 ? 1e-4 : 2e-2;
+  // Softmax straight from the deferred sum, then the sum read by Exp and by download.
+  auto added = be.run_op(g.op(sum), {xd->get(), md->get()});
+  ASSERT_TRUE(added.is_ok()) << added.error().message();
+  auto pending = cuda::as_cuda(*(*added)[0], "sum", true);
+  ASSERT_TRUE(pending.is_ok());
+  EXPECT_NE((*pending)->pending_bias(), nullptr) << "the marked Add was computed, not deferred";
+  auto p = be.run_op(g.op(probs), {(*added)[0].get()});
+  ASSERT_TRUE(p.is_ok()) << p.error().message();
+  auto e = be.run_op(g.op(exp), {(*added)[0].get()});
+  ASSERT_TRUE(e.is_ok()) << e.error().message();
+  EXPECT_EQ((*pending)->pending_bias(), nullptr) << "Exp read the sum without computing it";
+  const std::vector<TensorPtr> results{(*added)[0], (*p)[0], (*e)[0]};
+  for (size_t i = 0; i < results.size(); ++i) {
+    auto host = be.download(*results[i]);
+    ASSERT_TRUE(host.is_ok()) << host.error().message();
+    // The causal sum holds -1e9 entries whose exp is 0 on both sides; compare it where finite.
+    if (c.causal && i != 1) continue;
+    EXPECT_LE(relative_error(*host, want->outputs[i]), tol) << c.name << " output " << i;
+  }
+  // Softmax of a fresh deferred sum that was first downloaded: the sum is computed once, the same.
+  auto again = be.run_op(g.op(sum), {xd->get(), md->get()});
+  ASSERT_TRUE(again.is_ok());
+  ASSERT_TRUE(be.download(*(*again)[0]).is_ok());
+  auto p2 = be.run_op(g.op(probs), {(*again)[0].get()});
+  ASSERT_TRUE(p2.is_ok()) << p2.error().message();
+  auto host = be.download(*(*p2)[0]);
+  ASSERT_TRUE(host.is_ok());
+  EXPECT_LE(relative_error(*host, want->outputs[1]), tol) << c.name << " softmax after download";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kernels, SoftmaxBiasTest,
+    ::testing::Combine(::testing::Values(MaskCase{"CausalWarpRows", {2, 3, 64, 64}, {64, 64}, -1, true, false},
+                                         MaskCase{"CausalWarpRowsFp32Mask", {2, 3, 40, 40}, {40, 40}, -1, true, true},
+                                         MaskCase{"RowMask", {2, 3, 5, 1000}, {1000}, -1, false, false},
+                                         MaskCase{"ColumnMask", {2, 3, 5, 1000}, {5, 1}, -1, false, false},
+                                         MaskCase{"OddRows", {2, 3, 9, 33}, {9, 33}, -1, false, false},
+                                         MaskCase{"LongRows", {2, 3, 1100}, {3, 1100}, 2, false, false},
+                                         MaskCase{"MiddleAxis", {4, 9, 5}, {9, 5}, 1, false, false}),
+                       ::testing::Values(DType::bf16, DType::f32)),
+    [](const auto& info) { return std::get<0>(info.param).name + "_" + dtype_name(std::get<1>(info.param)); });
 
 // An fp32 weight read by a bf16 GEMM keeps a bf16 copy between GEMMs; an in-place write (scale,
 // add_into) must drop it, so the next GEMM sees the new values.

@@ -27,7 +27,14 @@ struct FusionStats {
   int scales_into_operand = 0;  // Scale(Dot(a, b)) -> Dot(Scale(a), b), a the smaller operand
   int scales_after_dot = 0;     // Dot(Scale(x), y) -> Scale(Dot(x, y)) for every Dot user of a Scale
   int pad_sums_to_concat = 0;   // Add trees over Pads tiling one axis -> Concat
+  int bias_adds_into_softmax = 0;  // Adds marked kSoftmaxBiasAttr (the attention mask)
 };
+
+// An Add's attribute (integer 1) that fuse_for_cuda sets where the Add's only user is a Softmax
+// over the last axis and its second input broadcasts into the first's shape (x + mask). The cuda
+// backend then returns the sum deferred and the Softmax computes softmax(x + mask) in one pass;
+// any other reader computes the sum first. Other backends and the interpreter ignore it.
+inline constexpr const char* kSoftmaxBiasAttr = "cuda_softmax_bias";
 
 // A graph with the same values (equal in exact arithmetic; op names, roles, parameters, inputs and
 // outputs kept) that makes fewer passes over large tensors on the cuda backend: see fusion.cpp.

@@ -57,6 +57,7 @@ CudaTensor::CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> 
 }
 
 Status CudaTensor::own_storage() {
+  STRATA_RETURN_IF_ERROR(resolve());
   bf16_copy_.reset();
   if (storage_.use_count() == 1) return Status::ok();
   auto copy = std::make_shared<Storage>(storage_->bytes, storage_->stream);
@@ -67,6 +68,22 @@ Status CudaTensor::own_storage() {
   STRATA_CUDA_CALL(cudaMemcpyAsync(copy->data, storage_->data, static_cast<size_t>(storage_->bytes),
                                    cudaMemcpyDeviceToDevice, storage_->stream));
   storage_ = std::move(copy);
+  return Status::ok();
+}
+
+Status CudaTensor::resolve() const {
+  if (pending_ == nullptr) return Status::ok();
+  auto sum = std::make_shared<Storage>(bytes(), storage_->stream);
+  if (sum->data == nullptr) {
+    return make_error("", "", std::string("device allocation for a deferred Add failed: ") +
+                                  cudaGetErrorString(sum->status));
+  }
+  const View own = kernels::contiguous(shape().data(), static_cast<int32_t>(shape().size()));
+  STRATA_RETURN_IF_ERROR(kernels::binary(kernels::Binary::add, storage_->data, elem_, own, pending_->storage->data,
+                                         pending_->elem, pending_->view, sum->data, elem_, storage_->stream));
+  storage_ = std::move(sum);
+  pending_.reset();
+  bf16_copy_.reset();
   return Status::ok();
 }
 
@@ -96,9 +113,13 @@ Expected<std::shared_ptr<CudaTensor>> make_tensor(const ir::Shape& shape, Elem e
   return t;
 }
 
-Expected<const CudaTensor*> as_cuda(const DeviceTensor& tensor, const std::string& field) {
+Expected<const CudaTensor*> as_cuda(const DeviceTensor& tensor, const std::string& field, bool keep_pending) {
   const auto* t = dynamic_cast<const CudaTensor*>(&tensor);
   if (t == nullptr) return make_error("", field, "tensor was not made by the cuda backend");
+  if (!keep_pending) {
+    Status resolved = t->resolve();
+    if (!resolved.is_ok()) return resolved.error().under(field);
+  }
   return t;
 }
 
@@ -228,7 +249,9 @@ class CudaBackend : public Backend {
     std::vector<const CudaTensor*> in;
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i] == nullptr) return make_error("", "ops." + op.name + ".inputs[" + std::to_string(i) + "]", "null tensor");
-      auto t = as_cuda(*inputs[i], "ops." + op.name + ".inputs[" + std::to_string(i) + "]");
+      // A Softmax reads a deferred mask Add as it is (kernels::softmax_bias).
+      auto t = as_cuda(*inputs[i], "ops." + op.name + ".inputs[" + std::to_string(i) + "]",
+                       op.kind == OpKind::Softmax && i == 0);
       if (!t.is_ok()) return t.error();
       in.push_back(*t);
     }
@@ -243,6 +266,18 @@ class CudaBackend : public Backend {
       if (*elem == in[0]->elem()) {
         return std::vector<TensorPtr>{std::make_shared<CudaTensor>(
             ir::TensorType{op.outputs[0].shape, dtype_of(*elem)}, *elem, in[0]->storage())};
+      }
+    }
+    if (op.kind == OpKind::Add && op.attrs.int_or(kSoftmaxBiasAttr, 0) == 1 && in.size() == 2 &&
+        in[0]->shape() == op.outputs[0].shape) {
+      // The mask Add that fuse_for_cuda marked for its Softmax: deferred, no pass over the sum.
+      auto elem = output_elem(op, 0, in);
+      if (!elem.is_ok()) return elem.error().under("ops." + op.name);
+      if (*elem == in[0]->elem()) {
+        auto sum = std::make_shared<CudaTensor>(ir::TensorType{op.outputs[0].shape, dtype_of(*elem)}, *elem,
+                                                in[0]->storage());
+        sum->defer_bias({in[1]->storage(), in[1]->elem(), broadcast_view(in[1]->shape(), op.outputs[0].shape)});
+        return std::vector<TensorPtr>{std::move(sum)};
       }
     }
     std::vector<std::shared_ptr<CudaTensor>> outs;
@@ -536,6 +571,17 @@ class CudaBackend : public Backend {
         for (int64_t d = 0; d < rank; ++d) {
           if (d < axis) outer *= shape[d];
           if (d > axis) inner *= shape[d];
+        }
+        if (op.kind == OpKind::Softmax && in[0]->pending_bias() != nullptr) {
+          const CudaTensor::PendingBias& bias = *in[0]->pending_bias();
+          if (inner == 1 && rank >= 1) {
+            View rows = bias.view;  // the bias's strides over the leading dims, then along a row
+            rows.rank = static_cast<int32_t>(rank - 1);
+            return kernels::softmax_bias(in[0]->data(), in[0]->elem(), bias.storage->data, bias.elem, rows,
+                                         bias.view.stride[rank - 1], outer, shape[axis], out[0]->data(),
+                                         out[0]->elem(), stream_);
+          }
+          STRATA_RETURN_IF_ERROR(in[0]->resolve());
         }
         if (op.kind == OpKind::Softmax) {
           return kernels::softmax(in[0]->data(), in[0]->elem(), outer, shape[axis], inner, out[0]->data(),

@@ -42,17 +42,34 @@ class CudaTensor : public DeviceTensor {
   // use on `stream` and kept until the tensor dies or is written in place.
   Expected<const void*> bf16_copy(cudaStream_t stream) const;
 
+  // A deferred Add (fuse_for_cuda marks the mask Add whose only user is a Softmax): the value is
+  // storage + bias, the bias read through `view` (its broadcast strides over this tensor's shape).
+  // The Softmax reads both (kernels::softmax_bias); every other reader goes through as_cuda, which
+  // computes the sum into storage of its own first (resolve).
+  struct PendingBias {
+    std::shared_ptr<Storage> storage;
+    Elem elem;
+    View view;
+  };
+  void defer_bias(PendingBias bias) { pending_ = std::make_shared<PendingBias>(std::move(bias)); }
+  const PendingBias* pending_bias() const { return pending_.get(); }
+  // Writes storage + bias into fresh storage and drops the bias (a no-op when nothing is pending).
+  // The value stays the same, so this is const.
+  Status resolve() const;
+
  private:
   Elem elem_;
-  std::shared_ptr<Storage> storage_;
+  mutable std::shared_ptr<Storage> storage_;
   mutable std::shared_ptr<Storage> bf16_copy_;
+  mutable std::shared_ptr<PendingBias> pending_;
 };
 
 // A zero-filled or uninitialised tensor of `shape` in `elem` (the IR dtype follows from elem).
 Expected<std::shared_ptr<CudaTensor>> make_tensor(const ir::Shape& shape, Elem elem, cudaStream_t stream,
                                                   bool zero = false);
-// The CudaTensor behind a DeviceTensor made by this backend; an Error for a foreign tensor.
-Expected<const CudaTensor*> as_cuda(const DeviceTensor& tensor, const std::string& field);
+// The CudaTensor behind a DeviceTensor made by this backend; an Error for a foreign tensor. A
+// deferred Add is resolved first unless `keep_pending` (the Softmax that reads it fused).
+Expected<const CudaTensor*> as_cuda(const DeviceTensor& tensor, const std::string& field, bool keep_pending = false);
 // The same for a tensor about to be written in place: its storage is made private first.
 Expected<CudaTensor*> as_cuda_for_write(DeviceTensor& tensor, const std::string& field);
 

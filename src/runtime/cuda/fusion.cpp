@@ -6,6 +6,9 @@
 //  - Dot(Scale(x), y) -> Scale(Dot(x, y)) when every user of the Scale is a Dot with a smaller
 //    output (the backward of that Scale, applied to dq and dk instead of the scores' gradient).
 //  - A tree of Adds over Pads that tile one axis (the gradient of q/k/v Slices) -> one Concat.
+//  - Add(x, mask) whose only user is a Softmax over the last axis, the mask broadcasting into x's
+//    shape: the Add gets kSoftmaxBiasAttr, so that the backend folds it into the Softmax (the
+//    attribute changes no value; the interpreter ignores it).
 #include <algorithm>
 #include <set>
 #include <string>
@@ -130,6 +133,23 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
     ++counts.pad_sums_to_concat;
   }
 
+  // Mask Adds read only by a last-axis Softmax.
+  std::vector<char> softmax_bias(static_cast<size_t>(n), 0);
+  for (OpId id : g.ops_of_kind(OpKind::Add)) {
+    const ir::Op& add = g.op(id);
+    if (skip[id] || !concat_of[id].empty() || !single_use(g, Value{id, 0})) continue;
+    const ir::Op& user = g.op(g.uses(Value{id, 0})[0].user);
+    const int64_t rank = static_cast<int64_t>(add.outputs[0].shape.size());
+    const int64_t axis = user.attrs.int_or("axis", -1);
+    if (user.kind != OpKind::Softmax || user.inputs[0] != Value{id, 0} || rank == 0 ||
+        (axis != -1 && axis != rank - 1)) {
+      continue;
+    }
+    if (g.type(add.inputs[0]) != add.outputs[0] || g.type(add.inputs[1]).numel() >= add.outputs[0].numel()) continue;
+    softmax_bias[id] = 1;
+    ++counts.bias_adds_into_softmax;
+  }
+
   ir::Graph out;
   std::vector<std::vector<Value>> value_map(static_cast<size_t>(n));
   std::vector<OpId> id_map(static_cast<size_t>(n), ir::kNoOp);
@@ -181,7 +201,9 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
       value_map[s] = {Value{dot, 0}};
       continue;
     }
-    STRATA_ASSIGN_OR_RETURN(OpId made, add(op.kind, inputs, op.attrs, op.name, op));
+    ir::Attrs attrs = op.attrs;
+    if (softmax_bias[id]) attrs.set(kSoftmaxBiasAttr, int64_t{1});
+    STRATA_ASSIGN_OR_RETURN(OpId made, add(op.kind, inputs, std::move(attrs), op.name, op));
     if (scale_after[id]) {
       const ir::Op& s = g.op(moved_from[id]);
       std::string name = op.name + ".scale";

@@ -53,6 +53,11 @@ Status gather_grad(const int32_t* ids, int64_t id_count, const void* dy, Elem dy
 // Over the middle dim of x seen as [outer, n, inner].
 Status softmax(const void* x, Elem x_elem, int64_t outer, int64_t n, int64_t inner, void* y, Elem y_elem,
                cudaStream_t stream);
+// y = softmax(x + bias) over the last dim of x[rows, n]: bias element j of row r at
+// offset_of(bias_rows, r) + j * bias_col (bias_rows: a view over x's leading dims, strides 0 where
+// the bias broadcasts). The causal mask folded into attention's softmax.
+Status softmax_bias(const void* x, Elem x_elem, const void* bias, Elem bias_elem, const View& bias_rows,
+                    int64_t bias_col, int64_t rows, int64_t n, void* y, Elem y_elem, cudaStream_t stream);
 Status softmax_grad(const void* y, Elem y_elem, const void* dy, Elem dy_elem, int64_t outer, int64_t n, int64_t inner,
                     void* dx, Elem dx_elem, cudaStream_t stream);
 Status layer_norm(const void* x, Elem x_elem, const void* gamma, Elem gamma_elem, const void* beta, Elem beta_elem,

@@ -176,17 +176,31 @@ __global__ void layer_norm_dparams_partial(const void* x, Elem xe, const void* d
   partial[(c * 2 + 1) * h + col] = sb;
 }
 
+// dgamma/dbeta = sums over chunks of partial[chunk][2][h]: 32 columns per block, each summed by 8
+// warps over every 8th chunk, then the 8 partial sums in a fixed order (deterministic).
 __global__ void layer_norm_dparams_final(const float* partial, int64_t chunks, int64_t h, void* dgamma, Elem dge,
                                          void* dbeta, Elem dbe) {
-  for (int64_t col = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; col < h; col += int64_t{gridDim.x} * blockDim.x) {
-    float sg = 0.0f, sb = 0.0f;
-    for (int64_t c = 0; c < chunks; ++c) {
+  __shared__ float sums[2][8][32];
+  const int lane = threadIdx.x % 32, slice = threadIdx.x / 32;
+  const int64_t col = blockIdx.x * int64_t{32} + lane;
+  float sg = 0.0f, sb = 0.0f;
+  if (col < h) {
+    for (int64_t c = slice; c < chunks; c += 8) {
       sg += partial[(c * 2) * h + col];
       sb += partial[(c * 2 + 1) * h + col];
     }
-    store(dgamma, dge, col, sg);
-    store(dbeta, dbe, col, sb);
   }
+  sums[0][slice][lane] = sg;
+  sums[1][slice][lane] = sb;
+  __syncthreads();
+  if (slice != 0 || col >= h) return;
+  float g = 0.0f, b = 0.0f;
+  for (int k = 0; k < 8; ++k) {
+    g += sums[0][k][lane];
+    b += sums[1][k][lane];
+  }
+  store(dgamma, dge, col, g);
+  store(dbeta, dbe, col, b);
 }
 
 __global__ void cross_entropy_rows_kernel(const void* logits, Elem le, const int32_t* labels, int64_t vocab,
@@ -389,6 +403,237 @@ __global__ void softmax_grad_warp_kernel(const uint4* y, const uint4* dy, uint4*
   }
 }
 
+// y = softmax(x + bias) over rows of x[rows, n], one block per row: the attention mask folded into
+// the softmax (no [B, N, S, S] sum written and read back). Bias element j of row r lives at
+// offset_of(bias_rows, r) + j * bias_col.
+__global__ void softmax_bias_kernel(const void* x, Elem xe, const void* bias, Elem be, View bias_rows, int64_t bias_col,
+                                    int64_t n, void* y, Elem ye) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const int64_t boff = device::offset_of(bias_rows, r);
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float v = load(x, xe, r * n + j) + load(bias, be, boff + j * bias_col);
+    if (v > m) {
+      s = s * __expf(m - v) + 1.0f;
+      m = v;
+    } else {
+      s += __expf(v - m);
+    }
+  }
+  const float top = block_reduce<true>(m, scratch);
+  const float inv = 1.0f / block_reduce<false>(m == -INFINITY ? 0.0f : s * __expf(m - top), scratch);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float v = load(x, xe, r * n + j) + load(bias, be, boff + j * bias_col);
+    store(y, ye, r * n + j, __expf(v - top) * inv);
+  }
+}
+
+// How softmax_bias_warp_kernel reads the bias: element by element through its view, or, for
+// contiguous bias rows at a multiple of 8 elements from a 16-byte aligned base, eight values per
+// step (one 16-byte bf16 word, two fp32 float4s).
+enum class BiasRead { scalar, bf16x8, f32x8 };
+
+// The same for bf16 rows of at most 1024 values, one warp per row (as softmax_warp_kernel).
+template <BiasRead kRead>
+__global__ void softmax_bias_warp_kernel(const uint4* x, const void* bias, Elem be, View bias_rows, int64_t bias_col,
+                                         uint4* y, int64_t rows, int64_t words) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const int64_t boff = device::offset_of(bias_rows, row);
+  float v[kWarpRowWords][8];
+  float top = -INFINITY;
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    device::Bf16x8 in, b;
+    in.word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
+    float add[8] = {};
+    if (w < words) {
+      if (kRead == BiasRead::bf16x8) {
+        b.word = static_cast<const uint4*>(bias)[boff / 8 + w];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) add[k] = __bfloat162float(b.h[k]);
+      } else if (kRead == BiasRead::f32x8) {
+        const float4 lo = static_cast<const float4*>(bias)[boff / 4 + 2 * w];
+        const float4 hi = static_cast<const float4*>(bias)[boff / 4 + 2 * w + 1];
+        add[0] = lo.x, add[1] = lo.y, add[2] = lo.z, add[3] = lo.w;
+        add[4] = hi.x, add[5] = hi.y, add[6] = hi.z, add[7] = hi.w;
+      } else {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) add[k] = load(bias, be, boff + (w * 8 + k) * bias_col);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      v[c][k] = w < words ? __bfloat162float(in.h[k]) + add[k] : -INFINITY;
+      top = fmaxf(top, v[c][k]);
+    }
+  }
+  top = warp_max(top);
+  float sum = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c)
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      v[c][k] = __expf(v[c][k] - top);
+      sum += v[c][k];
+    }
+  const float inv = 1.0f / warp_sum(sum);
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    if (w >= words) continue;
+    device::Bf16x8 out;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(v[c][k] * inv);
+    y[row * words + w] = out.word;
+  }
+}
+
+// Layer norm over bf16 rows of h = 8 * words values, one warp per row, the row in registers as
+// 16-byte words (kWords per lane, h <= 256 * kWords): one read of x (and dy), one write.
+template <int kWords>
+__device__ __forceinline__ void warp_row_moments(const device::Bf16x8 (&xs)[kWords], int lane, int64_t words,
+                                                 float eps, float& mean, float& rstd) {
+  const float h = static_cast<float>(words * 8);
+  float s = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kWords; ++c)
+#pragma unroll
+    for (int k = 0; k < 8; ++k) s += __bfloat162float(xs[c].h[k]);  // words past the row are zero
+  mean = warp_sum(s) / h;
+  float q = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kWords; ++c) {
+    if (lane + 32 * c >= words) continue;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float d = __bfloat162float(xs[c].h[k]) - mean;
+      q += d * d;
+    }
+  }
+  rstd = rsqrtf(warp_sum(q) / h + eps);
+}
+
+template <int kWords>
+__global__ void layer_norm_warp_kernel(const uint4* x, const void* gamma, Elem ge, const void* beta, Elem be,
+                                       int64_t rows, int64_t words, float eps, uint4* y) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  device::Bf16x8 xs[kWords];
+#pragma unroll
+  for (int c = 0; c < kWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    xs[c].word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
+  }
+  float mean, rstd;
+  warp_row_moments<kWords>(xs, lane, words, eps, mean, rstd);
+#pragma unroll
+  for (int c = 0; c < kWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    if (w >= words) continue;
+    device::Bf16x8 out;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int64_t j = w * 8 + k;
+      out.h[k] = __float2bfloat16_rn((__bfloat162float(xs[c].h[k]) - mean) * rstd * load(gamma, ge, j) +
+                                     load(beta, be, j));
+    }
+    y[row * words + w] = out.word;
+  }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; keeps mean/rstd per row.
+template <int kWords>
+__global__ void layer_norm_dx_warp_kernel(const uint4* x, const void* gamma, Elem ge, const uint4* dy, int64_t rows,
+                                          int64_t words, float eps, uint4* dx, float* means, float* rstds) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  device::Bf16x8 xs[kWords], ds[kWords];
+#pragma unroll
+  for (int c = 0; c < kWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    xs[c].word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
+    ds[c].word = w < words ? dy[row * words + w] : make_uint4(0, 0, 0, 0);
+  }
+  float mean, rstd;
+  warp_row_moments<kWords>(xs, lane, words, eps, mean, rstd);
+  float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    if (w >= words) continue;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float g = __bfloat162float(ds[c].h[k]) * load(gamma, ge, w * 8 + k);
+      sg += g;
+      sgx += g * (__bfloat162float(xs[c].h[k]) - mean) * rstd;
+    }
+  }
+  const float h = static_cast<float>(words * 8);
+  const float mean_g = warp_sum(sg) / h, mean_gx = warp_sum(sgx) / h;
+#pragma unroll
+  for (int c = 0; c < kWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    if (w >= words) continue;
+    device::Bf16x8 out;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float xhat = (__bfloat162float(xs[c].h[k]) - mean) * rstd;
+      const float g = __bfloat162float(ds[c].h[k]) * load(gamma, ge, w * 8 + k);
+      out.h[k] = __float2bfloat16_rn(rstd * (g - mean_g - xhat * mean_gx));
+    }
+    dx[row * words + w] = out.word;
+  }
+  if (lane == 0) {
+    means[row] = mean;
+    rstds[row] = rstd;
+  }
+}
+
+// Partial column sums of dy * xhat and dy over a chunk of bf16 rows, eight columns (one 16-byte
+// word of x and of dy) per thread: partial[chunk][2][h].
+__global__ void layer_norm_dparams_partial_x8(const uint4* x, const uint4* dy, const float* means, const float* rstds,
+                                              int64_t rows, int64_t words, int64_t chunk, float* partial) {
+  const int64_t w = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int64_t c = blockIdx.y;
+  if (w >= words) return;
+  float sg[8] = {}, sb[8] = {};
+  const int64_t end = min(rows, (c + 1) * chunk);
+#pragma unroll 4
+  for (int64_t r = c * chunk; r < end; ++r) {
+    device::Bf16x8 xv, dv;
+    xv.word = x[r * words + w];
+    dv.word = dy[r * words + w];
+    const float mean = means[r], rstd = rstds[r];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float d = __bfloat162float(dv.h[k]);
+      sg[k] += d * (__bfloat162float(xv.h[k]) - mean) * rstd;
+      sb[k] += d;
+    }
+  }
+  const int64_t h = words * 8;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    partial[(c * 2) * h + w * 8 + k] = sg[k];
+    partial[(c * 2 + 1) * h + w * 8 + k] = sb[k];
+  }
+}
+
+// Words per lane of a warp row for h bf16 values (0: no warp kernel).
+int layer_norm_warp_words(int64_t h) {
+  if (h % 8 != 0) return 0;
+  const int64_t words = h / 8;
+  return words <= 128 ? 4 : words <= 256 ? 8 : words <= 512 ? 16 : 0;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 bool warp_rows_fit(int64_t n, int64_t inner, std::initializer_list<std::pair<const void*, Elem>> tensors) {
   if (inner != 1 || n % 8 != 0 || n > 32 * kWarpRowWords * 8) return false;
   for (const auto& [p, e] : tensors) {
@@ -455,6 +700,35 @@ Status softmax(const void* x, Elem xe, int64_t outer, int64_t n, int64_t inner, 
   return Status::ok();
 }
 
+Status softmax_bias(const void* x, Elem xe, const void* bias, Elem be, const View& bias_rows, int64_t bias_col,
+                    int64_t rows, int64_t n, void* y, Elem ye, cudaStream_t stream) {
+  if (rows == 0 || n == 0) return Status::ok();
+  if (warp_rows_fit(n, 1, {{x, xe}, {y, ye}})) {
+    bool vec = be != Elem::i32 && bias_col == 1 && reinterpret_cast<uintptr_t>(bias) % 16 == 0 &&
+               bias_rows.offset % 8 == 0;
+    for (int32_t d = 0; d < bias_rows.rank; ++d) vec = vec && bias_rows.stride[d] % 8 == 0;
+    const unsigned blocks = warp_row_blocks(rows);
+    const auto* xw = static_cast<const uint4*>(x);
+    auto* yw = static_cast<uint4*>(y);
+    if (vec && be == Elem::bf16) {
+      softmax_bias_warp_kernel<BiasRead::bf16x8><<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
+          xw, bias, be, bias_rows, bias_col, yw, rows, n / 8);
+    } else if (vec) {
+      softmax_bias_warp_kernel<BiasRead::f32x8><<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
+          xw, bias, be, bias_rows, bias_col, yw, rows, n / 8);
+    } else {
+      softmax_bias_warp_kernel<BiasRead::scalar><<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
+          xw, bias, be, bias_rows, bias_col, yw, rows, n / 8);
+    }
+    STRATA_CUDA_LAUNCHED("softmax_bias_warp");
+    return Status::ok();
+  }
+  softmax_bias_kernel<<<static_cast<unsigned>(rows), row_threads(n), 0, stream>>>(x, xe, bias, be, bias_rows, bias_col,
+                                                                                   n, y, ye);
+  STRATA_CUDA_LAUNCHED("softmax_bias");
+  return Status::ok();
+}
+
 Status softmax_grad(const void* y, Elem ye, const void* dy, Elem dye, int64_t outer, int64_t n, int64_t inner, void* dx,
                     Elem dxe, cudaStream_t stream) {
   if (outer * inner == 0 || n == 0) return Status::ok();
@@ -473,6 +747,23 @@ Status softmax_grad(const void* y, Elem ye, const void* dy, Elem dye, int64_t ou
 Status layer_norm(const void* x, Elem xe, const void* gamma, Elem ge, const void* beta, Elem be, int64_t rows,
                   int64_t h, float eps, void* y, Elem ye, cudaStream_t stream) {
   if (rows == 0 || h == 0) return Status::ok();
+  const int kw = layer_norm_warp_words(h);
+  if (kw > 0 && xe == Elem::bf16 && ye == Elem::bf16 && aligned16(x) && aligned16(y)) {
+    const auto* xw = static_cast<const uint4*>(x);
+    auto* yw = static_cast<uint4*>(y);
+    const unsigned blocks = warp_row_blocks(rows);
+    const unsigned threads = 32 * kRowsPerBlock;
+    const int64_t words = h / 8;
+    if (kw == 4) {
+      layer_norm_warp_kernel<4><<<blocks, threads, 0, stream>>>(xw, gamma, ge, beta, be, rows, words, eps, yw);
+    } else if (kw == 8) {
+      layer_norm_warp_kernel<8><<<blocks, threads, 0, stream>>>(xw, gamma, ge, beta, be, rows, words, eps, yw);
+    } else {
+      layer_norm_warp_kernel<16><<<blocks, threads, 0, stream>>>(xw, gamma, ge, beta, be, rows, words, eps, yw);
+    }
+    STRATA_CUDA_LAUNCHED("layer_norm_warp");
+    return Status::ok();
+  }
   layer_norm_kernel<<<static_cast<unsigned>(rows), row_threads(h), 0, stream>>>(x, xe, gamma, ge, beta, be, h, eps, y,
                                                                                  ye);
   STRATA_CUDA_LAUNCHED("layer_norm");
@@ -493,6 +784,46 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
   chunks = std::min<int64_t>(chunks, 65535);
   const int64_t chunk = (rows + chunks - 1) / chunks;
   chunks = (rows + chunk - 1) / chunk;
+  const int kw = layer_norm_warp_words(h);
+  if (kw > 0 && xe == Elem::bf16 && dye == Elem::bf16 && dxe == Elem::bf16 && aligned16(x) && aligned16(dy) &&
+      aligned16(dx)) {
+    // Warp rows for dx; eight columns per thread for the parameter sums, about 2^16 threads.
+    const int64_t words = h / 8;
+    int64_t wchunks = std::max<int64_t>(1, std::min<int64_t>(rows / 16, (int64_t{1} << 16) / words));
+    wchunks = std::min<int64_t>(wchunks, 65535);
+    const int64_t wchunk = (rows + wchunks - 1) / wchunks;
+    wchunks = (rows + wchunk - 1) / wchunk;
+    float* buf = nullptr;  // means[rows], rstds[rows], partial[chunks][2][h]
+    STRATA_CUDA_CALL(
+        cudaMallocAsync(reinterpret_cast<void**>(&buf), sizeof(float) * (2 * rows + 2 * wchunks * h), stream));
+    const auto* xw = static_cast<const uint4*>(x);
+    const auto* dyw = static_cast<const uint4*>(dy);
+    auto* dxw = static_cast<uint4*>(dx);
+    const unsigned blocks = warp_row_blocks(rows);
+    const unsigned threads = 32 * kRowsPerBlock;
+    if (kw == 4) {
+      layer_norm_dx_warp_kernel<4><<<blocks, threads, 0, stream>>>(xw, gamma, ge, dyw, rows, words, eps, dxw, buf,
+                                                                   buf + rows);
+    }
+    if (kw == 8) {
+      layer_norm_dx_warp_kernel<8><<<blocks, threads, 0, stream>>>(xw, gamma, ge, dyw, rows, words, eps, dxw, buf,
+                                                                   buf + rows);
+    }
+    if (kw == 16) {
+      layer_norm_dx_warp_kernel<16><<<blocks, threads, 0, stream>>>(xw, gamma, ge, dyw, rows, words, eps, dxw, buf,
+                                                                    buf + rows);
+    }
+    STRATA_CUDA_LAUNCHED("layer_norm_dx_warp");
+    const dim3 grid(static_cast<unsigned>((words + 127) / 128), static_cast<unsigned>(wchunks));
+    layer_norm_dparams_partial_x8<<<grid, 128, 0, stream>>>(xw, dyw, buf, buf + rows, rows, words, wchunk,
+                                                            buf + 2 * rows);
+    STRATA_CUDA_LAUNCHED("layer_norm_dparams_partial_x8");
+    layer_norm_dparams_final<<<static_cast<unsigned>((h + 31) / 32), 256, 0, stream>>>(buf + 2 * rows, wchunks, h,
+                                                                                        dgamma, dge, dbeta, dbe);
+    STRATA_CUDA_LAUNCHED("layer_norm_dparams_final");
+    STRATA_CUDA_CALL(cudaFreeAsync(buf, stream));
+    return Status::ok();
+  }
   float* scratch = nullptr;  // means[rows], rstds[rows], partial[chunks][2][h]
   STRATA_CUDA_CALL(
       cudaMallocAsync(reinterpret_cast<void**>(&scratch), sizeof(float) * (2 * rows + 2 * chunks * h), stream));
@@ -505,7 +836,8 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
   const dim3 grid(static_cast<unsigned>((h + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));
   layer_norm_dparams_partial<<<grid, kThreads, 0, stream>>>(x, xe, dy, dye, means, rstds, rows, h, chunk, partial);
   STRATA_CUDA_LAUNCHED("layer_norm_dparams_partial");
-  layer_norm_dparams_final<<<grid_for(h), kThreads, 0, stream>>>(partial, chunks, h, dgamma, dge, dbeta, dbe);
+  layer_norm_dparams_final<<<static_cast<unsigned>((h + 31) / 32), 256, 0, stream>>>(partial, chunks, h, dgamma, dge,
+                                                                                      dbeta, dbe);
   STRATA_CUDA_LAUNCHED("layer_norm_dparams_final");
   STRATA_CUDA_CALL(cudaFreeAsync(scratch, stream));
   return Status::ok();
