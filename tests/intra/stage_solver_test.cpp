@@ -378,6 +378,28 @@ TEST(StageSolver, ChunkCacheReusesIdenticalBlocks) {
   EXPECT_EQ(again->ilps_solved, 0);
   EXPECT_EQ(again->chunk_cache_hits, 8);
   EXPECT_EQ(again->objective_seconds, cached->objective_seconds);
+
+  // Under a memory budget that binds (a quarter of the weights short of the fastest sharding), the
+  // cached solve (whose chunk budgets are what the other chunks leave, so they differ by position)
+  // gives the uncached answer, and the budget holds.
+  const int64_t used = again->weights_bytes + again->optimizer_state_bytes + again->activation_bytes;
+  problem.memory_budget_bytes = used - again->weights_bytes / 4;
+  problem.chunk_cache = nullptr;
+  auto budget_uncached = solve_stage(problem, setup.solver);
+  ChunkCache budget_cache;
+  problem.chunk_cache = &budget_cache;
+  auto budget_cached = solve_stage(problem, setup.solver);
+  ASSERT_TRUE(budget_uncached.is_ok() && budget_cached.is_ok());
+  ASSERT_TRUE(budget_uncached->feasible && budget_cached->feasible) << budget_cached->reason;
+  const int64_t budget_used =
+      budget_cached->weights_bytes + budget_cached->optimizer_state_bytes + budget_cached->activation_bytes;
+  EXPECT_LE(budget_used, problem.memory_budget_bytes);
+  EXPECT_LT(budget_cached->weights_bytes, again->weights_bytes);
+  std::printf("4 blocks under a budget: %d chunk ILPs solved, %d from the cache\n", budget_cached->ilps_solved,
+              budget_cached->chunk_cache_hits);
+  EXPECT_EQ(budget_cached->ilps_solved + budget_cached->chunk_cache_hits, 8);
+  EXPECT_NEAR(budget_cached->objective_seconds, budget_uncached->objective_seconds,
+              1e-12 * budget_uncached->objective_seconds);
 }
 
 }  // namespace
