@@ -396,9 +396,10 @@ TEST(CudaFusion, LeavesOtherPatternsAlone) {
 }
 
 // The mask Add marked kSoftmaxBiasAttr comes back deferred; the Softmax that reads it computes
-// softmax(x + mask) in one kernel (warp rows with a bf16 or fp32 mask, a broadcast row or column,
-// block rows of odd length), and every other reader (download, Exp, a Softmax over another axis)
-// sees the sum. All against the fp64 interpreter on the unmarked graph.
+// softmax(x + mask) in one kernel (warp rows reusing a mask row broadcast over the outer dims, bf16
+// or fp32; warp rows through the mask's view: per-head mask, a broadcast column; block rows of odd
+// or long length), and every other reader (download, Exp, a Softmax over another axis) sees the
+// sum. All against the fp64 interpreter.
 struct MaskCase {
   std::string name;
   ir::Shape x, mask;
@@ -467,6 +468,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(MaskCase{"CausalWarpRows", {2, 3, 64, 64}, {64, 64}, -1, true, false},
                                          MaskCase{"CausalWarpRowsFp32Mask", {2, 3, 40, 40}, {40, 40}, -1, true, true},
                                          MaskCase{"RowMask", {2, 3, 5, 1000}, {1000}, -1, false, false},
+                                         MaskCase{"PerHeadMask", {2, 3, 5, 64}, {3, 1, 64}, -1, false, false},
+                                         MaskCase{"PerHeadMaskFp32", {2, 3, 5, 64}, {3, 1, 64}, -1, false, true},
                                          MaskCase{"ColumnMask", {2, 3, 5, 1000}, {5, 1}, -1, false, false},
                                          MaskCase{"OddRows", {2, 3, 9, 33}, {9, 33}, -1, false, false},
                                          MaskCase{"LongRows", {2, 3, 1100}, {3, 1100}, 2, false, false},

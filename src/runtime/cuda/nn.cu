@@ -492,6 +492,95 @@ __global__ void softmax_bias_warp_kernel(const uint4* x, const void* bias, Elem 
   }
 }
 
+// softmax(x + bias) where row p * q_rows + q of x adds bias row q (bias element j of row q at
+// q * bias_stride + j): the [S, S] mask broadcast over [B, N]. A warp loads one bias row once and
+// runs the rows of kRowsPerWarp values of p with it, so the mask is read from L2 once per
+// kRowsPerWarp rows instead of once per row, and no row needs an index division.
+constexpr int kRowsPerWarp = 8;
+
+template <BiasRead kRead>
+__global__ void softmax_bias_rows_kernel(const uint4* x, const void* bias, int64_t bias_stride, int64_t p_rows,
+                                         int64_t q_rows, uint4* y, int64_t words) {
+  const int64_t warp = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int64_t q = warp % q_rows, p0 = (warp / q_rows) * kRowsPerWarp;
+  if (p0 >= p_rows) return;
+  float add[kWarpRowWords][8];
+#pragma unroll
+  for (int c = 0; c < kWarpRowWords; ++c) {
+    const int64_t w = lane + 32 * c;
+    const int64_t at = q * bias_stride + w * 8;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) add[c][k] = 0.0f;
+    if (w >= words) continue;
+    if (kRead == BiasRead::bf16x8) {
+      device::Bf16x8 b;
+      b.word = static_cast<const uint4*>(bias)[at / 8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) add[c][k] = __bfloat162float(b.h[k]);
+    } else {
+      const float4 lo = static_cast<const float4*>(bias)[at / 4];
+      const float4 hi = static_cast<const float4*>(bias)[at / 4 + 1];
+      add[c][0] = lo.x, add[c][1] = lo.y, add[c][2] = lo.z, add[c][3] = lo.w;
+      add[c][4] = hi.x, add[c][5] = hi.y, add[c][6] = hi.z, add[c][7] = hi.w;
+    }
+  }
+  const int64_t p_end = min(p_rows, p0 + kRowsPerWarp);
+  for (int64_t p = p0; p < p_end; ++p) {
+    const int64_t row = p * q_rows + q;
+    float v[kWarpRowWords][8];
+    float top = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < kWarpRowWords; ++c) {
+      const int64_t w = lane + 32 * c;
+      device::Bf16x8 in;
+      in.word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        v[c][k] = w < words ? __bfloat162float(in.h[k]) + add[c][k] : -INFINITY;
+        top = fmaxf(top, v[c][k]);
+      }
+    }
+    top = warp_max(top);
+    float sum = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kWarpRowWords; ++c)
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        v[c][k] = __expf(v[c][k] - top);
+        sum += v[c][k];
+      }
+    const float inv = 1.0f / warp_sum(sum);
+#pragma unroll
+    for (int c = 0; c < kWarpRowWords; ++c) {
+      const int64_t w = lane + 32 * c;
+      if (w >= words) continue;
+      device::Bf16x8 out;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(v[c][k] * inv);
+      y[row * words + w] = out.word;
+    }
+  }
+}
+
+// The leading-dims view of a bias as (p_rows, q_rows, q stride) when row r reads bias row
+// r % q_rows (outer dims broadcast, inner dims one strided run); false otherwise.
+bool bias_row_period(const View& rows, int64_t& p_rows, int64_t& q_rows, int64_t& q_stride) {
+  p_rows = 1, q_rows = 1, q_stride = 0;
+  int32_t d = rows.rank - 1;
+  for (; d >= 0 && (rows.shape[d] == 1 || rows.stride[d] != 0); --d) {
+    if (rows.shape[d] == 1) continue;
+    if (q_rows > 1 && rows.stride[d] != q_stride * q_rows) return false;
+    if (q_rows == 1) q_stride = rows.stride[d];
+    q_rows *= rows.shape[d];
+  }
+  for (; d >= 0; --d) {
+    if (rows.shape[d] != 1 && rows.stride[d] != 0) return false;
+    p_rows *= rows.shape[d];
+  }
+  return true;
+}
+
 // Layer norm over bf16 rows of h = 8 * words values, one warp per row, the row in registers as
 // 16-byte words (kWords per lane, h <= 256 * kWords): one read of x (and dy), one write.
 template <int kWords>
@@ -710,6 +799,20 @@ Status softmax_bias(const void* x, Elem xe, const void* bias, Elem be, const Vie
     const unsigned blocks = warp_row_blocks(rows);
     const auto* xw = static_cast<const uint4*>(x);
     auto* yw = static_cast<uint4*>(y);
+    int64_t p_rows = 1, q_rows = 1, q_stride = 0;
+    if (vec && bias_row_period(bias_rows, p_rows, q_rows, q_stride)) {
+      const int64_t warps = q_rows * ((p_rows + kRowsPerWarp - 1) / kRowsPerWarp);
+      const unsigned row_blocks = warp_row_blocks(warps);
+      if (be == Elem::bf16) {
+        softmax_bias_rows_kernel<BiasRead::bf16x8><<<row_blocks, 32 * kRowsPerBlock, 0, stream>>>(
+            xw, static_cast<const char*>(bias) + bias_rows.offset * 2, q_stride, p_rows, q_rows, yw, n / 8);
+      } else {
+        softmax_bias_rows_kernel<BiasRead::f32x8><<<row_blocks, 32 * kRowsPerBlock, 0, stream>>>(
+            xw, static_cast<const char*>(bias) + bias_rows.offset * 4, q_stride, p_rows, q_rows, yw, n / 8);
+      }
+      STRATA_CUDA_LAUNCHED("softmax_bias_rows");
+      return Status::ok();
+    }
     if (vec && be == Elem::bf16) {
       softmax_bias_warp_kernel<BiasRead::bf16x8><<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
           xw, bias, be, bias_rows, bias_col, yw, rows, n / 8);
