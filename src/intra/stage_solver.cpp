@@ -469,8 +469,45 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
   total.choice.assign(n, -1);
   total.status = SolverStatus::optimal;
   std::vector<bool> solved(num_chunks, false);
+  // First-pass budgets: each chunk gets its least memory plus a share of the slack (budget minus
+  // every chunk's least) proportional to its span (most minus least memory over its strategies).
+  // Identical blocks get identical budgets, so once their fixed neighbours repeat their chunk ILPs
+  // hit the chunk cache; the shares add up to at most the budget. The sweep then lets each chunk
+  // use whatever the others leave.
+  std::vector<int64_t> share(num_chunks, 0);
+  if (request.memory_budget_bytes > 0) {
+    std::vector<int64_t> least(num_chunks, 0), span(num_chunks, 0);
+    for (int i = 0; i < n; ++i) {
+      const SolverNode& node = request.nodes[i];
+      const int64_t low = least_memory(node);
+      int64_t high = low;
+      for (size_t s = 0; s < node.strategy_cost.size(); ++s) {
+        if (std::isfinite(node.strategy_cost[s])) high = std::max(high, node.strategy_memory_bytes[s]);
+      }
+      least[chunk[i]] += low;
+      span[chunk[i]] += high - low;
+    }
+    int64_t least_total = 0, span_total = 0;
+    for (int k = 0; k < num_chunks; ++k) {
+      least_total += least[k];
+      span_total += span[k];
+    }
+    if (least_total > request.memory_budget_bytes) {  // no assignment fits, whatever the chunks do
+      total.status = SolverStatus::infeasible;
+      total.choice.clear();
+      total.message = detail::memory_infeasible_message(request.memory_budget_bytes, least_total);
+      return total;
+    }
+    const double slack = static_cast<double>(request.memory_budget_bytes - least_total);
+    for (int k = 0; k < num_chunks; ++k) {
+      const double part = span_total > 0 ? static_cast<double>(span[k]) / static_cast<double>(span_total)
+                                         : 1.0 / num_chunks;
+      share[k] = std::max<int64_t>(1, least[k] + static_cast<int64_t>(std::floor(slack * part)));
+    }
+  }
+  bool first_pass = true;
   // Chunk k's ILP: edges to solved chunks become strategy costs (their choice is fixed), edges to
-  // unsolved ones wait. Budget: what the other chunks leave (their choice, or their least).
+  // unsolved ones wait. Budget: its share in the first pass, then what the other chunks leave.
   auto solve_chunk = [&](int k) -> Expected<SolverResponse> {
     SolverRequest sub;
     std::vector<int> local(n, -1), members;
@@ -496,7 +533,9 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
         for (size_t r = 0; r < cost.size(); ++r) cost[r] += edge.cost[r * cols + total.choice[edge.dst]];
       }
     }
-    if (request.memory_budget_bytes > 0) {
+    if (request.memory_budget_bytes > 0 && first_pass) {
+      sub.memory_budget_bytes = share[k];
+    } else if (request.memory_budget_bytes > 0) {
       int64_t others = 0;
       for (int i = 0; i < n; ++i) {
         if (chunk[i] == k) continue;
@@ -549,6 +588,7 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
   }
   // Then one sweep that re-solves each chunk with all the others fixed (it now sees the gradients
   // that come back from later layers); a chunk's new choice is kept only when it lowers the cost.
+  first_pass = false;
   double cost = evaluate_cost(request, total.choice);
   if (num_chunks > 1) {
     for (int k = 0; k < num_chunks; ++k) {
