@@ -20,9 +20,7 @@ std::vector<cluster::LogicalMesh> stage_logical_meshes(const cluster::Submesh& s
   std::vector<cluster::LogicalMesh> meshes;
   const int devices = submesh.num_devices();
   for (int n0 = 1; n0 <= devices; ++n0) {
-    // Axis 1 (the tensor-parallel axis) stays inside a node, as Alpa's default
-    // "single_node_model_parallel" space: n1 divides the submesh's GPUs per node.
-    if (devices % n0 == 0 && submesh.cols % (devices / n0) == 0) meshes.push_back({n0, devices / n0});
+    if (devices % n0 == 0) meshes.push_back({n0, devices / n0});
   }
   return meshes;
 }

@@ -13,10 +13,7 @@ namespace strata::inter {
 // device count, no duplicates.
 std::vector<cluster::Submesh> stage_submesh_shapes(int num_nodes, int gpus_per_node);
 
-// Every n0 × n1 = devices whose axis 1 stays inside a node (n1 divides submesh.cols), ascending n0:
-// Alpa's default logical-mesh space. A mesh whose axis 1 spans nodes is left out: on the same
-// devices, the n0 × cols view shards as finely (S01) with axis 1 on the fast in-node links.
-// Every Megatron grid point (dp × tp, tp ≤ GPUs per node) is among them.
+// Every n0 × n1 = devices, ascending n0.
 std::vector<cluster::LogicalMesh> stage_logical_meshes(const cluster::Submesh& submesh);
 
 struct SubmeshPlacement {
