@@ -60,6 +60,9 @@ Json result_json(const PlanResult& r) {
   search.set("pruned_memory", st.pruned_memory);
   search.set("pruned_time", st.pruned_time);
   search.set("upper_bound_seconds", st.upper_bound_seconds);
+  search.set("dp_optimum_seconds", st.dp_optimum_seconds);
+  search.set("simulated_plans", st.simulated_plans);
+  search.set("chose_uniform", st.chose_uniform);
   search.set("graph_seconds", st.graph_seconds);
   search.set("solve_seconds", st.solve_seconds);
   search.set("search_seconds", st.search_seconds);
@@ -94,6 +97,10 @@ std::string result_report(const PlanResult& r) {
       << st.chunk_ilps << " chunk ILPs run, " << st.chunk_hits << " reused), " << st.memory_hits
       << " identical, " << st.disk_hits << " from the cache, " << st.pruned_memory + st.pruned_time << " pruned; "
       << format_seconds(st.search_seconds) << "\n";
+  if (st.simulated_plans > 1) {
+    out << "  final choice: " << (st.chose_uniform ? "a uniform pipeline" : "the stage DP's plan")
+        << ", the fastest simulated step of " << st.simulated_plans << " plans\n";
+  }
   return out.str();
 }
 

@@ -131,10 +131,36 @@ TEST(Planner, PruningKeepsTheOptimum) {
   auto full = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
   ASSERT_TRUE(pruned.is_ok()) << pruned.error().message();
   ASSERT_TRUE(full.is_ok()) << full.error().message();
-  EXPECT_DOUBLE_EQ(pruned->dp_objective_seconds, full->dp_objective_seconds);
+  EXPECT_DOUBLE_EQ(pruned->stats.dp_optimum_seconds, full->stats.dp_optimum_seconds);
   EXPECT_GT(pruned->stats.pruned_memory + pruned->stats.pruned_time, 0);
   EXPECT_LT(pruned->stats.ilp_solves, full->stats.ilp_solves);
   EXPECT_EQ(full->stats.pruned_memory + full->stats.pruned_time, 0);
+}
+
+// Without pruning the planner returns the DP's plan as is; with it, the uniform pipelines solved for
+// the bound are simulated too and the fastest simulated step wins, so it is never slower.
+TEST(Planner, FinalChoiceIsTheFastestSimulatedPlan) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 4;
+  auto chosen = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  o.prune = false;
+  auto dp_only = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(chosen.is_ok()) << chosen.error().message();
+  ASSERT_TRUE(dp_only.is_ok()) << dp_only.error().message();
+  EXPECT_EQ(dp_only->stats.simulated_plans, 1);
+  EXPECT_FALSE(dp_only->stats.chose_uniform);
+  EXPECT_DOUBLE_EQ(dp_only->dp_objective_seconds, dp_only->stats.dp_optimum_seconds);
+  EXPECT_GT(chosen->stats.simulated_plans, 1);
+  EXPECT_DOUBLE_EQ(chosen->stats.dp_optimum_seconds, dp_only->stats.dp_optimum_seconds);
+  EXPECT_LE(chosen->step_seconds, dp_only->step_seconds * (1 + 1e-12));
+  if (chosen->stats.chose_uniform) {
+    EXPECT_LT(chosen->step_seconds, dp_only->step_seconds);
+    EXPECT_GE(chosen->dp_objective_seconds, chosen->stats.dp_optimum_seconds * (1 - 1e-12));
+  } else {
+    EXPECT_DOUBLE_EQ(chosen->step_seconds, dp_only->step_seconds);
+  }
+  expect_sound(*chosen, f.cluster, f.cluster.gpu_memory_bytes);
 }
 
 TEST(Planner, ForcedStagesMicroBatchesAndLayers) {
@@ -217,7 +243,7 @@ TEST(Planner, GridPlansAreNoBetterThanTheSearch) {
   // The synthetic solver ignores the filter, so every grid plan is a candidate of the DP.
   for (const GridResult& g : grid->points) {
     if (!g.feasible) continue;
-    EXPECT_LE(search->dp_objective_seconds, g.result.dp_objective_seconds * (1 + 1e-12));
+    EXPECT_LE(search->stats.dp_optimum_seconds, g.result.dp_objective_seconds * (1 + 1e-12));
     expect_sound(g.result, f.cluster, f.cluster.gpu_memory_bytes);
     const plan::Plan& p = g.result.plan;
     EXPECT_EQ(p.num_stages(), g.point.pp);
@@ -346,7 +372,8 @@ TEST(PlannerRealSolver, TinyGptGetsASoundPlanAndPruningKeepsTheOptimum) {
     o.prune = false;
     auto full = plan_model(testing_util::load_model(model), f.cluster, f.comm, o);
     ASSERT_TRUE(full.is_ok()) << full.error().message();
-    EXPECT_DOUBLE_EQ(pruned->dp_objective_seconds, full->dp_objective_seconds) << model;
+    EXPECT_DOUBLE_EQ(pruned->stats.dp_optimum_seconds, full->stats.dp_optimum_seconds) << model;
+    EXPECT_LE(pruned->step_seconds, full->step_seconds * (1 + 1e-12)) << model;
   }
 }
 

@@ -73,6 +73,9 @@ struct PlanStats {
   int64_t pruned_memory = 0;    // parameters alone exceed the budget
   int64_t pruned_time = 0;      // B × a lower bound on its time exceeds a known plan's step
   double upper_bound_seconds = 0;  // the known plan's DP objective used for pruning (0: none)
+  double dp_optimum_seconds = 0;  // the stage DP's optimum (its plan's dp_objective_seconds)
+  int simulated_plans = 0;      // plans the simulator ranked for the final choice (the DP's + uniform ones)
+  bool chose_uniform = false;   // a uniform pipeline simulated faster than the DP's plan and was chosen
   double graph_seconds = 0;     // building training graphs and layers
   double solve_seconds = 0;     // wall time of candidate evaluation
   double search_seconds = 0;    // total wall time of plan_model
