@@ -337,20 +337,20 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-__global__ void softmax_warp_kernel(const uint4* x, uint4* y, int64_t rows, int64_t words) {
-  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
+// Softmax of one row of `words` 16-byte words of bf16 (x to y) by one warp, adding add[c][k] to
+// each value first when `add` is given (lane's word c, element k).
+__device__ __forceinline__ void softmax_warp_row(const uint4* x, uint4* y, int64_t words, int lane,
+                                                 const float (*add)[8]) {
   float v[kWarpRowWords][8];
   float top = -INFINITY;
 #pragma unroll
   for (int c = 0; c < kWarpRowWords; ++c) {
     const int64_t w = lane + 32 * c;
     device::Bf16x8 in;
-    in.word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
+    in.word = w < words ? x[w] : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      v[c][k] = w < words ? __bfloat162float(in.h[k]) : -INFINITY;
+      v[c][k] = w < words ? __bfloat162float(in.h[k]) + (add ? add[c][k] : 0.0f) : -INFINITY;
       top = fmaxf(top, v[c][k]);
     }
   }
@@ -371,8 +371,14 @@ __global__ void softmax_warp_kernel(const uint4* x, uint4* y, int64_t rows, int6
     device::Bf16x8 out;
 #pragma unroll
     for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(v[c][k] * inv);
-    y[row * words + w] = out.word;
+    y[w] = out.word;
   }
+}
+
+__global__ void softmax_warp_kernel(const uint4* x, uint4* y, int64_t rows, int64_t words) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  if (row >= rows) return;
+  softmax_warp_row(x + row * words, y + row * words, words, threadIdx.x % 32, nullptr);
 }
 
 __global__ void softmax_grad_warp_kernel(const uint4* y, const uint4* dy, uint4* dx, int64_t rows, int64_t words) {
@@ -528,38 +534,7 @@ __global__ void softmax_bias_rows_kernel(const uint4* x, const void* bias, int64
   const int64_t p_end = min(p_rows, p0 + kRowsPerWarp);
   for (int64_t p = p0; p < p_end; ++p) {
     const int64_t row = p * q_rows + q;
-    float v[kWarpRowWords][8];
-    float top = -INFINITY;
-#pragma unroll
-    for (int c = 0; c < kWarpRowWords; ++c) {
-      const int64_t w = lane + 32 * c;
-      device::Bf16x8 in;
-      in.word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        v[c][k] = w < words ? __bfloat162float(in.h[k]) + add[c][k] : -INFINITY;
-        top = fmaxf(top, v[c][k]);
-      }
-    }
-    top = warp_max(top);
-    float sum = 0.0f;
-#pragma unroll
-    for (int c = 0; c < kWarpRowWords; ++c)
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        v[c][k] = __expf(v[c][k] - top);
-        sum += v[c][k];
-      }
-    const float inv = 1.0f / warp_sum(sum);
-#pragma unroll
-    for (int c = 0; c < kWarpRowWords; ++c) {
-      const int64_t w = lane + 32 * c;
-      if (w >= words) continue;
-      device::Bf16x8 out;
-#pragma unroll
-      for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(v[c][k] * inv);
-      y[row * words + w] = out.word;
-    }
+    softmax_warp_row(x + row * words, y + row * words, words, lane, add);
   }
 }
 
