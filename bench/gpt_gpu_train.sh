@@ -10,11 +10,7 @@ plan=${2:?plan.yaml}
 steps=${3:-60}
 out=${OUT:-$PWD/out}
 mkdir -p "$out"
-export NCCL_NVLS_ENABLE=0
-TARGETS=strata bash "$src/bench/gpt_gpu_run.sh" "$src" configs/models/gpt-tiny.yaml 8 build || exit 1
-strata=/tmp/strata-build/strata
-export LD_LIBRARY_PATH=/tmp/lp/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-mpi="mpirun --allow-run-as-root -np 1 -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH"
+source "$src/bench/gpu_strata_env.sh"
 ckpt=/tmp/strata-ckpt
 rm -rf $ckpt
 $mpi $strata train --plan "$plan" --backend cuda --steps "$steps" --data "$src/data/tiny_corpus.txt" \

@@ -12,11 +12,7 @@ plans=("$@")
 [ ${#plans[@]} -gt 0 ] || plans=("$src"/bench/gpu_fidelity/plan-*.yaml)
 out=${OUT:-$PWD/out}
 mkdir -p "$out"
-export NCCL_NVLS_ENABLE=0
-TARGETS=strata bash "$src/bench/gpt_gpu_run.sh" "$src" configs/models/gpt-tiny.yaml 8 build || exit 1
-strata=/tmp/strata-build/strata
-export LD_LIBRARY_PATH=/tmp/lp/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-mpi="mpirun --allow-run-as-root -np 1 -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH"
+source "$src/bench/gpu_strata_env.sh"
 printf "%-28s %14s %14s %9s\n" plan predicted_ms measured_ms error
 for plan in "${plans[@]}"; do
   name=$(basename "$plan" .yaml)
