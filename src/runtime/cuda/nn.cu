@@ -448,54 +448,29 @@ __global__ void softmax_bias_warp_kernel(const uint4* x, const void* bias, Elem 
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const int64_t boff = device::offset_of(bias_rows, row);
-  float v[kWarpRowWords][8];
-  float top = -INFINITY;
+  float add[kWarpRowWords][8];
 #pragma unroll
   for (int c = 0; c < kWarpRowWords; ++c) {
     const int64_t w = lane + 32 * c;
-    device::Bf16x8 in, b;
-    in.word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
-    float add[8] = {};
-    if (w < words) {
-      if (kRead == BiasRead::bf16x8) {
-        b.word = static_cast<const uint4*>(bias)[boff / 8 + w];
 #pragma unroll
-        for (int k = 0; k < 8; ++k) add[k] = __bfloat162float(b.h[k]);
-      } else if (kRead == BiasRead::f32x8) {
-        const float4 lo = static_cast<const float4*>(bias)[boff / 4 + 2 * w];
-        const float4 hi = static_cast<const float4*>(bias)[boff / 4 + 2 * w + 1];
-        add[0] = lo.x, add[1] = lo.y, add[2] = lo.z, add[3] = lo.w;
-        add[4] = hi.x, add[5] = hi.y, add[6] = hi.z, add[7] = hi.w;
-      } else {
-#pragma unroll
-        for (int k = 0; k < 8; ++k) add[k] = load(bias, be, boff + (w * 8 + k) * bias_col);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      v[c][k] = w < words ? __bfloat162float(in.h[k]) + add[k] : -INFINITY;
-      top = fmaxf(top, v[c][k]);
-    }
-  }
-  top = warp_max(top);
-  float sum = 0.0f;
-#pragma unroll
-  for (int c = 0; c < kWarpRowWords; ++c)
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      v[c][k] = __expf(v[c][k] - top);
-      sum += v[c][k];
-    }
-  const float inv = 1.0f / warp_sum(sum);
-#pragma unroll
-  for (int c = 0; c < kWarpRowWords; ++c) {
-    const int64_t w = lane + 32 * c;
+    for (int k = 0; k < 8; ++k) add[c][k] = 0.0f;
     if (w >= words) continue;
-    device::Bf16x8 out;
+    if (kRead == BiasRead::bf16x8) {
+      device::Bf16x8 b;
+      b.word = static_cast<const uint4*>(bias)[boff / 8 + w];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(v[c][k] * inv);
-    y[row * words + w] = out.word;
+      for (int k = 0; k < 8; ++k) add[c][k] = __bfloat162float(b.h[k]);
+    } else if (kRead == BiasRead::f32x8) {
+      const float4 lo = static_cast<const float4*>(bias)[boff / 4 + 2 * w];
+      const float4 hi = static_cast<const float4*>(bias)[boff / 4 + 2 * w + 1];
+      add[c][0] = lo.x, add[c][1] = lo.y, add[c][2] = lo.z, add[c][3] = lo.w;
+      add[c][4] = hi.x, add[c][5] = hi.y, add[c][6] = hi.z, add[c][7] = hi.w;
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) add[c][k] = load(bias, be, boff + (w * 8 + k) * bias_col);
+    }
   }
+  softmax_warp_row(x + row * words, y + row * words, words, lane, add);
 }
 
 // softmax(x + bias) where row p * q_rows + q of x adds bias row q (bias element j of row q at
