@@ -5,6 +5,7 @@
 //
 //   planner_bench [--suite gpt|moe|all] [--only NAME] [--max-devices N] [--layers L]
 //                 [--micro-batches B] [--threads T] [--time-limit S] [--cache DIR] [--no-grid]
+//                 [--compose auto|on|off]
 //
 // Run from the repository root (it reads configs/). One row per (model, cluster).
 #include <chrono>
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
       .option("micro-batches", "force B for both", "B")
       .option("threads", "threads solving stages (default 2)", "T")
       .option("time-limit", "ILP time limit per stage (default 30)", "S")
+      .option("compose", "stage costs composed from per-layer solutions: auto (default), on, off", "MODE")
       .option("cache", "stage cache directory (default /tmp/strata-planner-bench-cache, emptied first)", "DIR")
       .flag("no-grid", "skip the grid search");
   if (Status status = args.parse(argc, argv); !status) {
@@ -103,6 +105,14 @@ int main(int argc, char** argv) {
     options.num_micro_batches = static_cast<int>(*micro_batches);
     options.num_threads = static_cast<int>(*threads);
     options.ilp_time_limit_seconds = *time_limit;
+    const std::string compose = args.get("compose", "auto");
+    if (compose != "auto" && compose != "on" && compose != "off") {
+      std::fprintf(stderr, "planner_bench: --compose: must be auto, on or off, got '%s'\n", compose.c_str());
+      return 2;
+    }
+    options.layer_composition = compose == "on"    ? planner::PlannerOptions::Composition::on
+                                : compose == "off" ? planner::PlannerOptions::Composition::off
+                                                   : planner::PlannerOptions::Composition::automatic;
     options.cache_dir = cache + "/" + c.model + "-" + c.cluster;
     std::filesystem::remove_all(options.cache_dir);
 
@@ -152,6 +162,12 @@ int main(int argc, char** argv) {
                   static_cast<long long>(st.candidates), static_cast<long long>(st.problems_solved),
                   static_cast<long long>(st.ilp_solves), static_cast<long long>(st.chunk_ilps),
                   static_cast<long long>(st.chunk_hits));
+      if (st.composed) {
+        std::printf("#   composed stage costs: %lld layer problems, %lld stages priced with pinned shardings, %lld exact "
+                    "fallbacks\n",
+                    static_cast<long long>(st.layer_solves), static_cast<long long>(st.evaluations),
+                    static_cast<long long>(st.exact_fallbacks));
+      }
     }
     std::fflush(stdout);
   }

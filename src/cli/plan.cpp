@@ -77,6 +77,7 @@ int run_plan(int argc, char** argv) {
       .option("cache", "directory of the on-disk stage cache (re-plans reuse it)", "DIR")
       .option("threads", "threads solving candidate stages (default: the cores)", "T")
       .option("time-limit", "ILP time limit per candidate stage, seconds (default 30)", "S")
+      .option("compose", "stage costs from per-layer solutions: auto (default; large searches), on, off", "MODE")
       .option("compare", "also simulate this plan (e.g. a manual one) and compare its step", "P.yaml")
       .flag("intra-only", "one stage over the whole cluster, intra-op sharding only")
       .flag("json", "print JSON instead of text")
@@ -111,6 +112,14 @@ int run_plan(int argc, char** argv) {
     return fail_with(time_limit ? make_error("", "--time-limit", "must be positive") : time_limit.error(), 2);
   }
   options.ilp_time_limit_seconds = *time_limit;
+  const std::string compose = args.has("compose") ? args.get("compose") : "auto";
+  if (compose == "on") {
+    options.layer_composition = planner::PlannerOptions::Composition::on;
+  } else if (compose == "off") {
+    options.layer_composition = planner::PlannerOptions::Composition::off;
+  } else if (compose != "auto") {
+    return fail_with(make_error("", "--compose", "must be auto, on or off, got '" + compose + "'"), 2);
+  }
   options.cache_dir = args.get("cache");
   options.model_file = args.get("model");
 
@@ -119,7 +128,7 @@ int run_plan(int argc, char** argv) {
   if (args.has("profile")) {
     auto profile = profile::Store::read(args.get("profile"), cluster->name);
     if (!profile) return fail_with(profile.error(), 2);
-    compute.use_gemm_table(profile->gemm);
+    compute.use_profile(*profile);
     comm = std::make_unique<profile::ProfileCommModel>(*profile, *cluster);
   }
   options.compute = &compute;

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <system_error>
+#include <unordered_map>
 
 #include "strata/autodiff/autodiff.h"
+#include "strata/inter/submesh.h"
 #include "strata/sim/simulator.h"
 
 namespace strata::planner {
@@ -58,6 +61,17 @@ int default_num_layers(const models::ModelSpec& spec, int clusterable_ops) {
     }
   }
   return std::max(1, std::min(layers, clusterable_ops));
+}
+
+int64_t dp_candidates(int num_layers, const cluster::ClusterSpec& cluster) {
+  const int devices = cluster.num_devices();
+  int64_t total = 0;
+  for (const cluster::Submesh& shape : inter::stage_submesh_shapes(cluster.num_nodes, cluster.gpus_per_node)) {
+    const int64_t meshes = static_cast<int64_t>(inter::stage_logical_meshes(shape).size());
+    const int64_t ranges = shape.num_devices() == devices ? 1 : int64_t{num_layers} * (num_layers + 1) / 2 - 1;
+    total += meshes * ranges;
+  }
+  return total;
 }
 
 std::optional<cluster::Submesh> submesh_for(int devices, const cluster::ClusterSpec& c) {
@@ -118,6 +132,10 @@ Expected<std::unique_ptr<Context>> Context::create(const models::ModelSpec& spec
   auto start = std::chrono::steady_clock::now();
   STRATA_RETURN_IF_ERROR(c.build(spec));
   c.graph_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  using Composition = PlannerOptions::Composition;
+  const int64_t candidates = static_cast<int64_t>(c.counts_.size()) * dp_candidates(c.num_layers(), cluster);
+  c.composing_ = options.layer_composition == Composition::on ||
+                 (options.layer_composition == Composition::automatic && candidates >= kComposeCandidates);
   return context;
 }
 
@@ -204,19 +222,39 @@ std::string Context::structure(int b, int first, int last) {
   return hash;
 }
 
-Expected<intra::StageSolution> Context::solve(int b, int first, int last, const cluster::Submesh& submesh,
-                                              const cluster::LogicalMesh& mesh, const StrategyFilter& filter) {
+std::string Context::stage_key(int b, int first, int last, const cluster::Submesh& submesh,
+                               const cluster::LogicalMesh& mesh, const std::string& tag) {
+  return Hasher()
+      .text(environment_)
+      .text(structure(b, first, last))
+      .i64(submesh.rows)
+      .i64(submesh.cols)
+      .i64(mesh.n0)
+      .i64(mesh.n1)
+      .text(tag)
+      .hex();
+}
+
+StageSolveFn Context::solver() {
+  if (options_.solve) return options_.solve;
+  return [this](const intra::StageProblem& problem) -> Expected<intra::StageSolution> {
+    intra::ilp::LpSolveSolver lp;
+    auto solved = intra::solve_stage(problem, lp);
+    if (solved.is_ok() && solved->num_ilps > 1) {
+      chunk_ilps += solved->ilps_solved;
+      chunk_hits += solved->chunk_cache_hits;
+    }
+    return solved;
+  };
+}
+
+Expected<CachedSolution> Context::cached_solve(int b, int first, int last, const cluster::Submesh& submesh,
+                                               const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
+                                               int64_t budget) {
   const std::vector<ir::OpId>& ops = ops_of(first, last);
   const ir::Graph& graph = graphs_[b].graph;
-  const std::string key = Hasher()
-                              .text(environment_)
-                              .text(structure(b, first, last))
-                              .i64(submesh.rows)
-                              .i64(submesh.cols)
-                              .i64(mesh.n0)
-                              .i64(mesh.n1)
-                              .text(filter.tag)
-                              .hex();
+  std::string key = stage_key(b, first, last, submesh, mesh, filter.tag);
+  if (budget >= 0) key = Hasher().text(key).text("budget").i64(budget).hex();
   auto compute = [&]() -> Expected<CachedSolution> {
     ++problems_solved;
     intra::StageProblem problem;
@@ -230,22 +268,16 @@ Expected<intra::StageSolution> Context::solve(int b, int first, int last, const 
     problem.time_limit_seconds = options_.ilp_time_limit_seconds;
     problem.allow = filter.allow;
     problem.chunk_cache = &chunk_cache_;
-    auto run = [&](int64_t budget) -> Expected<intra::StageSolution> {
-      problem.memory_budget_bytes = budget;
+    const StageSolveFn solve = solver();
+    auto run = [&](int64_t bytes) -> Expected<intra::StageSolution> {
+      problem.memory_budget_bytes = bytes;
       ++ilp_solves;
-      if (options_.solve) return options_.solve(problem);
-      intra::ilp::LpSolveSolver solver;
-      auto solved = intra::solve_stage(problem, solver);
-      if (solved.is_ok() && solved->num_ilps > 1) {
-        chunk_ilps += solved->ilps_solved;
-        chunk_hits += solved->chunk_cache_hits;
-      }
-      return solved;
+      return solve(problem);
     };
-    // The fastest sharding first, without the memory row that makes the ILP much harder; only
-    // when that one does not fit, again under the budget.
-    Expected<intra::StageSolution> solution = run(0);
-    if (solution.is_ok() && solution->feasible &&
+    Expected<intra::StageSolution> solution = run(std::max<int64_t>(budget, 0));
+    // Automatic: the fastest sharding first, without the memory row that makes the ILP much
+    // harder; only when that one does not fit, again under the budget.
+    if (budget < 0 && solution.is_ok() && solution->feasible &&
         solution->weights_bytes + solution->optimizer_state_bytes + solution->activation_bytes > budget_) {
       solution = run(budget_);
     }
@@ -262,7 +294,204 @@ Expected<intra::StageSolution> Context::solve(int b, int first, int last, const 
   STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cache_.get(key, compute, &source));
   if (source == StageCache::Source::memory) ++memory_hits;
   if (source == StageCache::Source::disk) ++disk_hits;
-  return from_cached(cached, graph, ops);
+  return cached;
+}
+
+Expected<intra::StageSolution> Context::solve(int b, int first, int last, const cluster::Submesh& submesh,
+                                              const cluster::LogicalMesh& mesh, const StrategyFilter& filter) {
+  STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cached_solve(b, first, last, submesh, mesh, filter, -1));
+  return from_cached(cached, graphs_[b].graph, ops_of(first, last));
+}
+
+namespace {
+
+// A layer's share of the device budget, rounded down onto a grid of ratio 2^(1/16) (at most 4.4%
+// lost) so that layers of similar shares ask identical, cached problems. Never 0 ("no budget").
+int64_t share_budget(double bytes) {
+  if (bytes < 2) return 1;
+  return std::max<int64_t>(1, static_cast<int64_t>(std::exp2(std::floor(16 * std::log2(bytes)) / 16)));
+}
+
+}  // namespace
+
+Expected<Context::LayerChoice> Context::layer(int b, int l, const cluster::Submesh& submesh,
+                                              const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
+                                              int64_t budget) {
+  const auto key = std::make_tuple(b, l, budget, MeshKey{submesh.rows, submesh.cols, mesh.n0, mesh.n1, filter.tag});
+  {
+    std::lock_guard<std::mutex> lock(compose_mutex_);
+    auto it = layers_memo_.find(key);
+    if (it != layers_memo_.end()) return it->second;
+  }
+  ++layer_solves;
+  STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cached_solve(b, l, l, submesh, mesh, filter, budget));
+  LayerChoice choice;
+  choice.cost = stage_cost(cached.solution, counts_[b]);
+  choice.solution = std::make_shared<const CachedSolution>(std::move(cached));
+  std::lock_guard<std::mutex> lock(compose_mutex_);
+  return layers_memo_.emplace(key, std::move(choice)).first->second;
+}
+
+Expected<CachedSolution> Context::pinned(int b, int first, int last, const cluster::Submesh& submesh,
+                                         const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
+                                         const std::vector<int64_t>& budgets) {
+  const ir::Graph& graph = graphs_[b].graph;
+  std::vector<const std::string*> pin(graph.num_ops(), nullptr);
+  std::vector<LayerChoice> choices;
+  for (int l = first; l <= last; ++l) {
+    STRATA_ASSIGN_OR_RETURN(LayerChoice choice, layer(b, l, submesh, mesh, filter, budgets[l - first]));
+    const std::vector<ir::OpId>& ops = ops_of(l, l);
+    const std::vector<std::string>& shardings = choice.solution->shardings;
+    if (shardings.size() != ops.size()) {
+      return make_error("", "cache", "a cached layer solution has " + std::to_string(shardings.size()) +
+                                         " shardings for " + std::to_string(ops.size()) + " ops");
+    }
+    for (size_t i = 0; i < ops.size(); ++i) pin[ops[i]] = &shardings[i];
+    choices.push_back(std::move(choice));
+  }
+  const std::vector<ir::OpId>& ops = ops_of(first, last);
+  Hasher key;
+  key.text(stage_key(b, first, last, submesh, mesh, "pinned"));
+  for (ir::OpId id : ops) key.text(*pin[id]);
+  auto compute = [&]() -> Expected<CachedSolution> {
+    ++evaluations;
+    std::unordered_map<std::string, const std::string*> by_name;
+    for (ir::OpId id : ops) by_name.emplace(graph.op(id).name, pin[id]);
+    intra::StageProblem problem;
+    problem.graph = &graph;
+    problem.ops = ops;
+    problem.submesh = submesh;
+    problem.mesh = mesh;
+    problem.cluster = &cluster_;
+    problem.comm = &comm_;
+    problem.compute = compute_;
+    problem.time_limit_seconds = options_.ilp_time_limit_seconds;
+    problem.chunk_cache = &chunk_cache_;
+    problem.allow = [&by_name](const ir::Op& op, const intra::Strategy& strategy) {
+      auto it = by_name.find(op.name);
+      return it != by_name.end() && strategy.sharding.to_string() == *it->second;
+    };
+    Expected<intra::StageSolution> solution = solver()(problem);
+    if (!solution.is_ok()) {
+      intra::StageSolution unusable;
+      unusable.reason = solution.error().message();
+      return to_cached(unusable, graph, ops);
+    }
+    return to_cached(*solution, graph, ops);
+  };
+  StageCache::Source source = StageCache::Source::solved;
+  return cache_.get(key.hex(), compute, &source);
+}
+
+Expected<Context::Composed> Context::compose(int b, int first, int last, const cluster::Submesh& submesh,
+                                             const cluster::LogicalMesh& mesh, const StrategyFilter& filter) {
+  const MeshKey mesh_key{submesh.rows, submesh.cols, mesh.n0, mesh.n1, filter.tag};
+  const auto key = std::make_tuple(b, first, last, mesh_key);
+  {
+    std::lock_guard<std::mutex> lock(compose_mutex_);
+    auto it = composed_memo_.find(key);
+    if (it != composed_memo_.end()) return it->second;
+  }
+  const int n = last - first + 1;
+  Composed out;
+  std::vector<int64_t> budgets(n, 0);
+  std::vector<LayerChoice> choices;
+  // Every layer's solution under `budgets`; false (with out.reason) when one has none.
+  auto collect = [&]() -> Expected<bool> {
+    choices.clear();
+    for (int i = 0; i < n; ++i) {
+      STRATA_ASSIGN_OR_RETURN(LayerChoice choice, layer(b, first + i, submesh, mesh, filter, budgets[i]));
+      if (!choice.cost.feasible) {
+        out.reason = "layer " + std::to_string(first + i) + ": " + choice.solution->solution.reason;
+        return false;
+      }
+      choices.push_back(std::move(choice));
+    }
+    return true;
+  };
+  STRATA_ASSIGN_OR_RETURN(bool ok, collect());
+  if (ok) {
+    int64_t total = 0;
+    for (const LayerChoice& c : choices) total += c.cost.weights_bytes + c.cost.activation_bytes;
+    if (total > budget_) {
+      // Each layer again under its share of the device, in proportion to what it needed.
+      for (int i = 0; i < n; ++i) {
+        const double need = double(choices[i].cost.weights_bytes + choices[i].cost.activation_bytes);
+        budgets[i] = share_budget(double(budget_) * need / double(total));
+      }
+      STRATA_ASSIGN_OR_RETURN(ok, collect());
+    }
+  }
+  if (ok) {
+    out.feasible = true;
+    out.budgets = budgets;
+    out.cost.feasible = true;
+    for (const LayerChoice& c : choices) {
+      out.cost.seconds += c.cost.seconds;
+      out.cost.weights_bytes += c.cost.weights_bytes;
+      out.cost.activation_bytes += c.cost.activation_bytes;
+    }
+    // Between adjacent layers: the resharding of the values one passes to the other, and the
+    // forward values of one that the other's backward keeps: the pair priced with both pinned,
+    // less each alone.
+    for (int i = 0; i + 1 < n; ++i) {
+      const auto pair_key = std::make_tuple(b, first + i, budgets[i], budgets[i + 1], mesh_key);
+      std::optional<inter::StageCost> extra;
+      {
+        std::lock_guard<std::mutex> lock(compose_mutex_);
+        auto it = boundary_memo_.find(pair_key);
+        if (it != boundary_memo_.end()) extra = it->second;
+      }
+      if (!extra) {
+        STRATA_ASSIGN_OR_RETURN(CachedSolution pair, pinned(b, first + i, first + i + 1, submesh, mesh, filter,
+                                                            {budgets[i], budgets[i + 1]}));
+        const inter::StageCost both = stage_cost(pair.solution, counts_[b]);
+        const inter::StageCost &one = choices[i].cost, &two = choices[i + 1].cost;
+        extra = inter::StageCost{};
+        if (both.feasible) {
+          extra->seconds = std::max(0.0, both.seconds - one.seconds - two.seconds);
+          extra->weights_bytes = std::max<int64_t>(0, both.weights_bytes - one.weights_bytes - two.weights_bytes);
+          extra->activation_bytes =
+              std::max<int64_t>(0, both.activation_bytes - one.activation_bytes - two.activation_bytes);
+        }
+        std::lock_guard<std::mutex> lock(compose_mutex_);
+        boundary_memo_.emplace(pair_key, *extra);
+      }
+      out.cost.seconds += extra->seconds;
+      out.cost.weights_bytes += extra->weights_bytes;
+      out.cost.activation_bytes += extra->activation_bytes;
+    }
+  }
+  std::lock_guard<std::mutex> lock(compose_mutex_);
+  return composed_memo_.emplace(key, std::move(out)).first->second;
+}
+
+Expected<Context::Estimate> Context::stage_estimate(int b, int first, int last, const cluster::Submesh& submesh,
+                                                    const cluster::LogicalMesh& mesh, const StrategyFilter& filter) {
+  Estimate estimate;
+  if (!composing_) {
+    STRATA_ASSIGN_OR_RETURN(intra::StageSolution solution, solve(b, first, last, submesh, mesh, filter));
+    estimate.cost = stage_cost(solution, counts_[b]);
+    estimate.reason = solution.reason;
+    return estimate;
+  }
+  STRATA_ASSIGN_OR_RETURN(Composed composed, compose(b, first, last, submesh, mesh, filter));
+  estimate.cost = composed.cost;
+  estimate.reason = composed.reason;
+  return estimate;
+}
+
+Expected<intra::StageSolution> Context::plan_solution(int b, int first, int last, const cluster::Submesh& submesh,
+                                                      const cluster::LogicalMesh& mesh, const StrategyFilter& filter) {
+  if (composing_) {
+    STRATA_ASSIGN_OR_RETURN(Composed composed, compose(b, first, last, submesh, mesh, filter));
+    if (composed.feasible) {
+      STRATA_ASSIGN_OR_RETURN(CachedSolution cached, pinned(b, first, last, submesh, mesh, filter, composed.budgets));
+      if (cached.solution.feasible) return from_cached(cached, graphs_[b].graph, ops_of(first, last));
+    }
+    ++exact_fallbacks;
+  }
+  return solve(b, first, last, submesh, mesh, filter);
 }
 
 double Context::seconds_lower_bound(int b, int first, int last, int devices) const {

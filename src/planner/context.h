@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,25 @@ class Context {
   Expected<intra::StageSolution> solve(int b, int first, int last, const cluster::Submesh& submesh,
                                        const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
 
+  // Whether stage costs are composed from per-layer solutions (decided in create()).
+  bool composing() const { return composing_; }
+  // What the DP sees of layers [first, last] on `mesh` (fwd + bwd + (update + grad sync) / B, and
+  // memory). Exact: the stage's own solution (solve()). Composing: each layer solved alone (one
+  // cached problem per distinct layer structure; under the memory budget, each layer under its
+  // share of it), their costs summed plus, for each pair of adjacent layers, the resharding
+  // between the two layers' shardings (the pair priced as one stage with both pinned).
+  struct Estimate {
+    inter::StageCost cost;
+    std::string reason;  // why, when not feasible
+  };
+  Expected<Estimate> stage_estimate(int b, int first, int last, const cluster::Submesh& submesh,
+                                            const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
+  // The solution a plan uses for that stage: exact, solve(); composing, the per-layer shardings
+  // of stage_estimate priced as one stage (every edge inside it included), or solve() when they
+  // cannot be (counted in exact_fallbacks).
+  Expected<intra::StageSolution> plan_solution(int b, int first, int last, const cluster::Submesh& submesh,
+                                               const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
+
   // Lower bounds, per device, for layers [first, last] on `devices` devices: the forward and
   // backward seconds (their ops' roofline time split perfectly), and the parameter and optimizer
   // state bytes (split perfectly).
@@ -63,6 +83,8 @@ class Context {
   std::atomic<int64_t> problems_solved{0}, ilp_solves{0}, memory_hits{0}, disk_hits{0};
   // Chunk ILPs of split stages: solved, and answered by chunk_cache (identical blocks).
   std::atomic<int64_t> chunk_ilps{0}, chunk_hits{0};
+  // Composing: per-layer solutions asked, stages priced with pinned shardings, exact fallbacks.
+  std::atomic<int64_t> layer_solves{0}, evaluations{0}, exact_fallbacks{0};
   double graph_seconds = 0;
 
   void report_progress(int64_t total);  // one more candidate answered, out of `total`
@@ -73,6 +95,36 @@ class Context {
   Status build(const models::ModelSpec& spec);
   const std::vector<ir::OpId>& ops_of(int first, int last);
   std::string structure(int b, int first, int last);
+  std::string stage_key(int b, int first, int last, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                        const std::string& tag);
+  StageSolveFn solver();  // options.solve, or lp_solve (counting chunk ILPs)
+  // The cached solution of layers [first, last]; budget < 0: the fastest sharding, again under the
+  // device's budget when it does not fit (solve()); budget >= 0: under exactly that budget (0: none).
+  Expected<CachedSolution> cached_solve(int b, int first, int last, const cluster::Submesh& submesh,
+                                        const cluster::LogicalMesh& mesh, const StrategyFilter& filter, int64_t budget);
+
+  // Composition (see stage_estimate).
+  struct LayerChoice {
+    std::shared_ptr<const CachedSolution> solution;
+    inter::StageCost cost;
+  };
+  struct Composed {
+    bool feasible = false;
+    std::string reason;
+    inter::StageCost cost;
+    std::vector<int64_t> budgets;  // per layer of the stage: the budget it was solved under (0: none)
+  };
+  using MeshKey = std::tuple<int, int, int, int, std::string>;  // submesh rows, cols, mesh n0, n1, filter tag
+  Expected<LayerChoice> layer(int b, int l, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                              const StrategyFilter& filter, int64_t budget);
+  Expected<Composed> compose(int b, int first, int last, const cluster::Submesh& submesh,
+                             const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
+  // Layers [first, last] priced as one stage with each layer's ops pinned to the strategies of its
+  // own solution under budgets[l - first]. An unusable solution (with its reason) when a pinned
+  // strategy is not among the op's strategies in this stage.
+  Expected<CachedSolution> pinned(int b, int first, int last, const cluster::Submesh& submesh,
+                                  const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
+                                  const std::vector<int64_t>& budgets);
 
   struct BatchGraph {
     int num_micro_batches = 1;
@@ -100,12 +152,19 @@ class Context {
   std::mutex mutex_;
   std::map<std::pair<int, int>, std::vector<ir::OpId>> ops_;
   std::map<std::tuple<int, int, int>, std::string> structures_;
+  bool composing_ = false;
+  std::mutex compose_mutex_;
+  std::map<std::tuple<int, int, int64_t, MeshKey>, LayerChoice> layers_memo_;           // (b, layer, budget, mesh)
+  std::map<std::tuple<int, int, int64_t, int64_t, MeshKey>, inter::StageCost> boundary_memo_;  // (b, layer, budgets, mesh)
+  std::map<std::tuple<int, int, int, MeshKey>, Composed> composed_memo_;               // (b, first, last, mesh)
   std::mutex progress_mutex_;
   int64_t progress_done_ = 0;
 };
 
 // Default micro-batch counts: powers of two dividing the global batch, at most 128, the 4 largest.
 std::vector<int> default_micro_batch_counts(int64_t global_batch);
+// Candidate stages the stage DP asks about for one B.
+int64_t dp_candidates(int num_layers, const cluster::ClusterSpec& cluster);
 // Default layer count of a model (see planner.cpp).
 int default_num_layers(const models::ModelSpec& spec, int clusterable_ops);
 // (rows, cols) for `devices` devices, or nullopt when no stage submesh has that many.

@@ -32,31 +32,56 @@ std::vector<std::pair<int, int>> uniform_ranges(int num_layers, int stages) {
   return ranges;
 }
 
-// The faster of the stage's unrestricted ILP solution and its Megatron-restricted one (a subset
-// of the same strategies, so equally valid): the ILP runs under a time limit (per chunk of the
+// The faster of the stage's unrestricted solution and its Megatron-restricted one (a subset of
+// the same strategies, so equally valid): the ILP runs under a time limit (per chunk of the
 // stage), and the smaller restricted problem is sometimes solved better within it. With this
 // portfolio every grid plan's stages are DP candidates with the same costs.
-Expected<intra::StageSolution> faster_solution(Context& c, int b, int first, int last, const cluster::Submesh& submesh,
-                                             const cluster::LogicalMesh& mesh) {
-  STRATA_ASSIGN_OR_RETURN(intra::StageSolution free, c.solve(b, first, last, submesh, mesh, {}));
-  static const StrategyFilter megatron = megatron_filter();
-  STRATA_ASSIGN_OR_RETURN(intra::StageSolution restricted, c.solve(b, first, last, submesh, mesh, megatron));
-  const int count = c.micro_batch_counts()[b];
-  const inter::StageCost a = Context::stage_cost(free, count), r = Context::stage_cost(restricted, count);
-  if (!r.feasible) return free;
-  if (!a.feasible || r.seconds < a.seconds) return restricted;
-  return free;
+struct Priced {
+  Context::Estimate estimate;
+  const StrategyFilter* filter = nullptr;  // the one that gave it
+};
+
+const StrategyFilter& no_filter() {
+  static const StrategyFilter none;
+  return none;
+}
+
+const StrategyFilter& megatron() {
+  static const StrategyFilter filter = megatron_filter();
+  return filter;
+}
+
+Expected<Priced> faster(Context& c, int b, int first, int last, const cluster::Submesh& submesh,
+                        const cluster::LogicalMesh& mesh) {
+  STRATA_ASSIGN_OR_RETURN(Context::Estimate free, c.stage_estimate(b, first, last, submesh, mesh, no_filter()));
+  STRATA_ASSIGN_OR_RETURN(Context::Estimate restricted, c.stage_estimate(b, first, last, submesh, mesh, megatron()));
+  if (!restricted.cost.feasible) return Priced{free, &no_filter()};
+  if (!free.cost.feasible || restricted.cost.seconds < free.cost.seconds) return Priced{restricted, &megatron()};
+  return Priced{free, &no_filter()};
 }
 
 // A uniform pipeline: `ranges` on equal submeshes, each stage on the fastest of `meshes` that fits
-// with its 1F1B in-flight micro-batches (or exactly `meshes` when `fixed_mesh`).
+// with its 1F1B in-flight micro-batches.
 struct UniformPlan {
   bool feasible = false;
   std::string reason;
   double objective = kInf;
   std::vector<ChosenStage> stages;
-  std::vector<intra::StageSolution> solutions;
+  std::vector<const StrategyFilter*> filters;  // per stage
 };
+
+// The solutions of a plan's stages, as plans use them (Context::plan_solution).
+Expected<std::vector<intra::StageSolution>> solutions_of(Context& c, int b, const std::vector<ChosenStage>& stages,
+                                                         const std::vector<const StrategyFilter*>& filters) {
+  std::vector<intra::StageSolution> solutions;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const ChosenStage& st = stages[s];
+    STRATA_ASSIGN_OR_RETURN(intra::StageSolution solution,
+                            c.plan_solution(b, st.first_layer, st.last_layer, st.submesh, st.mesh, *filters[s]));
+    solutions.push_back(std::move(solution));
+  }
+  return solutions;
+}
 
 Expected<UniformPlan> uniform_plan(Context& context, int b, const std::vector<std::pair<int, int>>& ranges,
                                    const cluster::Submesh& submesh, const std::vector<cluster::LogicalMesh>& meshes,
@@ -68,17 +93,21 @@ Expected<UniformPlan> uniform_plan(Context& context, int b, const std::vector<st
   for (int s = 0; s < count; ++s) {
     const int in_flight = std::min(count - s, micro_batches);
     double best = kInf;
-    std::optional<intra::StageSolution> best_solution;
+    const StrategyFilter* best_filter = nullptr;
     cluster::LogicalMesh best_mesh;
     std::string why;
     for (const cluster::LogicalMesh& mesh : meshes) {
-      STRATA_ASSIGN_OR_RETURN(intra::StageSolution solution,
-                              filter.tag.empty()
-                                  ? faster_solution(context, b, ranges[s].first, ranges[s].second, submesh, mesh)
-                                  : context.solve(b, ranges[s].first, ranges[s].second, submesh, mesh, filter));
-      const inter::StageCost cost = Context::stage_cost(solution, micro_batches);
+      Priced priced;
+      if (filter.tag.empty()) {
+        STRATA_ASSIGN_OR_RETURN(priced, faster(context, b, ranges[s].first, ranges[s].second, submesh, mesh));
+      } else {
+        STRATA_ASSIGN_OR_RETURN(priced.estimate,
+                                context.stage_estimate(b, ranges[s].first, ranges[s].second, submesh, mesh, filter));
+        priced.filter = &filter;
+      }
+      const inter::StageCost& cost = priced.estimate.cost;
       if (!cost.feasible) {
-        why = solution.reason;
+        why = priced.estimate.reason;
         continue;
       }
       const int64_t memory = cost.weights_bytes + cost.activation_bytes * in_flight;
@@ -89,17 +118,17 @@ Expected<UniformPlan> uniform_plan(Context& context, int b, const std::vector<st
       }
       if (cost.seconds < best) {
         best = cost.seconds;
-        best_solution = std::move(solution);
+        best_filter = priced.filter;
         best_mesh = mesh;
       }
     }
-    if (!best_solution) {
+    if (!best_filter) {
       plan.reason = "stage " + std::to_string(s) + " (layers " + std::to_string(ranges[s].first) + ".." +
                     std::to_string(ranges[s].second) + "): " + (why.empty() ? "no mesh" : why);
       return plan;
     }
     plan.stages.push_back({ranges[s].first, ranges[s].second, submesh, best_mesh, {}});
-    plan.solutions.push_back(std::move(*best_solution));
+    plan.filters.push_back(best_filter);
     sum += best;
     most = std::max(most, best);
   }
@@ -110,18 +139,6 @@ Expected<UniformPlan> uniform_plan(Context& context, int b, const std::vector<st
   plan.feasible = true;
   plan.objective = sum + (micro_batches - 1) * most;
   return plan;
-}
-
-// Candidate stages the DP asks about for one B (as inter::solve_stage_dp enumerates them).
-int64_t dp_candidates(int num_layers, const cluster::ClusterSpec& cluster) {
-  const int devices = cluster.num_devices();
-  int64_t total = 0;
-  for (const cluster::Submesh& shape : inter::stage_submesh_shapes(cluster.num_nodes, cluster.gpus_per_node)) {
-    const int64_t meshes = static_cast<int64_t>(inter::stage_logical_meshes(shape).size());
-    const int64_t ranges = shape.num_devices() == devices ? 1 : int64_t{num_layers} * (num_layers + 1) / 2 - 1;
-    total += meshes * ranges;
-  }
-  return total;
 }
 
 // Pipeline depths whose equal parts of the cluster are stage submeshes.
@@ -170,7 +187,6 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
                                         std::to_string(most_stages) + " (min of " + std::to_string(layers) +
                                         " layers and " + std::to_string(devices) + " devices)");
   }
-  const StrategyFilter none;
   PlanStats stats;
   stats.num_layers = layers;
   stats.micro_batch_candidates = c.micro_batch_counts();
@@ -195,7 +211,7 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
       for (int pp : depths) {
         const cluster::Submesh submesh = *submesh_for(devices / pp, cluster);
         const auto meshes = inter::stage_logical_meshes(submesh);
-        STRATA_ASSIGN_OR_RETURN(UniformPlan u, uniform_plan(c, b, uniform_ranges(layers, pp), submesh, meshes, none));
+        STRATA_ASSIGN_OR_RETURN(UniformPlan u, uniform_plan(c, b, uniform_ranges(layers, pp), submesh, meshes, no_filter()));
         for (int64_t i = 0; i < pp * static_cast<int64_t>(meshes.size()); ++i) c.report_progress(total);
         if (!u.feasible) continue;
         upper = std::min(upper, u.objective);
@@ -236,17 +252,17 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
         return {};
       }
     }
-    auto solution = faster_solution(c, b, q.first_layer, q.last_layer, q.submesh, q.logical_mesh);
-    if (!solution.is_ok()) {
+    auto priced = faster(c, b, q.first_layer, q.last_layer, q.submesh, q.logical_mesh);
+    if (!priced.is_ok()) {
       std::lock_guard<std::mutex> lock(error_mutex);
-      if (!first_error) first_error = solution.error();
+      if (!first_error) first_error = priced.error();
       return {};
     }
-    if (!solution->feasible) {
+    if (!priced->estimate.cost.feasible) {
       std::lock_guard<std::mutex> lock(error_mutex);
-      if (first_infeasible.empty()) first_infeasible = solution->reason;
+      if (first_infeasible.empty()) first_infeasible = priced->estimate.reason;
     }
-    return Context::stage_cost(*solution, q.num_micro_batches);
+    return priced->estimate.cost;
   };
   auto dp = inter::solve_stage_dp(request);
   stats.solve_seconds = seconds_since(solve_start);
@@ -262,13 +278,13 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
   }
   const int b = c.index_of(dp->num_micro_batches);
   std::vector<ChosenStage> stages;
-  std::vector<intra::StageSolution> solutions;
+  std::vector<const StrategyFilter*> filters;
   for (const inter::PlannedStage& s : dp->stages) {
     stages.push_back({s.first_layer, s.last_layer, s.submesh, s.logical_mesh, s.placement});
-    STRATA_ASSIGN_OR_RETURN(intra::StageSolution solution,
-                            faster_solution(c, b, s.first_layer, s.last_layer, s.submesh, s.logical_mesh));
-    solutions.push_back(std::move(solution));
+    STRATA_ASSIGN_OR_RETURN(Priced priced, faster(c, b, s.first_layer, s.last_layer, s.submesh, s.logical_mesh));
+    filters.push_back(priced.filter);
   }
+  STRATA_ASSIGN_OR_RETURN(std::vector<intra::StageSolution> solutions, solutions_of(c, b, stages, filters));
   STRATA_ASSIGN_OR_RETURN(PlanResult result, c.make_plan(b, stages, solutions));
   // The DP minimises Σ t_i + (B − 1)·max t_i of forward and backward; the step also pays sends,
   // gradient sync and the update. So the final choice is the simulator's: the DP's plan against
@@ -277,7 +293,8 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
   stats.dp_optimum_seconds = result.dp_objective_seconds;
   stats.simulated_plans = 1;
   for (const auto& [ub, u] : uniform) {
-    STRATA_ASSIGN_OR_RETURN(PlanResult other, c.make_plan(ub, u.stages, u.solutions));
+    STRATA_ASSIGN_OR_RETURN(std::vector<intra::StageSolution> uniform_solutions, solutions_of(c, ub, u.stages, u.filters));
+    STRATA_ASSIGN_OR_RETURN(PlanResult other, c.make_plan(ub, u.stages, uniform_solutions));
     ++stats.simulated_plans;
     if (other.step_seconds < result.step_seconds * (1 - 1e-9)) {
       result = std::move(other);
@@ -293,6 +310,10 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
   stats.chunk_hits = c.chunk_hits;
   stats.memory_hits = c.memory_hits;
   stats.disk_hits = c.disk_hits;
+  stats.composed = c.composing();
+  stats.layer_solves = c.layer_solves;
+  stats.evaluations = c.evaluations;
+  stats.exact_fallbacks = c.exact_fallbacks;
   stats.graph_seconds = c.graph_seconds;
   stats.search_seconds = seconds_since(start);
   result.stats = stats;
@@ -323,7 +344,8 @@ Expected<GridResult> grid_point(Context& c, const GridPoint& point, const Strate
   STRATA_ASSIGN_OR_RETURN(UniformPlan u, uniform_plan(c, b, uniform_ranges(c.num_layers(), point.pp), *submesh,
                                                       {cluster::LogicalMesh{point.dp, point.tp}}, filter));
   if (!u.feasible) return fail(u.reason);
-  STRATA_ASSIGN_OR_RETURN(out.result, c.make_plan(b, u.stages, u.solutions));
+  STRATA_ASSIGN_OR_RETURN(std::vector<intra::StageSolution> solutions, solutions_of(c, b, u.stages, u.filters));
+  STRATA_ASSIGN_OR_RETURN(out.result, c.make_plan(b, u.stages, solutions));
   out.feasible = true;
   out.result.stats.num_layers = c.num_layers();
   out.result.stats.micro_batch_candidates = {point.num_micro_batches};

@@ -59,6 +59,10 @@ Json result_json(const PlanResult& r) {
   search.set("disk_hits", st.disk_hits);
   search.set("pruned_memory", st.pruned_memory);
   search.set("pruned_time", st.pruned_time);
+  search.set("composed", st.composed);
+  search.set("layer_solves", st.layer_solves);
+  search.set("evaluations", st.evaluations);
+  search.set("exact_fallbacks", st.exact_fallbacks);
   search.set("upper_bound_seconds", st.upper_bound_seconds);
   search.set("dp_optimum_seconds", st.dp_optimum_seconds);
   search.set("simulated_plans", st.simulated_plans);
@@ -97,6 +101,12 @@ std::string result_report(const PlanResult& r) {
       << st.chunk_ilps << " chunk ILPs run, " << st.chunk_hits << " reused), " << st.memory_hits
       << " identical, " << st.disk_hits << " from the cache, " << st.pruned_memory + st.pruned_time << " pruned; "
       << format_seconds(st.search_seconds) << "\n";
+  if (st.composed) {
+    out << "  stage costs composed from per-layer solutions: " << st.layer_solves << " layer problems, "
+        << st.evaluations << " stages priced with pinned shardings";
+    if (st.exact_fallbacks > 0) out << ", " << st.exact_fallbacks << " solved exactly instead";
+    out << "\n";
+  }
   if (st.simulated_plans > 1) {
     out << "  final choice: " << (st.chose_uniform ? "a uniform pipeline" : "the stage DP's plan")
         << ", the fastest simulated step of " << st.simulated_plans << " plans\n";

@@ -352,6 +352,51 @@ TEST(StageCache, ConcurrentAskersSolveOnce) {
 namespace strata::planner {
 namespace {
 
+// Composed stage costs against the exact ones under the synthetic solver, whose costs are sums
+// over ops with no resharding: composing layers must give the same numbers and the same plan.
+TEST(Planner, ComposedCostsAddUpToTheStageOnAnAdditiveSolver) {
+  Fixture f("cpu-4");
+  PlannerOptions o = f.options();
+  o.num_layers = 4;
+  o.micro_batch_candidates = {1, 2};
+  o.memory_budget_bytes = int64_t{64} << 20;
+  PlannerOptions composed_options = o;
+  composed_options.layer_composition = PlannerOptions::Composition::on;
+  o.layer_composition = PlannerOptions::Composition::off;
+  auto exact = Context::create(tiny_gpt(4), f.cluster, f.comm, o);
+  auto composed = Context::create(tiny_gpt(4), f.cluster, f.comm, composed_options);
+  ASSERT_TRUE(exact.is_ok() && composed.is_ok());
+  EXPECT_FALSE((*exact)->composing());
+  EXPECT_TRUE((*composed)->composing());
+  int checked = 0;
+  for (int first = 0; first < 4; ++first) {
+    for (int last = first; last < 4; ++last) {
+      for (const cluster::LogicalMesh& mesh : {cluster::LogicalMesh{1, 2}, cluster::LogicalMesh{2, 2}}) {
+        const cluster::Submesh sub{1, mesh.num_devices()};
+        auto a = (*exact)->stage_estimate(1, first, last, sub, mesh, {});
+        auto b = (*composed)->stage_estimate(1, first, last, sub, mesh, {});
+        ASSERT_TRUE(a.is_ok() && b.is_ok());
+        ASSERT_TRUE(a->cost.feasible && b->cost.feasible);
+        EXPECT_NEAR(b->cost.seconds, a->cost.seconds, 1e-12 * a->cost.seconds) << first << ".." << last;
+        // Per-layer integer splits of the synthetic memory round down once per layer.
+        EXPECT_NEAR(double(b->cost.weights_bytes), double(a->cost.weights_bytes), 8.0 * (last - first + 1));
+        EXPECT_NEAR(double(b->cost.activation_bytes), double(a->cost.activation_bytes), 8.0 * (last - first + 1));
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 20);
+  // Identical layers 1 and 2 ask one layer problem per mesh, filter and B: (4 layers - 1) x 2 meshes.
+  EXPECT_EQ((*composed)->problems_solved.load(), 3 * 2);
+  auto plan_exact = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  auto plan_composed = plan_model(tiny_gpt(4), f.cluster, f.comm, composed_options);
+  ASSERT_TRUE(plan_exact.is_ok() && plan_composed.is_ok());
+  EXPECT_TRUE(plan_composed->stats.composed);
+  EXPECT_FALSE(plan_exact->stats.composed);
+  EXPECT_NEAR(plan_composed->step_seconds, plan_exact->step_seconds, 1e-9 * plan_exact->step_seconds);
+  expect_sound(*plan_composed, f.cluster, o.memory_budget_bytes);
+}
+
 // The real intra-op ILP (lp_solve) as the oracle.
 struct RealFixture {
   cluster::ClusterSpec cluster;
@@ -403,6 +448,53 @@ TEST(PlannerRealSolver, LowerBoundsHold) {
     }
   }
   EXPECT_GT(checked, 20);
+}
+
+// With the real ILP, a composed estimate is the exact price of the sharding the plan will use:
+// the layers' costs plus the resharding between adjacent layers (priced as pairs) equals the
+// stage priced as a whole with every op pinned, for every range that does not hold both ends of
+// the tied embedding (an edge from layer 0 to the last layer). It is never below the stage's own
+// ILP optimum (a 3-layer stage is one ILP here, so that optimum is exact).
+TEST(PlannerRealSolver, ComposedEstimatesPriceThePlansSharding) {
+  RealFixture f("cpu-4");
+  PlannerOptions o;
+  o.num_layers = 4;
+  o.num_micro_batches = 2;
+  o.layer_composition = PlannerOptions::Composition::on;
+  auto context = Context::create(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(context.is_ok()) << context.error().message();
+  Context& c = **context;
+  int checked = 0, with_resharding = 0, better = 0;
+  for (int first = 0; first < 4; ++first) {
+    for (int last = first; last < 4 && !(first == 0 && last == 3); ++last) {
+      for (const cluster::LogicalMesh& mesh : {cluster::LogicalMesh{1, 2}, cluster::LogicalMesh{2, 1},
+                                               cluster::LogicalMesh{2, 2}, cluster::LogicalMesh{1, 4}}) {
+        const cluster::Submesh sub{1, mesh.num_devices()};
+        auto estimate = c.stage_estimate(0, first, last, sub, mesh, {});
+        auto priced = c.plan_solution(0, first, last, sub, mesh, {});
+        auto optimum = c.solve(0, first, last, sub, mesh, {});
+        ASSERT_TRUE(estimate.is_ok() && priced.is_ok() && optimum.is_ok());
+        ASSERT_TRUE(estimate->cost.feasible && priced->feasible && optimum->feasible);
+        const inter::StageCost exact = Context::stage_cost(*priced, 2);
+        EXPECT_NEAR(estimate->cost.seconds, exact.seconds, 1e-9 * exact.seconds) << first << ".." << last;
+        EXPECT_EQ(estimate->cost.weights_bytes, exact.weights_bytes);
+        EXPECT_EQ(estimate->cost.activation_bytes, exact.activation_bytes);
+        if (first == last) {
+          EXPECT_NEAR(exact.seconds, Context::stage_cost(*optimum, 2).seconds, 1e-9 * exact.seconds);
+        }
+        if (exact.seconds < Context::stage_cost(*optimum, 2).seconds) ++better;
+        double alone = 0;
+        for (int l = first; l <= last; ++l) alone += c.stage_estimate(0, l, l, sub, mesh, {})->cost.seconds;
+        if (exact.seconds > alone * (1 + 1e-9)) ++with_resharding;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 9 * 4);
+  EXPECT_EQ(c.exact_fallbacks.load(), 0);
+  EXPECT_GT(c.evaluations.load(), 0);
+  std::printf("composed ranges with resharding between layers: %d of %d; faster than the stage's chunked ILP: %d\n",
+              with_resharding, checked, better);
 }
 
 }  // namespace

@@ -43,6 +43,10 @@ struct PlanProgress {
   int64_t total = 0;  // candidate stages the search will ask about
 };
 
+// Candidate stages (all B) from which the automatic layer composition is used: below it every
+// candidate's ILP is solved; above, the exact search takes minutes to hours on a laptop.
+constexpr int64_t kComposeCandidates = 1000;
+
 struct PlannerOptions {
   int num_stages = 0;                   // force the number of pipeline stages (0: search)
   int num_micro_batches = 0;            // force B (0: search)
@@ -53,6 +57,10 @@ struct PlannerOptions {
   double ilp_time_limit_seconds = 30;   // per stage ILP
   int64_t memory_budget_bytes = 0;      // per device (0: the cluster's GPU memory)
   bool prune = true;                    // skip candidates that provably cannot be in the optimum
+  // Stage costs for the search composed from per-layer solutions (Context::stage_estimate):
+  // automatic = when the search asks about at least kComposeCandidates candidate stages.
+  enum class Composition { automatic, on, off };
+  Composition layer_composition = Composition::automatic;
   plan::Training training;              // optimizer of the training graph
   std::string model_file;               // recorded in the plan ("" = the spec's file)
   const cost::ComputeModel* compute = nullptr;  // prices ops (null: the cluster's roofline)
@@ -72,6 +80,10 @@ struct PlanStats {
   int64_t disk_hits = 0;        // answered from the on-disk cache
   int64_t pruned_memory = 0;    // parameters alone exceed the budget
   int64_t pruned_time = 0;      // B × a lower bound on its time exceeds a known plan's step
+  bool composed = false;        // stage costs composed from per-layer solutions (PlannerOptions::layer_composition)
+  int64_t layer_solves = 0;     // composed: per-layer solutions asked (each one a cached stage problem)
+  int64_t evaluations = 0;      // composed: stages whose pinned per-layer shardings were priced as one stage
+  int64_t exact_fallbacks = 0;  // composed: stages whose pinned shardings could not be priced, solved exactly
   double upper_bound_seconds = 0;  // the known plan's DP objective used for pruning (0: none)
   double dp_optimum_seconds = 0;  // the stage DP's optimum (its plan's dp_objective_seconds)
   int simulated_plans = 0;      // plans the simulator ranked for the final choice (the DP's + uniform ones)
