@@ -5,6 +5,7 @@
 #include "strata/runtime/executor.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <unordered_set>
 #include <utility>
@@ -12,6 +13,10 @@
 #include "strata/core/dtype.h"
 
 #include "strata/sched/schedule.h"
+
+#ifdef STRATA_HAVE_CUDA
+#include "strata/runtime/cuda_backend.h"
+#endif
 
 namespace strata::runtime {
 
@@ -63,6 +68,7 @@ interp::Tensor causal_mask(int64_t seq_len) {
 }
 
 struct Executor::Impl {
+  std::unique_ptr<ir::Graph> owned_graph;  // the rewritten graph, when the backend runs one (cuda)
   const ir::Graph& graph;
   plan::Plan plan;
   Backend& backend;
@@ -100,7 +106,8 @@ struct Executor::Impl {
   double trace_origin = 0;
   std::vector<TraceEvent> trace;
 
-  Impl(const ir::Graph& g, const plan::Plan& p, Backend& b) : graph(g), plan(p), backend(b) {}
+  Impl(const ir::Graph& g, std::unique_ptr<ir::Graph> owned, const plan::Plan& p, Backend& b)
+      : owned_graph(std::move(owned)), graph(owned_graph ? *owned_graph : g), plan(p), backend(b) {}
 
   ~Impl() {
     pending_sends.clear();
@@ -331,8 +338,10 @@ struct Executor::Impl {
   Expected<TensorPtr> input_of(const ir::Op& op, size_t k, int micro_batch) {
     const ir::Value v = op.inputs[k];
     STRATA_ASSIGN_OR_RETURN(TensorPtr base, value_on_stage(v, micro_batch));
-    STRATA_ASSIGN_OR_RETURN(intra::ShardingSpec have, sg.spec_on(v, stage));
     const intra::ShardingSpec& want = sg.sharding[op.id].inputs[k];
+    // A value made on this stage: its spec without a copy (the per-op path of one-stage plans).
+    if (sg.stage_of[v.op] == stage && sg.sharding[v.op].outputs[v.index] == want) return base;
+    STRATA_ASSIGN_OR_RETURN(intra::ShardingSpec have, sg.spec_on(v, stage));
     if (have == want) return base;
     auto key = std::make_pair(v, want.to_string());
     auto cached = resharded[micro_batch].find(key);
@@ -561,7 +570,25 @@ Executor::~Executor() = default;
 
 Expected<std::unique_ptr<Executor>> Executor::create(const ir::Graph& training_graph, const plan::Plan& plan,
                                                      Backend& backend, MPI_Comm world, uint64_t seed) {
-  auto impl = std::make_unique<Impl>(training_graph, plan, backend);
+  std::unique_ptr<ir::Graph> owned;
+  const plan::Plan* run_plan = &plan;
+#ifdef STRATA_HAVE_CUDA
+  // The cuda backend runs the graph after fuse_for_cuda (fewer passes over large tensors; the same
+  // values) when every stage is on one device; STRATA_CUDA_FUSE=0 runs the graph as built.
+  std::optional<FusedPlan> fused;
+  const char* fuse_env = std::getenv("STRATA_CUDA_FUSE");
+  if (fuse_env != nullptr && std::string(fuse_env) != "0" && std::string(fuse_env) != "1") {
+    return make_error("", "STRATA_CUDA_FUSE", "must be 0 or 1, got '" + std::string(fuse_env) + "'");
+  }
+  if (backend.name() == "cuda" && (fuse_env == nullptr || std::string(fuse_env) == "1")) {
+    STRATA_ASSIGN_OR_RETURN(fused, fuse_plan_for_cuda(training_graph, plan));
+    if (fused) {
+      owned = std::make_unique<ir::Graph>(std::move(fused->graph));
+      run_plan = &fused->plan;
+    }
+  }
+#endif
+  auto impl = std::make_unique<Impl>(training_graph, std::move(owned), *run_plan, backend);
   STRATA_RETURN_IF_ERROR(impl->setup(world, seed));
   return std::unique_ptr<Executor>(new Executor(std::move(impl)));
 }
@@ -669,5 +696,6 @@ MemoryStats Executor::memory_stats() const { return impl_->memory; }
 int Executor::stage() const { return impl_->stage; }
 int Executor::num_stages() const { return impl_->plan.num_stages(); }
 const StageGraph& Executor::stage_graph() const { return impl_->sg; }
+const ir::Graph& Executor::graph() const { return impl_->graph; }
 
 }  // namespace strata::runtime

@@ -5,6 +5,8 @@
 #include "runtime/cuda/cuda_tensor.h"
 #include "strata/autodiff/autodiff.h"
 #include "strata/models/models.h"
+#include "strata/runtime/executor.h"
+#include "strata/runtime/train.h"
 
 namespace strata::runtime::cuda_test {
 namespace {
@@ -617,6 +619,79 @@ TEST(CudaBackend, GptTinyThreeAdamStepsBf16) { gpt_tiny_steps(DType::bf16, 1e-2,
 TEST(CudaBackend, GptTinyThreeAdamStepsFp32) { gpt_tiny_steps(DType::f32, 1e-4, 1e-3, false); }
 TEST(CudaBackend, GptTinyFusedThreeAdamStepsBf16) { gpt_tiny_steps(DType::bf16, 1e-2, 1e-2, true); }
 TEST(CudaBackend, GptTinyFusedThreeAdamStepsFp32) { gpt_tiny_steps(DType::f32, 1e-4, 1e-3, true); }
+
+// A one-stage, one-device plan of `train` (every spec all R).
+plan::Plan one_device_plan(const ir::Graph& train) {
+  plan::Plan p;
+  p.model = "gpt-tiny";
+  p.cluster = {"one-gpu", 1, 1};
+  p.global_batch = 2;
+  p.num_micro_batches = 1;
+  plan::Stage stage;
+  for (ir::OpId id = 0; id < train.num_ops(); ++id) {
+    const ir::Op& op = train.op(id);
+    intra::OpSharding sharding;
+    for (const ir::Value& v : op.inputs) sharding.inputs.push_back({std::vector<intra::DimSharding>(train.type(v).rank(), intra::DimSharding::R)});
+    for (const ir::TensorType& t : op.outputs) sharding.outputs.push_back({std::vector<intra::DimSharding>(t.rank(), intra::DimSharding::R)});
+    stage.strategies[op.name] = sharding.to_string();
+  }
+  p.stages.push_back(stage);
+  return p;
+}
+
+// The executor on cuda runs the fuse_for_cuda graph (Concats, fewer ops) and trains as the graph
+// as built does (STRATA_CUDA_FUSE=0): the loss of three Adam steps agrees to bf16 rounding.
+TEST(CudaExecutor, RunsTheFusedGraphWithTheSameLosses) {
+  Backend& be = backend(DType::bf16);
+  models::ModelSpec spec;
+  const ir::Graph train = gpt_tiny_training(&spec);
+  const auto feeds = gpt_tiny_feeds(spec);
+  const plan::Plan p = one_device_plan(train);
+  std::vector<double> losses[2];
+  int concats[2] = {0, 0}, ops[2] = {0, 0};
+  for (int fuse : {0, 1}) {
+    setenv("STRATA_CUDA_FUSE", fuse ? "1" : "0", 1);
+    auto exec = Executor::create(train, p, be, MPI_COMM_SELF, 5);
+    ASSERT_TRUE(exec.is_ok()) << exec.error().message();
+    concats[fuse] = count_kind((*exec)->graph(), OpKind::Concat);
+    ops[fuse] = (*exec)->graph().num_ops();
+    for (int step = 1; step <= 3; ++step) {
+      auto r = (*exec)->step(feeder_of(feeds), step);
+      ASSERT_TRUE(r.is_ok()) << r.error().message();
+      losses[fuse].push_back(r->loss);
+    }
+  }
+  setenv("STRATA_CUDA_FUSE", "2", 1);
+  EXPECT_FALSE(Executor::create(train, p, be, MPI_COMM_SELF, 5).is_ok());
+  unsetenv("STRATA_CUDA_FUSE");
+  EXPECT_EQ(concats[0], 0);
+  EXPECT_GT(concats[1], 0);
+  EXPECT_LT(ops[1], ops[0]);
+  EXPECT_EQ(ops[0], train.num_ops());
+  EXPECT_GT(std::abs(losses[0][0] - losses[0][2]), 1e-3);  // the steps train
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(losses[1][i], losses[0][i], 1e-2 * std::abs(losses[0][i])) << "step " << i + 1;
+    std::printf("executor step %d: loss %.6f (graph as built), %.6f (fused)\n", i + 1, losses[0][i], losses[1][i]);
+  }
+}
+
+// The runtime costs strata profile records: a positive per-op cost and bandwidths of the right size.
+TEST(CudaExecutor, MeasuresOpCosts) {
+  std::string table;
+  auto costs = measure_op_costs(backend(DType::bf16), &table);
+  ASSERT_TRUE(costs.is_ok()) << costs.error().message();
+  std::printf("%s", table.c_str());
+  ASSERT_TRUE(costs->op_overhead_seconds.has_value());
+  EXPECT_GT(*costs->op_overhead_seconds, 1e-7);
+  EXPECT_LT(*costs->op_overhead_seconds, 1e-3);
+  ASSERT_EQ(costs->memory_ops.size(), 4u);
+  for (const auto& curve : costs->memory_ops) {
+    ASSERT_EQ(curve.bytes.size(), 2u);
+    const double bandwidth = static_cast<double>(curve.bytes.back()) / curve.seconds.back();
+    EXPECT_GT(bandwidth, 1e11) << curve.op;
+    EXPECT_LT(bandwidth, 2e13) << curve.op;
+  }
+}
 
 }  // namespace
 }  // namespace strata::runtime::cuda_test

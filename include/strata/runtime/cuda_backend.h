@@ -5,7 +5,10 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
+#include "strata/plan/plan.h"
+#include "strata/profile/store.h"
 #include "strata/runtime/backend.h"
 
 namespace strata::runtime {
@@ -17,7 +20,19 @@ struct CudaOptions {
   bool pointer_batches = false;
 };
 
+// What `strata profile` measures of the runtime on a backend (profile::Profile's fields of the same
+// names): the executor's cost per op issued and large memory-bound ops.
+struct RuntimeCosts {
+  std::optional<double> op_overhead_seconds;
+  std::vector<profile::MemoryOpCurve> memory_ops;
+};
+// Times a training step of a short and a long chain of tiny ops through an Executor on `backend`
+// (one device, MPI_COMM_SELF; MPI must be initialised): the slope is seconds per op. Then Add,
+// Gelu, Softmax and LayerNorm on bf16 tensors of 16M and 64M elements through backend.run_op.
+// Appends a readable table to `table` when given. (Defined in src/runtime/cuda/: CUDA builds.)
 #ifdef STRATA_HAVE_CUDA
+Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table = nullptr);
+
 // make_cuda_backend(local_rank) reads STRATA_CUDA_ACTIVATIONS ("bf16" or "f32") and
 // STRATA_CUDA_POINTER_BATCHES ("0" or "1") into the options.
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank, const CudaOptions& options);
@@ -39,6 +54,18 @@ inline constexpr const char* kSoftmaxBiasAttr = "cuda_softmax_bias";
 // A graph with the same values (equal in exact arithmetic; op names, roles, parameters, inputs and
 // outputs kept) that makes fewer passes over large tensors on the cuda backend: see fusion.cpp.
 Expected<ir::Graph> fuse_for_cuda(const ir::Graph& graph, FusionStats* stats = nullptr);
+
+// What the executor runs on the cuda backend: the training graph after fuse_for_cuda and the plan
+// with strategies for the rewritten graph's ops (op names are kept; a Concat takes its Add tree's
+// name, a Scale moved after a Dot "<dot>.scale", placed on that Dot's stage).
+struct FusedPlan {
+  ir::Graph graph;
+  plan::Plan plan;
+};
+// Only when every stage runs on one device (a 1x1 logical mesh: every spec is all R); otherwise
+// nullopt and the executor runs the graph as built. An Error when fuse_for_cuda fails.
+Expected<std::optional<FusedPlan>> fuse_plan_for_cuda(const ir::Graph& graph, const plan::Plan& plan,
+                                                      FusionStats* stats = nullptr);
 #endif
 
 }  // namespace strata::runtime

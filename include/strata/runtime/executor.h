@@ -84,7 +84,10 @@ class Executor {
 
   int stage() const;
   int num_stages() const;
+  // The graph this executor runs and its partition: the training graph as given, or on the cuda
+  // backend with every stage on one device, the graph after fuse_for_cuda (cuda_backend.h).
   const StageGraph& stage_graph() const;
+  const ir::Graph& graph() const;
 
  private:
   struct Impl;

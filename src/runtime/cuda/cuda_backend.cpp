@@ -247,11 +247,17 @@ class CudaBackend : public Backend {
 
   Expected<std::vector<TensorPtr>> run_op(const ir::Op& op, const std::vector<const DeviceTensor*>& inputs) override {
     std::vector<const CudaTensor*> in;
+    in.reserve(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i] == nullptr) return make_error("", "ops." + op.name + ".inputs[" + std::to_string(i) + "]", "null tensor");
       // A Softmax reads a deferred mask Add as it is (kernels::softmax_bias).
-      auto t = as_cuda(*inputs[i], "ops." + op.name + ".inputs[" + std::to_string(i) + "]",
-                       op.kind == OpKind::Softmax && i == 0);
+      const bool keep_pending = op.kind == OpKind::Softmax && i == 0;
+      const auto* direct = dynamic_cast<const CudaTensor*>(inputs[i]);
+      if (direct != nullptr && (keep_pending || direct->pending_bias() == nullptr)) {
+        in.push_back(direct);  // the common case: no field name to build
+        continue;
+      }
+      auto t = as_cuda(*inputs[i], "ops." + op.name + ".inputs[" + std::to_string(i) + "]", keep_pending);
       if (!t.is_ok()) return t.error();
       in.push_back(*t);
     }

@@ -10,10 +10,13 @@
 //    shape: the Add gets kSoftmaxBiasAttr, so that the backend folds it into the Softmax (the
 //    attribute changes no value; the interpreter ignores it).
 #include <algorithm>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "strata/intra/strategy.h"
 #include "strata/runtime/cuda_backend.h"
 
 namespace strata::runtime {
@@ -222,6 +225,51 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
   }
   if (stats != nullptr) *stats = counts;
   return out;
+}
+
+}  // namespace strata::runtime
+
+namespace strata::runtime {
+
+Expected<std::optional<FusedPlan>> fuse_plan_for_cuda(const ir::Graph& graph, const plan::Plan& plan, FusionStats* stats) {
+  for (const plan::Stage& s : plan.stages) {
+    if (s.logical_mesh.num_devices() != 1) return std::optional<FusedPlan>();
+  }
+  FusedPlan out;
+  STRATA_ASSIGN_OR_RETURN(out.graph, fuse_for_cuda(graph, stats));
+  out.plan = plan;
+  std::map<std::string, int> stage_of;  // original op name -> its stage
+  for (int s = 0; s < plan.num_stages(); ++s) {
+    for (const auto& [name, spec] : plan.stages[static_cast<size_t>(s)].strategies) stage_of[name] = s;
+    out.plan.stages[static_cast<size_t>(s)].strategies.clear();
+  }
+  auto replicated = [](const ir::TensorType& t) {
+    intra::ShardingSpec spec;
+    spec.dims.assign(t.shape.size(), intra::DimSharding::R);
+    return spec;
+  };
+  for (ir::OpId id = 0; id < out.graph.num_ops(); ++id) {
+    const ir::Op& op = out.graph.op(id);
+    // A Scale moved after its Dot is named "<dot>.scale" (plus '_' while taken): the Dot's stage.
+    std::string anchor = op.name;
+    if (!stage_of.count(anchor) && op.kind == ir::OpKind::Scale) {
+      while (!anchor.empty() && anchor.back() == '_') anchor.pop_back();
+      const std::string suffix = ".scale";
+      if (anchor.size() > suffix.size() && anchor.compare(anchor.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        anchor.resize(anchor.size() - suffix.size());
+      }
+    }
+    auto at = stage_of.find(anchor);
+    if (at == stage_of.end()) {
+      return make_error(plan.source_file, "stages", "fusion for cuda: no stage for the rewritten op '" + op.name + "'");
+    }
+    // One device per stage: every tensor is whole, so the spec of a rewritten op is all R.
+    intra::OpSharding sharding;
+    for (const ir::Value& v : op.inputs) sharding.inputs.push_back(replicated(out.graph.type(v)));
+    for (const ir::TensorType& t : op.outputs) sharding.outputs.push_back(replicated(t));
+    out.plan.stages[static_cast<size_t>(at->second)].strategies[op.name] = sharding.to_string();
+  }
+  return std::optional<FusedPlan>(std::move(out));
 }
 
 }  // namespace strata::runtime

@@ -1,0 +1,172 @@
+// measure_op_costs: what `strata profile --backend nccl` records of the runtime itself (the cost
+// model's per-op overhead and memory bandwidth), timed through the same Executor and Backend that
+// `strata train --backend cuda` runs.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "strata/autodiff/autodiff.h"
+#include "strata/runtime/cuda_backend.h"
+#include "strata/runtime/executor.h"
+
+namespace strata::runtime {
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+}
+
+// A one-device plan that runs every op of `train` whole (all specs R).
+plan::Plan whole_plan(const ir::Graph& train) {
+  plan::Plan p;
+  p.model = "op-overhead-chain";
+  p.cluster = {"one-device", 1, 1};
+  p.global_batch = 1;
+  p.num_micro_batches = 1;
+  p.training.optimizer = "sgd";
+  plan::Stage stage;
+  for (ir::OpId id = 0; id < train.num_ops(); ++id) {
+    const ir::Op& op = train.op(id);
+    intra::OpSharding sharding;
+    for (const ir::Value& v : op.inputs) sharding.inputs.push_back({std::vector<intra::DimSharding>(train.type(v).rank(), intra::DimSharding::R)});
+    for (const ir::TensorType& t : op.outputs) sharding.outputs.push_back({std::vector<intra::DimSharding>(t.rank(), intra::DimSharding::R)});
+    stage.strategies[op.name] = sharding.to_string();
+  }
+  p.stages.push_back(stage);
+  return p;
+}
+
+struct ChainTiming {
+  int64_t ops = 0;       // ops the executor runs per step (sources excluded)
+  double seconds = 0;    // median step
+};
+
+// One training step of x -> tanh^chain -> mean on a [width] tensor: almost nothing for the device
+// to do, so the step is the executor's and backend's cost of issuing its ops.
+Expected<ChainTiming> time_chain(Backend& backend, int chain, int64_t width, int steps) {
+  ir::Graph forward;
+  ir::Value h = forward.input("x", {width}, DType::bf16);
+  const ir::Value w = forward.parameter("w", {width}, DType::bf16);
+  h = forward.add_value(ir::OpKind::Mul, {h, w});
+  for (int i = 0; i < chain; ++i) h = forward.add_value(ir::OpKind::Tanh, {h});
+  forward.mark_output(forward.add_value(ir::OpKind::ReduceMean, {h}));
+  autodiff::TrainingOptions options;
+  options.lr = 1e-3;
+  STRATA_ASSIGN_OR_RETURN(ir::Graph train, autodiff::build_training_graph(forward, options));
+  const plan::Plan p = whole_plan(train);
+  STRATA_ASSIGN_OR_RETURN(auto exec, Executor::create(train, p, backend, MPI_COMM_SELF, 1));
+  interp::Tensor x({width});
+  for (int64_t i = 0; i < width; ++i) x[i] = 0.25 + 0.5 * static_cast<double>(i % 7) / 7.0;
+  const Feeder feed = [&x](const ir::Op&, int) -> Expected<interp::Tensor> { return x; };
+  std::vector<double> seconds;
+  for (int s = 1; s <= steps + 3; ++s) {
+    STRATA_ASSIGN_OR_RETURN(StepResult r, exec->step(feed, s));
+    if (s > 3) seconds.push_back(r.seconds);
+  }
+  ChainTiming out;
+  const ir::Graph& ran = exec->graph();
+  for (ir::OpId id = 0; id < ran.num_ops(); ++id) {
+    if (!ir::op_info(ran.op(id).kind).is_source) ++out.ops;
+  }
+  out.seconds = median(seconds);
+  return out;
+}
+
+// Seconds of one run_op of `op` (inputs uploaded once), the median of `iterations` timed runs.
+Expected<double> time_op(Backend& backend, const ir::Graph& g, ir::OpId id, const std::vector<TensorPtr>& inputs,
+                         int iterations) {
+  std::vector<const DeviceTensor*> raw;
+  for (const TensorPtr& t : inputs) raw.push_back(t.get());
+  // Back to back as the executor issues them; one synchronisation per batch of `iterations`.
+  std::vector<double> seconds;
+  for (int round = 0; round < 4; ++round) {
+    STRATA_RETURN_IF_ERROR(backend.synchronize());
+    const double start = now();
+    for (int i = 0; i < iterations; ++i) STRATA_RETURN_IF_ERROR(backend.run_op(g.op(id), raw).status());
+    STRATA_RETURN_IF_ERROR(backend.synchronize());
+    if (round > 0) seconds.push_back((now() - start) / iterations);
+  }
+  return median(seconds);
+}
+
+}  // namespace
+
+Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table) {
+  RuntimeCosts costs;
+  char line[200];
+  // Per-op cost: the slope of step time over ops issued, between a short and a long chain (the
+  // step's fixed costs — loss download, synchronisation — cancel).
+  constexpr int64_t kWidth = 256;
+  STRATA_ASSIGN_OR_RETURN(ChainTiming short_chain, time_chain(backend, 16, kWidth, 20));
+  STRATA_ASSIGN_OR_RETURN(ChainTiming long_chain, time_chain(backend, 256, kWidth, 20));
+  if (long_chain.ops <= short_chain.ops) return make_error("", "op_overhead", "the long chain has no more ops");
+  const double per_op = std::max(0.0, (long_chain.seconds - short_chain.seconds) /
+                                          static_cast<double>(long_chain.ops - short_chain.ops));
+  costs.op_overhead_seconds = per_op;
+  if (table != nullptr) {
+    std::snprintf(line, sizeof line, "# executor per-op cost: %lld ops %.3f ms, %lld ops %.3f ms -> %.2f us per op\n",
+                  static_cast<long long>(short_chain.ops), short_chain.seconds * 1e3,
+                  static_cast<long long>(long_chain.ops), long_chain.seconds * 1e3, per_op * 1e6);
+    *table += line;
+    *table += "# memory-bound ops through the backend (bytes: inputs + outputs in the IR dtype)\n"
+              "#   op          elements        bytes     time(us)    GB/s\n";
+  }
+  // Memory-bound ops on bf16 activations of a GPT-like row width, well past the L2.
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> uniform(-2.0, 2.0);
+  const int64_t row = 1024;
+  for (const char* name : {"add", "gelu", "softmax", "layer_norm"}) {
+    profile::MemoryOpCurve curve;
+    curve.op = name;
+    for (int64_t elements : {int64_t{16} << 20, int64_t{64} << 20}) {
+      const int64_t rows = elements / row;
+      ir::Graph g;
+      const ir::Value x = g.input("x", {rows, row}, DType::bf16);
+      ir::Value out;
+      std::vector<ir::Value> ins = {x};
+      const std::string op = name;
+      if (op == "add") {
+        ins.push_back(g.input("y", {rows, row}, DType::bf16));
+        out = g.add_value(ir::OpKind::Add, ins);
+      } else if (op == "gelu") {
+        out = g.add_value(ir::OpKind::Gelu, ins);
+      } else if (op == "softmax") {
+        out = g.add_value(ir::OpKind::Softmax, ins, ir::Attrs{{"axis", int64_t{-1}}});
+      } else {
+        ins.push_back(g.input("gamma", {row}, DType::bf16));
+        ins.push_back(g.input("beta", {row}, DType::bf16));
+        out = g.add_value(ir::OpKind::LayerNorm, ins, ir::Attrs{{"eps", 1e-5}});
+      }
+      std::vector<TensorPtr> uploaded;
+      int64_t bytes = g.type(out).bytes();
+      for (const ir::Value& v : ins) {
+        const ir::TensorType& t = g.type(v);
+        bytes += t.bytes();
+        interp::Tensor host(t.shape);
+        for (int64_t i = 0; i < host.numel(); ++i) host[i] = uniform(rng);
+        STRATA_ASSIGN_OR_RETURN(TensorPtr d, backend.upload(host, t.shape.size() == 1 ? DType::f32 : DType::bf16));
+        uploaded.push_back(d);
+      }
+      STRATA_ASSIGN_OR_RETURN(double seconds, time_op(backend, g, out.op, uploaded, 10));
+      if (!(seconds > 0)) return make_error("", "memory_ops." + op, "timed at zero seconds");
+      curve.bytes.push_back(bytes);
+      curve.seconds.push_back(seconds);
+      if (table != nullptr) {
+        std::snprintf(line, sizeof line, "  %-12s %10lld %12lld %12.1f %7.0f\n", name, static_cast<long long>(elements),
+                      static_cast<long long>(bytes), seconds * 1e6, static_cast<double>(bytes) / seconds / 1e9);
+        *table += line;
+      }
+    }
+    costs.memory_ops.push_back(std::move(curve));
+  }
+  return costs;
+}
+
+}  // namespace strata::runtime
