@@ -113,7 +113,7 @@ int run_plan_intra_only(int argc, char** argv) {
   if (args.has("profile")) {
     auto profile = profile::Store::read(args.get("profile"), cluster->name);
     if (!profile) return fail_with(profile.error(), kExitBadInput);
-    compute.use_gemm_table(profile->gemm);
+    compute.use_profile(*profile);
     comm = std::make_unique<profile::ProfileCommModel>(*profile, *cluster);
   }
 

@@ -16,6 +16,7 @@
 #include "strata/core/args.h"
 #include "strata/profile/profiler.h"
 #include "strata/profile/store.h"
+#include "strata/runtime/cuda_backend.h"
 
 namespace strata::cli {
 namespace {
@@ -63,11 +64,28 @@ int profile_on_rank(const ArgParser& args, int rank) {
     return fail(result.error(), input ? 2 : 1);
   }
   if (rank != 0) return 0;
+#ifdef STRATA_HAVE_CUDA
+  if (options.backend == "nccl") {  // the runtime's own costs, on rank 0's GPU (cost model: compute.h)
+    auto backend = runtime::make_cuda_backend(0);  // rank 0: the first GPU of the first node
+    std::string text;
+    auto costs = backend ? runtime::measure_op_costs(**backend, &text) : Expected<runtime::RuntimeCosts>(backend.error());
+    if (!costs) return fail(costs.error(), 1);
+    std::printf("%s", text.c_str());
+    result->op_overhead_seconds = costs->op_overhead_seconds;
+    result->memory_ops = costs->memory_ops;
+  }
+#endif
   const std::string out = args.get("out");
   Status written = profile::Store::write(out, *result);
   if (!written.is_ok()) return fail(output_error(written.error(), "out"), kExitBadInput);
   std::printf("# wrote %s (%zu collective curves, %zu p2p curves, %zu GEMM points)\n", out.c_str(),
               result->collectives.size(), result->p2p.size(), result->gemm.size());
+  const auto bandwidth = result->memory_bandwidth();
+  std::printf("# runtime costs: per-op overhead %s, memory-bound ops %s\n",
+              result->op_overhead_seconds ? (std::to_string(*result->op_overhead_seconds * 1e6) + " us").c_str()
+                                          : "not measured",
+              bandwidth ? (std::to_string(*bandwidth / 1e12) + " TB/s").c_str()
+                        : "not measured (the cost model keeps the cluster file's datasheet bandwidth)");
   return 0;
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace strata::cost {
@@ -36,10 +37,35 @@ void ComputeModel::use_gemm_table(std::vector<profile::GemmPoint> points) {
   }
 }
 
+void ComputeModel::use_profile(const profile::Profile& profile) {
+  use_gemm_table(profile.gemm);
+  set_op_overhead(profile.op_overhead_seconds);
+  set_memory_bandwidth(profile.memory_bandwidth());
+}
+
+std::string ComputeModel::describe() const {
+  char text[256];
+  std::string out = has_gemm_table() ? "GEMMs from the profile's table; " : "GEMMs from the roofline; ";
+  if (memory_bandwidth_) {
+    std::snprintf(text, sizeof text, "memory-bound ops at the measured %.3g TB/s; ", *memory_bandwidth_ / 1e12);
+  } else {
+    std::snprintf(text, sizeof text, "memory-bound ops at the datasheet %.3g TB/s x %.2f (no measured bandwidth); ",
+                  spec_.memory_bandwidth_bytes_per_second / 1e12, options_.bandwidth_efficiency);
+  }
+  out += text;
+  if (op_overhead_) {
+    std::snprintf(text, sizeof text, "%.3g us per executed op (measured)", *op_overhead_ * 1e6);
+  } else {
+    std::snprintf(text, sizeof text, "no per-op cost (none measured)");
+  }
+  return out + text;
+}
+
 double ComputeModel::roofline_seconds(double flops, int64_t bytes, DType dtype, bool contraction) const {
   const double efficiency = contraction ? options_.contraction_efficiency : options_.other_efficiency;
   const double peak = spec_.peak_flops(dtype) * efficiency;
-  const double bandwidth = spec_.memory_bandwidth_bytes_per_second * options_.bandwidth_efficiency;
+  const double bandwidth =
+      memory_bandwidth_ ? *memory_bandwidth_ : spec_.memory_bandwidth_bytes_per_second * options_.bandwidth_efficiency;
   const double compute = peak > 0 ? flops / peak : 0;
   const double memory = bandwidth > 0 ? static_cast<double>(bytes) / bandwidth : 0;
   return std::max(compute, memory);
@@ -73,8 +99,9 @@ double ComputeModel::gemm_seconds(int64_t batch, int64_t m, int64_t n, int64_t k
 double ComputeModel::op_seconds(ir::OpKind kind, const std::vector<ir::TensorType>& inputs,
                                 const std::vector<ir::TensorType>& outputs, const ir::Attrs& attrs) const {
   if (op_info(kind).is_source) return 0;
-  switch (kind) {  // layout ops that only relabel memory
-    case ir::OpKind::Reshape: return 0;
+  const double overhead = op_overhead_.value_or(0.0);
+  switch (kind) {  // layout ops that only relabel memory (still issued by the executor)
+    case ir::OpKind::Reshape: return overhead;
     default: break;
   }
   DType dtype = outputs.empty() ? DType::f32 : outputs[0].dtype;
@@ -91,14 +118,14 @@ double ComputeModel::op_seconds(ir::OpKind kind, const std::vector<ir::TensorTyp
       const double k = product(lhs, *lhs_contract);
       const double m = product(lhs, ir::dot_free_dims(inputs[0].rank(), *lhs_batch, *lhs_contract));
       const double n = product(rhs, ir::dot_free_dims(inputs[1].rank(), *rhs_batch, *rhs_contract));
-      return gemm_seconds(static_cast<int64_t>(batch), static_cast<int64_t>(m), static_cast<int64_t>(n),
-                          static_cast<int64_t>(k), dtype);
+      return overhead + gemm_seconds(static_cast<int64_t>(batch), static_cast<int64_t>(m), static_cast<int64_t>(n),
+                                     static_cast<int64_t>(k), dtype);
     }
   }
   int64_t bytes = 0;
   for (const ir::TensorType& type : inputs) bytes += type.bytes();
   for (const ir::TensorType& type : outputs) bytes += type.bytes();
-  return roofline_seconds(ir::op_flops(kind, inputs, outputs, attrs), bytes, dtype, is_contraction(kind));
+  return overhead + roofline_seconds(ir::op_flops(kind, inputs, outputs, attrs), bytes, dtype, is_contraction(kind));
 }
 
 int64_t sharded_bytes(const ir::TensorType& type, const std::vector<int64_t>& parts) {

@@ -107,6 +107,18 @@ Status write_all(hid_t file_id, const std::string& file, const Profile& profile)
     STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "k", k));
     STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "seconds", seconds));
   }
+  if (profile.op_overhead_seconds) {
+    STRATA_ASSIGN_OR_RETURN(Handle g, writer.group("/op_overhead"));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), "/op_overhead", "seconds_per_op",
+                                          std::vector<double>{*profile.op_overhead_seconds}));
+  }
+  for (const MemoryOpCurve& curve : profile.memory_ops) {
+    STRATA_CHECK(curve.bytes.size() == curve.seconds.size(), "memory op curve with mismatched lengths");
+    const std::string path = "/memory_ops/" + curve.op;
+    STRATA_ASSIGN_OR_RETURN(Handle g, writer.group(path));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "bytes", curve.bytes));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "seconds", curve.seconds));
+  }
   STRATA_H5_CALL(H5Fflush(file_id, H5F_SCOPE_GLOBAL), file, "");
   return writer.attr_int("complete", 1);  // last: a reader rejects a file without it
 }
@@ -157,6 +169,7 @@ class Reader {
   Expected<std::string> attr_string(const char* name) { return h5::AttrReader(file_id_, file_).string(name); }
 
   const std::string& file() const { return file_; }
+  hid_t file_id() const { return file_id_; }
 
  private:
   hid_t file_id_;
@@ -251,6 +264,24 @@ Expected<Profile> read_all(Reader& reader) {
       profile.gemm.push_back({m[i], n[i], k[i], *dtype, seconds[i]});
     }
   }
+  // Optional (absent in profiles written before 2026-11-24): the runtime's per-op cost and its
+  // memory-bound ops.
+  if (H5Lexists(reader.file_id(), "/op_overhead", H5P_DEFAULT) > 0) {
+    STRATA_ASSIGN_OR_RETURN(auto values, reader.dataset<double>("/op_overhead/seconds_per_op"));
+    if (values.size() != 1 || !(values[0] >= 0) || !std::isfinite(values[0])) {
+      return make_error(file, "/op_overhead/seconds_per_op", "must hold one finite value >= 0");
+    }
+    profile.op_overhead_seconds = values[0];
+  }
+  STRATA_ASSIGN_OR_RETURN(auto memory_ops, reader.children("/memory_ops"));
+  for (const std::string& op : memory_ops) {
+    const std::string path = "/memory_ops/" + op;
+    MemoryOpCurve curve;
+    curve.op = op;
+    STRATA_ASSIGN_OR_RETURN(curve.bytes, reader.dataset<int64_t>(path + "/bytes"));
+    STRATA_ASSIGN_OR_RETURN(curve.seconds, reader.dataset<double>(path + "/seconds"));
+    profile.memory_ops.push_back(std::move(curve));
+  }
   // Curves must be usable for interpolation: same lengths, sizes increasing, times positive.
   auto check_curve = [&](const std::string& path, const std::vector<int64_t>& sizes,
                          const std::vector<double>& seconds) -> Status {
@@ -274,6 +305,9 @@ Expected<Profile> read_all(Reader& reader) {
   for (const auto& curve : profile.p2p) {
     STRATA_RETURN_IF_ERROR(check_curve(curve.cross_node ? "/p2p/inter_node" : "/p2p/intra_node",
                                        curve.sizes_bytes, curve.seconds));
+  }
+  for (const auto& curve : profile.memory_ops) {
+    STRATA_RETURN_IF_ERROR(check_curve("/memory_ops/" + curve.op, curve.bytes, curve.seconds));
   }
   return profile;
 }
@@ -300,6 +334,17 @@ Status check_superblock(const std::string& path) {
 }
 
 }  // namespace
+
+std::optional<double> Profile::memory_bandwidth() const {
+  double bytes = 0, seconds = 0;
+  for (const MemoryOpCurve& curve : memory_ops) {
+    if (curve.bytes.empty() || curve.seconds.size() != curve.bytes.size()) continue;
+    bytes += static_cast<double>(curve.bytes.back());
+    seconds += curve.seconds.back();
+  }
+  if (!(seconds > 0) || !(bytes > 0)) return std::nullopt;
+  return bytes / seconds;
+}
 
 Status Store::write(const std::string& path, const Profile& profile) {
   h5::silence_errors();

@@ -65,6 +65,41 @@ TEST(ComputeModel, MeasuredGemmTable) {
   EXPECT_DOUBLE_EQ(model.gemm_seconds(4, 1024, 1024, 1024, DType::f16), 8e-4);
 }
 
+// A profile's runtime costs: the measured bandwidth replaces datasheet x efficiency, the per-op
+// cost lands on every executed op (Reshape too), never on sources; without them nothing changes.
+TEST(ComputeModel, ProfileRuntimeCosts) {
+  const ir::TensorType x{{1024, 1024}, DType::f32};
+  const ComputeModel datasheet(v100());
+  EXPECT_NE(datasheet.describe().find("datasheet"), std::string::npos) << datasheet.describe();
+  EXPECT_NE(datasheet.describe().find("no per-op cost"), std::string::npos) << datasheet.describe();
+
+  profile::Profile profile;
+  profile.gemm = {{1024, 1024, 1024, DType::f32, 2e-4}};
+  profile.op_overhead_seconds = 7e-6;
+  profile.memory_ops = {{"add", {1 << 20, 1 << 24}, {1e-6, 1e-5}}, {"gelu", {1 << 24}, {3e-5}}};
+  ComputeModel model(v100());
+  model.use_profile(profile);
+  const double bandwidth = 2.0 * (1 << 24) / 4e-5;  // 0.84 TB/s
+  ASSERT_TRUE(model.memory_bandwidth().has_value());
+  EXPECT_DOUBLE_EQ(*model.memory_bandwidth(), bandwidth);
+  EXPECT_DOUBLE_EQ(model.op_seconds(ir::OpKind::Add, {x, x}, {x}, {}), 7e-6 + 3.0 * x.bytes() / bandwidth);
+  EXPECT_DOUBLE_EQ(dot_seconds(model, 1024, 1024, 1024, DType::f32), 7e-6 + 2e-4);
+  EXPECT_DOUBLE_EQ(model.op_seconds(ir::OpKind::Reshape, {x}, {{{1024 * 1024}, DType::f32}},
+                                    {{"shape", std::vector<int64_t>{-1}}}),
+                   7e-6);
+  EXPECT_EQ(model.op_seconds(ir::OpKind::Parameter, {}, {x}, {}), 0);
+  EXPECT_NE(model.describe().find("measured 0.839 TB/s"), std::string::npos) << model.describe();
+  EXPECT_NE(model.describe().find("7 us per executed op"), std::string::npos) << model.describe();
+
+  // An old profile (GEMMs only): the datasheet roofline and no per-op cost, as before.
+  profile.op_overhead_seconds.reset();
+  profile.memory_ops.clear();
+  model.use_profile(profile);
+  EXPECT_FALSE(model.op_overhead().has_value());
+  EXPECT_DOUBLE_EQ(model.op_seconds(ir::OpKind::Add, {x, x}, {x}, {}), 3.0 * x.bytes() / (900e9 * 0.8));
+  EXPECT_DOUBLE_EQ(dot_seconds(model, 1024, 1024, 1024, DType::f32), 2e-4);
+}
+
 TEST(ComputeModel, ShardedBytes) {
   const ir::TensorType t{{8, 6, 4}, DType::bf16};
   EXPECT_EQ(sharded_bytes(t, {}), 8 * 6 * 4 * 2);

@@ -157,6 +157,47 @@ TEST(Store, RejectsUnusableCurveAndUnwritablePath) {
   EXPECT_NE(written.error().reason.find("HDF5 call H5Fcreate failed"), std::string::npos);
 }
 
+// The runtime costs (2026-11-24): written and read back; a profile without them (as every older
+// file) reads them as absent; a bad value is refused naming its dataset.
+TEST(Store, RuntimeCostsRoundTripAndMayBeAbsent) {
+  const std::string path = temp_path("runtime_costs.h5");
+  Profile profile = sample_profile();
+  profile.op_overhead_seconds = 6.5e-6;
+  profile.memory_ops = {{"add", {1000, 4000}, {1e-6, 2e-6}}, {"softmax", {2000, 8000}, {1e-6, 6e-6}}};
+  ASSERT_TRUE(Store::write(path, profile).is_ok());
+  auto read = Store::read(path);
+  ASSERT_TRUE(read.is_ok()) << read.error().message();
+  ASSERT_TRUE(read->op_overhead_seconds.has_value());
+  EXPECT_EQ(*read->op_overhead_seconds, 6.5e-6);
+  ASSERT_EQ(read->memory_ops.size(), 2u);
+  EXPECT_EQ(read->memory_ops[1].op, "softmax");
+  EXPECT_EQ(read->memory_ops[1].bytes, (std::vector<int64_t>{2000, 8000}));
+  EXPECT_EQ(read->memory_ops[1].seconds, (std::vector<double>{1e-6, 6e-6}));
+  // The largest point of each op: (4000 + 8000) bytes over (2 + 6) us.
+  ASSERT_TRUE(read->memory_bandwidth().has_value());
+  EXPECT_DOUBLE_EQ(*read->memory_bandwidth(), 12000.0 / 8e-6);
+
+  ASSERT_TRUE(Store::write(path, sample_profile()).is_ok());
+  auto old = Store::read(path);
+  ASSERT_TRUE(old.is_ok()) << old.error().message();
+  EXPECT_FALSE(old->op_overhead_seconds.has_value());
+  EXPECT_TRUE(old->memory_ops.empty());
+  EXPECT_FALSE(old->memory_bandwidth().has_value());
+
+  profile.op_overhead_seconds = -1e-6;
+  ASSERT_TRUE(Store::write(path, profile).is_ok());
+  auto negative = Store::read(path);
+  ASSERT_FALSE(negative.is_ok());
+  EXPECT_EQ(negative.error().message(), path + ": /op_overhead/seconds_per_op: must hold one finite value >= 0");
+  profile.op_overhead_seconds = 1e-6;
+  profile.memory_ops[0].seconds = {1e-6, 0};
+  ASSERT_TRUE(Store::write(path, profile).is_ok());
+  auto zero = Store::read(path);
+  ASSERT_FALSE(zero.is_ok());
+  EXPECT_NE(zero.error().message().find("/memory_ops/add"), std::string::npos) << zero.error().message();
+  std::filesystem::remove(path);
+}
+
 TEST(Interpolate, ExactBetweenAndBeyond) {
   const std::vector<int64_t> sizes = {1024, 4096, 16384};
   const std::vector<double> seconds = {1e-5, 2e-5, 6e-5};

@@ -1,8 +1,12 @@
 // How long one op takes on one device: a roofline of FLOPs against the dtype's peak rate and of
-// bytes moved against HBM bandwidth, from the cluster YAML; GEMMs from a profile's table when given.
+// bytes moved against HBM bandwidth, from the cluster YAML; GEMMs from a profile's table when given,
+// and from a profile that measured them, the achieved bandwidth of memory-bound ops and a fixed
+// per-op cost of the executor (added to every op it runs).
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "strata/cluster/cluster.h"
@@ -27,6 +31,19 @@ class ComputeModel {
   void use_gemm_table(std::vector<profile::GemmPoint> points);
   bool has_gemm_table() const { return !gemm_.empty(); }
 
+  // Everything a profile measured for compute: its GEMM table, the runtime's per-op cost and the
+  // achieved bandwidth of memory-bound ops (each only when the profile has it).
+  void use_profile(const profile::Profile& profile);
+  // Added to every op the executor runs (not to sources: Parameter, Input, Constant).
+  void set_op_overhead(std::optional<double> seconds) { op_overhead_ = seconds; }
+  // Replaces bandwidth · bandwidth_efficiency in the roofline's memory term (measured, so no
+  // efficiency factor on top).
+  void set_memory_bandwidth(std::optional<double> bytes_per_second) { memory_bandwidth_ = bytes_per_second; }
+  std::optional<double> op_overhead() const { return op_overhead_; }
+  std::optional<double> memory_bandwidth() const { return memory_bandwidth_; }
+  // One line on where the numbers come from (measured or the cluster file's datasheet values).
+  std::string describe() const;
+
   // Roofline seconds: max(flops / (peak(dtype) · efficiency), bytes / (bandwidth · efficiency)).
   double roofline_seconds(double flops, int64_t bytes, DType dtype, bool contraction) const;
   // One execution of an op with these (per-device) input/output types and attributes.
@@ -42,6 +59,8 @@ class ComputeModel {
   cluster::ClusterSpec spec_;
   ComputeOptions options_;
   std::vector<profile::GemmPoint> gemm_;
+  std::optional<double> op_overhead_;
+  std::optional<double> memory_bandwidth_;
 };
 
 // Bytes one device holds of a tensor of `type` whose dims are split into `parts[d]` blocks.

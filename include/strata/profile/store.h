@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,14 @@ struct GemmPoint {
   double seconds = 0;
 };
 
+// One memory-bound op of the runtime backend timed on large tensors: bytes as the cost model counts
+// them (every input read once, every output written once, in the IR dtype), strictly increasing.
+struct MemoryOpCurve {
+  std::string op;  // "add", "softmax", ... (a group name under /memory_ops)
+  std::vector<int64_t> bytes;
+  std::vector<double> seconds;
+};
+
 struct Profile {
   int schema_version = kSchemaVersion;
   std::string cluster_name;
@@ -48,6 +57,15 @@ struct Profile {
   std::vector<CollectiveCurve> collectives;
   std::vector<P2PCurve> p2p;
   std::vector<GemmPoint> gemm;
+  // Measured through the runtime's backend (cuda profiles since 2026-11-24; absent in older files
+  // and cpu profiles): seconds of executor/backend cost per op issued (a chain of tiny ops) and
+  // large memory-bound ops. Absent means unknown: the cost model then keeps its datasheet roofline.
+  std::optional<double> op_overhead_seconds;
+  std::vector<MemoryOpCurve> memory_ops;
+
+  // Achieved bandwidth of memory-bound ops: the largest point of each curve, total bytes over
+  // total seconds; nullopt without curves.
+  std::optional<double> memory_bandwidth() const;
 };
 
 class Store {
