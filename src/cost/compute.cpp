@@ -25,6 +25,33 @@ double product(const ir::Shape& shape, const std::vector<int64_t>& dims) {
   return p;
 }
 
+// The class of measured memory-bound kernel (profile::MemoryOpCurve::op) an op is priced by.
+const char* measured_class(ir::OpKind kind) {
+  switch (kind) {
+    case ir::OpKind::LayerNorm:
+    case ir::OpKind::LayerNormGrad: return "layer_norm";
+    case ir::OpKind::Softmax:
+    case ir::OpKind::SoftmaxGrad: return "softmax";
+    case ir::OpKind::Neg:
+    case ir::OpKind::Exp:
+    case ir::OpKind::Log:
+    case ir::OpKind::Tanh:
+    case ir::OpKind::Sqrt:
+    case ir::OpKind::Rsqrt:
+    case ir::OpKind::Relu:
+    case ir::OpKind::Gelu:
+    case ir::OpKind::Scale:
+    case ir::OpKind::Step: return "gelu";
+    case ir::OpKind::Add:
+    case ir::OpKind::Sub:
+    case ir::OpKind::Mul:
+    case ir::OpKind::Div:
+    case ir::OpKind::Max:
+    case ir::OpKind::GeluGrad: return "add";
+    default: return nullptr;
+  }
+}
+
 }  // namespace
 
 ComputeModel::ComputeModel(cluster::ClusterSpec spec, ComputeOptions options)
@@ -41,13 +68,34 @@ void ComputeModel::use_profile(const profile::Profile& profile) {
   use_gemm_table(profile.gemm);
   set_op_overhead(profile.op_overhead_seconds);
   set_memory_bandwidth(profile.memory_bandwidth());
+  std::map<std::string, double> by_class;
+  for (const profile::MemoryOpCurve& curve : profile.memory_ops) {
+    if (!curve.bytes.empty() && curve.seconds.size() == curve.bytes.size() && curve.seconds.back() > 0) {
+      by_class[curve.op] = static_cast<double>(curve.bytes.back()) / curve.seconds.back();
+    }
+  }
+  set_memory_op_bandwidths(std::move(by_class));
+}
+
+double ComputeModel::memory_seconds(ir::OpKind kind, double flops, int64_t bytes, DType dtype) const {
+  const char* name = measured_class(kind);
+  auto it = name != nullptr ? class_bandwidth_.find(name) : class_bandwidth_.end();
+  if (it == class_bandwidth_.end()) return roofline_seconds(flops, bytes, dtype, false);
+  const double peak = spec_.peak_flops(dtype) * options_.other_efficiency;
+  return std::max(peak > 0 ? flops / peak : 0.0, static_cast<double>(bytes) / it->second);
 }
 
 std::string ComputeModel::describe() const {
   char text[256];
   std::string out = has_gemm_table() ? "GEMMs from the profile's table; " : "GEMMs from the roofline; ";
   if (memory_bandwidth_) {
-    std::snprintf(text, sizeof text, "memory-bound ops at the measured %.3g TB/s; ", *memory_bandwidth_ / 1e12);
+    std::snprintf(text, sizeof text, "memory-bound ops at the measured %.3g TB/s", *memory_bandwidth_ / 1e12);
+    out += text;
+    for (const auto& [name, bandwidth] : class_bandwidth_) {
+      std::snprintf(text, sizeof text, ", %s %.3g", name.c_str(), bandwidth / 1e12);
+      out += text;
+    }
+    std::snprintf(text, sizeof text, "; ");
   } else {
     std::snprintf(text, sizeof text, "memory-bound ops at the datasheet %.3g TB/s x %.2f (no measured bandwidth); ",
                   spec_.memory_bandwidth_bytes_per_second / 1e12, options_.bandwidth_efficiency);
@@ -125,7 +173,9 @@ double ComputeModel::op_seconds(ir::OpKind kind, const std::vector<ir::TensorTyp
   int64_t bytes = 0;
   for (const ir::TensorType& type : inputs) bytes += type.bytes();
   for (const ir::TensorType& type : outputs) bytes += type.bytes();
-  return overhead + roofline_seconds(ir::op_flops(kind, inputs, outputs, attrs), bytes, dtype, is_contraction(kind));
+  const double flops = ir::op_flops(kind, inputs, outputs, attrs);
+  if (is_contraction(kind)) return overhead + roofline_seconds(flops, bytes, dtype, true);
+  return overhead + memory_seconds(kind, flops, bytes, dtype);
 }
 
 int64_t sharded_bytes(const ir::TensorType& type, const std::vector<int64_t>& parts) {

@@ -82,13 +82,20 @@ TEST(ComputeModel, ProfileRuntimeCosts) {
   const double bandwidth = 2.0 * (1 << 24) / 4e-5;  // 0.84 TB/s
   ASSERT_TRUE(model.memory_bandwidth().has_value());
   EXPECT_DOUBLE_EQ(*model.memory_bandwidth(), bandwidth);
-  EXPECT_DOUBLE_EQ(model.op_seconds(ir::OpKind::Add, {x, x}, {x}, {}), 7e-6 + 3.0 * x.bytes() / bandwidth);
   EXPECT_DOUBLE_EQ(dot_seconds(model, 1024, 1024, 1024, DType::f32), 7e-6 + 2e-4);
   EXPECT_DOUBLE_EQ(model.op_seconds(ir::OpKind::Reshape, {x}, {{{1024 * 1024}, DType::f32}},
                                     {{"shape", std::vector<int64_t>{-1}}}),
                    7e-6);
   EXPECT_EQ(model.op_seconds(ir::OpKind::Parameter, {}, {x}, {}), 0);
   EXPECT_NE(model.describe().find("measured 0.839 TB/s"), std::string::npos) << model.describe();
+  // Each class at its own kernel's bandwidth (the largest point): Add at add's 1.68 TB/s, Tanh at
+  // gelu's 0.56 TB/s; a Transpose (no class) at the aggregate.
+  ComputeModel by_class(v100());
+  by_class.use_profile(profile);
+  EXPECT_DOUBLE_EQ(by_class.op_seconds(ir::OpKind::Add, {x, x}, {x}, {}), 7e-6 + 3.0 * x.bytes() / ((1 << 24) / 1e-5));
+  EXPECT_DOUBLE_EQ(by_class.op_seconds(ir::OpKind::Tanh, {x}, {x}, {}), 7e-6 + 2.0 * x.bytes() / ((1 << 24) / 3e-5));
+  EXPECT_DOUBLE_EQ(by_class.op_seconds(ir::OpKind::Transpose, {x}, {x}, {{"perm", std::vector<int64_t>{1, 0}}}),
+                   7e-6 + 2.0 * x.bytes() / bandwidth);
   EXPECT_NE(model.describe().find("7 us per executed op"), std::string::npos) << model.describe();
 
   // An old profile (GEMMs only): the datasheet roofline and no per-op cost, as before.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,11 @@ class ComputeModel {
   // Replaces bandwidth · bandwidth_efficiency in the roofline's memory term (measured, so no
   // efficiency factor on top).
   void set_memory_bandwidth(std::optional<double> bytes_per_second) { memory_bandwidth_ = bytes_per_second; }
+  // Per class of op, the bandwidth its measured kernel reached (profile::MemoryOpCurve names:
+  // "add" for binary elementwise ops, "gelu" unary, "softmax" Softmax(Grad), "layer_norm"
+  // LayerNorm(Grad)); other ops use memory_bandwidth(). use_profile sets these from the largest
+  // point of each curve.
+  void set_memory_op_bandwidths(std::map<std::string, double> by_class) { class_bandwidth_ = std::move(by_class); }
   std::optional<double> op_overhead() const { return op_overhead_; }
   std::optional<double> memory_bandwidth() const { return memory_bandwidth_; }
   // One line on where the numbers come from (measured or the cluster file's datasheet values).
@@ -61,6 +67,8 @@ class ComputeModel {
   std::vector<profile::GemmPoint> gemm_;
   std::optional<double> op_overhead_;
   std::optional<double> memory_bandwidth_;
+  std::map<std::string, double> class_bandwidth_;
+  double memory_seconds(ir::OpKind kind, double flops, int64_t bytes, DType dtype) const;
 };
 
 // Bytes one device holds of a tensor of `type` whose dims are split into `parts[d]` blocks.
