@@ -38,3 +38,6 @@ add_test(NAME intra_cli_plan_missing_model
                  --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/aws-p3-1node.yaml --out ${PLAN_INTRA_DIR}/bad.yaml)
 set_tests_properties(intra_cli_plan_missing_model PROPERTIES
                      PASS_REGULAR_EXPRESSION "no-such.yaml: --model: no such file")
+# bench/intra_budget_bench.cpp likewise: one stage without and under a memory budget.
+add_executable(intra_budget_bench_core ${CMAKE_SOURCE_DIR}/bench/intra_budget_bench.cpp)
+target_link_libraries(intra_budget_bench_core PRIVATE strata_intra strata_models strata_autodiff)

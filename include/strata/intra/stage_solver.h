@@ -72,6 +72,13 @@ struct StageProblem {
   // every strategy of the other end (followers folded in). Exact: some optimum (with the same
   // cost, under the same budget) survives. Forbidden (+inf) strategies are dropped too.
   bool prune_dominated = true;
+  // Under a memory budget, first price memory into the costs (Lagrangian relaxation: up to this
+  // many solves WITHOUT the memory row, which elimination keeps exact and fast) and improve the
+  // best fitting answer by one-node moves; then the budgeted ILP (chunks: also swept from that
+  // answer) unless the search proved its answer optimal. The cheaper answer within the budget is
+  // kept, so it is never worse than the budgeted ILP alone (0: the budgeted ILP alone). Why: the
+  // memory row makes lp_solve slow, and at its time limit it returns whatever incumbent it has.
+  int budget_search_solves = 12;
   // Optional restriction (baselines: data-parallel only, ZeRO, Megatron...): return false to forbid a strategy.
   std::function<bool(const ir::Op&, const Strategy&)> allow;
 };
@@ -88,6 +95,8 @@ struct StageSolution {
   int num_ilps = 0;                               // 1 unless the stage was split: its chunks (max_ilp_decision_nodes)
   int ilps_solved = 0;                            // solver runs (a split stage: two passes over its chunks)
   int chunk_cache_hits = 0;                       // chunk ILPs answered by problem.chunk_cache instead
+  int budget_search_solves = 0;                   // unbudgeted solves of the budget search (budget_search_solves)
+  int budget_search_moves = 0;                    // one-node moves it made (repair and improvement)
   double objective_seconds = 0;                   // the solver objective: one step (see num_micro_batches)
 };
 
