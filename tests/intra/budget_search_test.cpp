@@ -158,5 +158,75 @@ TEST(BudgetSearch, PricedRequestAddsPriceTimesMemory) {
   EXPECT_TRUE(std::isinf(priced.nodes[0].strategy_cost[1]));  // forbidden stays forbidden
 }
 
+ir::Attrs matmul() {
+  return {{"lhs_batch", std::vector<int64_t>{}}, {"rhs_batch", std::vector<int64_t>{}},
+          {"lhs_contract", std::vector<int64_t>{1}}, {"rhs_contract", std::vector<int64_t>{0}}};
+}
+
+// x[batch, hidden] -> block "a": a.fc with a.w [hidden, hidden], relu -> block "b": b.fc with
+// b.w [hidden, width] -> sum of squares; Adam. Two blocks whose memory costs differ per byte saved.
+ir::Graph two_blocks(int64_t batch, int64_t hidden, int64_t width) {
+  ir::Graph g;
+  ir::Value h = g.input("x", {batch, hidden});
+  h = g.add_value(ir::OpKind::Dot, {h, g.parameter("a.w", {hidden, hidden})}, matmul(), "a.fc");
+  h = g.add_value(ir::OpKind::Relu, {h}, {}, "a.relu");
+  h = g.add_value(ir::OpKind::Dot, {h, g.parameter("b.w", {hidden, width})}, matmul(), "b.fc");
+  ir::Value sq = g.add_value(ir::OpKind::Mul, {h, h}, {}, "loss.square");
+  g.mark_output(g.add_value(ir::OpKind::ReduceSum, {sq}, {}, "loss.sum"));
+  autodiff::TrainingOptions options;
+  options.optimizer = autodiff::Optimizer::adam;
+  auto training = autodiff::build_training_graph(g, options);
+  STRATA_CHECK(training.is_ok(), training.is_ok() ? "" : training.error().message());
+  return *training;
+}
+
+// A chunked stage under a budget 20% below the fastest sharding's memory: the budgeted chunk ILPs
+// alone (first-pass budget shares, then one sweep) cost more than twice the optimum of the one
+// budgeted ILP, because no chunk can hand memory to another; with the budget search the chunked
+// solve finds the optimum. Every answer keeps the budget.
+TEST(BudgetSearch, ChunkedStageUnderABudgetGetsTheOptimum) {
+  const cluster::ClusterSpec spec = testing::test_cluster();
+  const cluster::AlphaBetaModel comm(spec);
+  ilp::LpSolveSolver solver;
+  const ir::Graph g = two_blocks(64, 256, 256);
+  StageProblem problem;
+  problem.graph = &g;
+  problem.mesh = {1, 4};
+  problem.submesh = {1, 4};
+  problem.cluster = &spec;
+  problem.comm = &comm;
+  problem.num_micro_batches = 16;
+  problem.max_ilp_decision_nodes = 0;
+  problem.time_limit_seconds = 0;
+  auto free = solve_stage(problem, solver);
+  ASSERT_TRUE(free.is_ok() && free->feasible);
+  auto memory = [](const StageSolution& s) { return s.weights_bytes + s.optimizer_state_bytes + s.activation_bytes; };
+  problem.memory_budget_bytes = memory(*free) - memory(*free) / 5;
+  problem.budget_search_solves = 0;
+  auto exact = solve_stage(problem, solver);  // one budgeted ILP, no time limit: the optimum
+  problem.max_ilp_decision_nodes = 2;
+  auto chunks_alone = solve_stage(problem, solver);
+  problem.budget_search_solves = 12;
+  auto chunks_searched = solve_stage(problem, solver);
+  problem.max_ilp_decision_nodes = 0;
+  auto one_searched = solve_stage(problem, solver);
+  for (const auto* s : {&exact, &chunks_alone, &chunks_searched, &one_searched}) {
+    ASSERT_TRUE(s->is_ok() && (*s)->feasible);
+    EXPECT_LE(memory(**s), problem.memory_budget_bytes);
+    EXPECT_GE((*s)->objective_seconds, exact->objective_seconds * (1 - 1e-9));
+  }
+  std::printf("two blocks under a budget: optimum %.6g s; chunk ILPs alone %.6g s (%d chunks); with the search "
+              "%.6g s (%d unbudgeted solves, %d moves); one ILP with the search %.6g s\n",
+              exact->objective_seconds, chunks_alone->objective_seconds, chunks_alone->num_ilps,
+              chunks_searched->objective_seconds, chunks_searched->budget_search_solves,
+              chunks_searched->budget_search_moves, one_searched->objective_seconds);
+  EXPECT_GT(chunks_alone->num_ilps, 2);
+  EXPECT_GT(chunks_alone->objective_seconds, 2 * exact->objective_seconds);  // what the chunks alone gave
+  EXPECT_LE(chunks_searched->objective_seconds, exact->objective_seconds * (1 + 1e-6));
+  EXPECT_LE(one_searched->objective_seconds, exact->objective_seconds * (1 + 1e-6));
+  EXPECT_GT(chunks_searched->budget_search_solves, 1);
+  EXPECT_EQ(chunks_alone->budget_search_solves, 0);
+}
+
 }  // namespace
 }  // namespace strata::intra
