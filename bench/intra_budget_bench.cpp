@@ -209,6 +209,11 @@ int main(int argc, char** argv) {
                 solution->budget_search_moves, solution->feasible ? "feasible" : solution->reason.c_str());
     std::fflush(stdout);
     if (solution->feasible) breakdown(problem, *stage, *solution, static_cast<int>(*top));
+    if (budgeted && problem.budget_search_solves > 0) {
+      std::printf("# budget search: %.6g s step in %.1f s wall (%d unbudgeted solves, %d moves)\n",
+                  solution->budget_search_objective_seconds, solution->budget_search_wall_seconds,
+                  solution->budget_search_solves, solution->budget_search_moves);
+    }
     if (!budgeted && solution->feasible && *budget_fraction > 0) {
       budget = static_cast<int64_t>(*budget_fraction * static_cast<double>(memory));
       std::printf("# budget: %.4f of %lld bytes = %lld bytes\n", *budget_fraction, static_cast<long long>(memory),

@@ -421,12 +421,10 @@ std::string block_of(const std::string& name) { return name.substr(0, name.find(
 // forward op each node belongs to and cut at block boundaries (so a chunk is a run of whole
 // layers with their backward and update ops): a first pass in order, then one sweep of block
 // coordinate descent. See StageProblem::max_ilp_decision_nodes and ChunkCache. `request` is
-// stage.request or a variant of it with other costs or budget (same nodes and edges). With `start`
-// (an assignment within the budget), the sweep runs from it too and the cheaper end is kept; a
-// first pass that fails is then no failure.
+// stage.request or a variant of it with other costs or budget (same nodes and edges).
 Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const StageRequest& stage,
                                          const SolverRequest& request, ilp::Solver& solver, int max_decisions,
-                                         const std::vector<int>* start, ChunkStats* stats) {
+                                         ChunkStats* stats) {
   const int n = static_cast<int>(request.nodes.size());
   const std::vector<int> root = leaders(request);
   const ir::Graph& graph = *problem.graph;
@@ -577,34 +575,25 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
   };
 
   // First pass in layer order, each chunk optimal given the ones before it.
-  std::string failure;
-  for (int k = 0; k < num_chunks && failure.empty(); ++k) {
-    Expected<SolverResponse> part = solve_chunk(k);
-    if (!part.is_ok() && start == nullptr) return part.error();
-    if (!part.is_ok() || part->status == SolverStatus::infeasible || part->choice.empty()) {
-      failure = "ILP " + std::to_string(k + 1) + " of " + std::to_string(num_chunks) + ": " +
-                (part.is_ok() ? part->message : part.error().message());
-      break;
+  for (int k = 0; k < num_chunks; ++k) {
+    STRATA_ASSIGN_OR_RETURN(SolverResponse part, solve_chunk(k));
+    if (part.status == SolverStatus::infeasible || part.choice.empty()) {
+      total.status = SolverStatus::infeasible;
+      total.choice.clear();
+      total.message = "ILP " + std::to_string(k + 1) + " of " + std::to_string(num_chunks) + ": " + part.message;
+      return total;
     }
     for (int i = 0; i < n; ++i) {
-      if (chunk[i] == k) total.choice[i] = part->choice[i];
+      if (chunk[i] == k) total.choice[i] = part.choice[i];
     }
     solved[k] = true;
   }
-  if (!failure.empty() && start == nullptr) {
-    total.status = SolverStatus::infeasible;
-    total.choice.clear();
-    total.message = failure;
-    return total;
-  }
   // Then one sweep that re-solves each chunk with all the others fixed (it now sees the gradients
   // that come back from later layers); a chunk's new choice is kept only when it lowers the cost.
-  // A chunk ILP that fails (infeasible, or no assignment within its time limit) keeps its choice.
+  // A chunk ILP that fails here (no assignment within its time limit) keeps the chunk's choice.
   first_pass = false;
-  std::fill(solved.begin(), solved.end(), true);
-  auto sweep = [&]() -> double {
-    double cost = evaluate_cost(request, total.choice);
-    if (num_chunks == 1) return cost;
+  double cost = evaluate_cost(request, total.choice);
+  if (num_chunks > 1) {
     for (int k = 0; k < num_chunks; ++k) {
       Expected<SolverResponse> part = solve_chunk(k);
       if (!part.is_ok() || part->status == SolverStatus::infeasible || part->choice.empty()) continue;
@@ -618,23 +607,7 @@ Expected<SolverResponse> solve_in_chunks(const StageProblem& problem, const Stag
         total.choice = std::move(candidate);
       }
     }
-    return cost;
-  };
-  double cost = std::numeric_limits<double>::infinity();
-  std::vector<int> best;
-  if (failure.empty()) {
-    cost = sweep();
-    best = total.choice;
   }
-  if (start != nullptr) {
-    total.choice = *start;
-    const double start_cost = sweep();
-    if (start_cost < cost) {
-      cost = start_cost;
-      best = total.choice;
-    }
-  }
-  total.choice = std::move(best);
   total.objective = evaluate_cost(request, total.choice);
   return total;
 }
@@ -731,7 +704,7 @@ Expected<StageSolution> solve_stage(const StageProblem& problem, ilp::Solver& so
   int num_variables = 0, num_constraints = 0;
   double solve_seconds = 0;
   // Every solve of the stage (the budget search's and the budgeted ILP's) adds to the bookkeeping.
-  auto solve_request = [&](const SolverRequest& request, const std::vector<int>* start) -> Expected<SolverResponse> {
+  auto solve_request = [&](const SolverRequest& request) -> Expected<SolverResponse> {
     if (!split) {
       ++solver_runs;
       STRATA_ASSIGN_OR_RETURN(SolverResponse response, solver.solve(request));
@@ -741,7 +714,7 @@ Expected<StageSolution> solve_stage(const StageProblem& problem, ilp::Solver& so
       return response;
     }
     ChunkStats run;
-    STRATA_ASSIGN_OR_RETURN(SolverResponse response, solve_in_chunks(problem, stage, request, solver, limit, start, &run));
+    STRATA_ASSIGN_OR_RETURN(SolverResponse response, solve_in_chunks(problem, stage, request, solver, limit, &run));
     chunks.chunks = run.chunks;
     chunks.solves += run.solves;
     chunks.hits += run.hits;
@@ -751,20 +724,23 @@ Expected<StageSolution> solve_stage(const StageProblem& problem, ilp::Solver& so
     return response;
   };
   // Under a budget: the Lagrangian search first (unbudgeted solves), then the budgeted ILP (or
-  // chunks, sweeping from the search's answer too); the cheaper answer within the budget wins.
+  // chunks) as before; the cheaper answer within the budget wins, and the search's answer stands
+  // where the ILP found none (infeasible chunk budget shares, or no assignment within the time limit).
   std::optional<detail::BudgetSearch> search;
+  const auto search_start = std::chrono::steady_clock::now();
   if (problem.memory_budget_bytes > 0 && problem.budget_search_solves > 0) {
-    auto unbudgeted = [&](const SolverRequest& request) { return solve_request(request, nullptr); };
+    auto unbudgeted = [&](const SolverRequest& request) { return solve_request(request); };
     // A failed search (an unbudgeted ILP with no assignment within its time limit) leaves the ILP alone.
     Expected<detail::BudgetSearch> found = detail::lagrangian_search(stage.request, unbudgeted, problem.budget_search_solves);
     if (found.is_ok() && !found->choice.empty()) search = std::move(*found);
   }
+  const double search_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - search_start).count();
   // Proven optimal (single ILPs only: chunked solves are not exact): the budgeted ILP can add nothing.
   const bool proven = search && !split && search->exact &&
                       search->cost <= search->lower_bound + 1e-9 * std::abs(search->cost);
   SolverResponse response;
   if (!proven) {
-    Expected<SolverResponse> ilp = solve_request(stage.request, search ? &search->choice : nullptr);
+    Expected<SolverResponse> ilp = solve_request(stage.request);
     if (!ilp.is_ok() && !search) return ilp.error();
     if (ilp.is_ok()) response = std::move(*ilp);
   }
@@ -780,6 +756,8 @@ Expected<StageSolution> solve_stage(const StageProblem& problem, ilp::Solver& so
   solution.chunk_cache_hits = chunks.hits;
   solution.budget_search_solves = search ? search->solves : 0;
   solution.budget_search_moves = search ? search->moves : 0;
+  solution.budget_search_objective_seconds = search ? search->cost : 0;
+  solution.budget_search_wall_seconds = search_seconds;
   solution.objective_seconds = response.objective;
   solution.num_variables = num_variables;
   solution.num_constraints = num_constraints;

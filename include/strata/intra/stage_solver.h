@@ -74,10 +74,11 @@ struct StageProblem {
   bool prune_dominated = true;
   // Under a memory budget, first price memory into the costs (Lagrangian relaxation: up to this
   // many solves WITHOUT the memory row, which elimination keeps exact and fast) and improve the
-  // best fitting answer by one-node moves; then the budgeted ILP (chunks: also swept from that
-  // answer) unless the search proved its answer optimal. The cheaper answer within the budget is
-  // kept, so it is never worse than the budgeted ILP alone (0: the budgeted ILP alone). Why: the
-  // memory row makes lp_solve slow, and at its time limit it returns whatever incumbent it has.
+  // best fitting answer by one-node moves; then the budgeted ILP (or chunk ILPs) as without it,
+  // unless the search proved its answer optimal. The cheaper answer within the budget is kept, so
+  // it is never worse than the budgeted ILP alone (0: the budgeted ILP alone). Why: the memory row
+  // makes lp_solve slow, at its time limit it returns whatever incumbent it has (or none), and
+  // chunks cannot hand memory to one another.
   int budget_search_solves = 12;
   // Optional restriction (baselines: data-parallel only, ZeRO, Megatron...): return false to forbid a strategy.
   std::function<bool(const ir::Op&, const Strategy&)> allow;
@@ -97,6 +98,8 @@ struct StageSolution {
   int chunk_cache_hits = 0;                       // chunk ILPs answered by problem.chunk_cache instead
   int budget_search_solves = 0;                   // unbudgeted solves of the budget search (budget_search_solves)
   int budget_search_moves = 0;                    // one-node moves it made (repair and improvement)
+  double budget_search_objective_seconds = 0;     // the search's answer, before the budgeted ILP (0: none)
+  double budget_search_wall_seconds = 0;          // time the search took
   double objective_seconds = 0;                   // the solver objective: one step (see num_micro_batches)
 };
 
