@@ -6,17 +6,19 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <iterator>
 #include <system_error>
 #include <unordered_map>
 
 #include "strata/autodiff/autodiff.h"
+#include "strata/core/units.h"
 #include "strata/inter/submesh.h"
 #include "strata/sim/simulator.h"
 
 namespace strata::planner {
 namespace {
 
-constexpr const char* kCacheVersion = "strata planner stage cache v3 (block-aligned chunks, dominance pruning, low-degree elimination)";
+constexpr const char* kCacheVersion = "strata planner stage cache v4 (block units, memory prices, pinned stages, budget search)";
 
 bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
@@ -192,8 +194,18 @@ Status Context::build(const models::ModelSpec& spec) {
     env.f64(x);
   }
   env.text(comm_.describe()).i64(compute_->has_gemm_table() ? 1 : 0).i64(budget_);
+  env.text(compute_->describe()).f64(compute_->op_overhead().value_or(-1)).f64(compute_->memory_bandwidth().value_or(-1));
   env.text(options_.solve ? "custom solver" : "lp_solve");
   environment_ = env.hex();
+  build_units();
+  // Memory prices of the composition: level 20 prices a byte of parameters and
+  // optimizer state at what the whole model's forward and backward take per byte on one device.
+  for (const BatchGraph& bg : graphs_) {
+    double seconds = 0, bytes = 0;
+    for (double t : bg.layer_seconds) seconds += t;
+    for (int64_t m : bg.layer_state_bytes) bytes += double(m);
+    price_base_.push_back(bytes > 0 ? seconds / bytes : 1e-12);
+  }
   return Status::ok();
 }
 
@@ -222,11 +234,11 @@ std::string Context::structure(int b, int first, int last) {
   return hash;
 }
 
-std::string Context::stage_key(int b, int first, int last, const cluster::Submesh& submesh,
-                               const cluster::LogicalMesh& mesh, const std::string& tag) {
+std::string Context::stage_key(const std::string& structure, const cluster::Submesh& submesh,
+                               const cluster::LogicalMesh& mesh, const std::string& tag) const {
   return Hasher()
       .text(environment_)
-      .text(structure(b, first, last))
+      .text(structure)
       .i64(submesh.rows)
       .i64(submesh.cols)
       .i64(mesh.n0)
@@ -248,12 +260,11 @@ StageSolveFn Context::solver() {
   };
 }
 
-Expected<CachedSolution> Context::cached_solve(int b, int first, int last, const cluster::Submesh& submesh,
-                                               const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
-                                               int64_t budget) {
-  const std::vector<ir::OpId>& ops = ops_of(first, last);
+Expected<CachedSolution> Context::cached_solve(int b, const std::vector<ir::OpId>& ops, const std::string& structure,
+                                               const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                                               const StrategyFilter& filter, int64_t budget) {
   const ir::Graph& graph = graphs_[b].graph;
-  std::string key = stage_key(b, first, last, submesh, mesh, filter.tag);
+  std::string key = stage_key(structure, submesh, mesh, filter.tag);
   if (budget >= 0) key = Hasher().text(key).text("budget").i64(budget).hex();
   auto compute = [&]() -> Expected<CachedSolution> {
     ++problems_solved;
@@ -299,60 +310,182 @@ Expected<CachedSolution> Context::cached_solve(int b, int first, int last, const
 
 Expected<intra::StageSolution> Context::solve(int b, int first, int last, const cluster::Submesh& submesh,
                                               const cluster::LogicalMesh& mesh, const StrategyFilter& filter) {
-  STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cached_solve(b, first, last, submesh, mesh, filter, -1));
-  return from_cached(cached, graphs_[b].graph, ops_of(first, last));
+  const std::vector<ir::OpId>& ops = ops_of(first, last);
+  STRATA_ASSIGN_OR_RETURN(CachedSolution cached,
+                          cached_solve(b, ops, structure(b, first, last), submesh, mesh, filter, -1));
+  return from_cached(cached, graphs_[b].graph, ops);
 }
 
 namespace {
 
-// A layer's share of the device budget, rounded down onto a grid of ratio 2^(1/16) (at most 4.4%
-// lost) so that layers of similar shares ask identical, cached problems. Never 0 ("no budget").
-int64_t share_budget(double bytes) {
-  if (bytes < 2) return 1;
-  return std::max<int64_t>(1, static_cast<int64_t>(std::exp2(std::floor(16 * std::log2(bytes)) / 16)));
-}
+// The first component of a name ("layer3" of "layer3.attn.qkv"), the whole name without one.
+std::string block_of(const std::string& name) { return name.substr(0, name.find('.')); }
 
 }  // namespace
 
-Expected<Context::LayerChoice> Context::layer(int b, int l, const cluster::Submesh& submesh,
-                                              const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
-                                              int64_t budget) {
-  const auto key = std::make_tuple(b, l, budget, MeshKey{submesh.rows, submesh.cols, mesh.n0, mesh.n1, filter.tag});
+void Context::build_units() {
+  const ir::Graph& graph = graphs_[0].graph;
+  unit_begin_.assign(layers_.num_layers + 1, 0);
+  for (int l = 0; l < layers_.num_layers; ++l) {
+    unit_begin_[l] = static_cast<int>(units_.size());
+    // Blocks in the order of their first forward op; each op goes with its forward op's block.
+    std::map<std::string, int> index;
+    std::vector<std::pair<ir::OpId, std::vector<ir::OpId>>> blocks;  // (first owner, ops)
+    for (ir::OpId id : ops_of(l, l)) {
+      const ir::Op& op = graph.op(id);
+      const ir::OpId owner = op.forward_op != ir::kNoOp ? op.forward_op : id;
+      auto [it, added] = index.emplace(block_of(graph.op(owner).name), static_cast<int>(blocks.size()));
+      if (added) blocks.push_back({owner, {}});
+      blocks[it->second].first = std::min(blocks[it->second].first, owner);
+      blocks[it->second].second.push_back(id);
+    }
+    std::stable_sort(blocks.begin(), blocks.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (auto& block : blocks) units_.push_back(std::move(block.second));
+  }
+  unit_begin_[layers_.num_layers] = static_cast<int>(units_.size());
+  std::vector<int> unit_of(graph.num_ops(), -1);
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+    for (ir::OpId id : units_[u]) unit_of[id] = u;
+  }
+  unit_links_.assign(units_.size(), {});
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+    for (ir::OpId id : units_[u]) {
+      for (const ir::Value& in : graph.op(id).inputs) {
+        const int v = unit_of[in.op];
+        if (v >= 0 && v != u) unit_links_[std::min(u, v)].push_back(std::max(u, v));
+      }
+    }
+  }
+  for (std::vector<int>& links : unit_links_) {
+    std::sort(links.begin(), links.end());
+    links.erase(std::unique(links.begin(), links.end()), links.end());
+  }
+}
+
+double Context::price_of(int b, int level) const {
+  return price_base_[b] * std::exp2(0.5 * (level - 20));
+}
+
+Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId>& ops, const std::string& structure,
+                                               const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                                               const StrategyFilter& filter, int level) {
+  const ir::Graph& graph = graphs_[b].graph;
+  const double price = price_of(b, level);
+  const std::string key = Hasher().text(stage_key(structure, submesh, mesh, filter.tag)).text("memory price").f64(price).hex();
+  auto compute = [&]() -> Expected<CachedSolution> {
+    ++problems_solved;
+    intra::StageProblem problem;
+    problem.graph = &graph;
+    problem.ops = ops;
+    problem.submesh = submesh;
+    problem.mesh = mesh;
+    problem.cluster = &cluster_;
+    problem.comm = &comm_;
+    problem.compute = compute_;
+    problem.time_limit_seconds = options_.ilp_time_limit_seconds;
+    problem.allow = filter.allow;
+    ++ilp_solves;
+    Expected<intra::StageSolution> solution = make_error("", "solver", "no solution");
+    if (options_.solve) {
+      solution = options_.solve(problem);  // a custom solver prices what it likes
+    } else {
+      // The unbudgeted ILP with `price` seconds per byte kept on the device added to every
+      // strategy; then the chosen strategies priced exactly (every op pinned).
+      STRATA_ASSIGN_OR_RETURN(intra::StageRequest stage, intra::build_stage_request(problem));
+      for (intra::SolverNode& node : stage.request.nodes) {
+        for (size_t s = 0; s < node.strategy_cost.size(); ++s) {
+          node.strategy_cost[s] += price * static_cast<double>(node.strategy_memory_bytes[s]);
+        }
+      }
+      stage.request.time_limit_seconds = options_.ilp_time_limit_seconds;
+      intra::ilp::LpSolveSolver lp;
+      auto response = lp.solve(stage.request);
+      if (response.is_ok() && response->status != intra::SolverStatus::infeasible) {
+        std::unordered_map<std::string, std::string> chosen;
+        for (size_t i = 0; i < stage.node_ops.size(); ++i) {
+          chosen.emplace(graph.op(stage.node_ops[i]).name, stage.strategies[i][response->choice[i]].sharding.to_string());
+        }
+        problem.allow = [&chosen](const ir::Op& op, const intra::Strategy& strategy) {
+          auto it = chosen.find(op.name);
+          return it != chosen.end() && strategy.sharding.to_string() == it->second;
+        };
+        solution = intra::solve_stage(problem, lp);
+      } else {
+        solution = response.is_ok() ? make_error("", "solver", response->message) : response.error();
+      }
+    }
+    if (!solution.is_ok()) {
+      intra::StageSolution unusable;
+      unusable.reason = solution.error().message();
+      return to_cached(unusable, graph, ops);
+    }
+    return to_cached(*solution, graph, ops);
+  };
+  StageCache::Source source = StageCache::Source::solved;
+  STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cache_.get(key, compute, &source));
+  if (source == StageCache::Source::memory) ++memory_hits;
+  if (source == StageCache::Source::disk) ++disk_hits;
+  return cached;
+}
+
+std::vector<int> Context::unit_range(int first, int last) const {
+  std::vector<int> units;
+  for (int u = unit_begin_[first]; u < unit_begin_[last + 1]; ++u) units.push_back(u);
+  return units;
+}
+
+Expected<Context::UnitChoice> Context::unit(int b, int u, const cluster::Submesh& submesh,
+                                            const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
+                                            int level) {
+  const auto key = std::make_tuple(b, u, level, MeshKey{submesh.rows, submesh.cols, mesh.n0, mesh.n1, filter.tag});
+  std::string structure;
   {
     std::lock_guard<std::mutex> lock(compose_mutex_);
-    auto it = layers_memo_.find(key);
-    if (it != layers_memo_.end()) return it->second;
+    auto it = units_memo_.find(key);
+    if (it != units_memo_.end()) return it->second;
+    auto known = unit_structures_.find({b, u});
+    if (known != unit_structures_.end()) structure = known->second;
+  }
+  if (structure.empty()) {
+    structure = graphs_[b].signature->stage_hash(units_[u]);
+    std::lock_guard<std::mutex> lock(compose_mutex_);
+    unit_structures_.emplace(std::make_pair(b, u), structure);
   }
   ++layer_solves;
-  STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cached_solve(b, l, l, submesh, mesh, filter, budget));
-  LayerChoice choice;
+  Expected<CachedSolution> solved = level < 0 ? cached_solve(b, units_[u], structure, submesh, mesh, filter, 0)
+                                             : priced_solve(b, units_[u], structure, submesh, mesh, filter, level);
+  STRATA_ASSIGN_OR_RETURN(CachedSolution cached, std::move(solved));
+  UnitChoice choice;
   choice.cost = stage_cost(cached.solution, counts_[b]);
   choice.solution = std::make_shared<const CachedSolution>(std::move(cached));
   std::lock_guard<std::mutex> lock(compose_mutex_);
-  return layers_memo_.emplace(key, std::move(choice)).first->second;
+  return units_memo_.emplace(key, std::move(choice)).first->second;
 }
 
-Expected<CachedSolution> Context::pinned(int b, int first, int last, const cluster::Submesh& submesh,
+Expected<CachedSolution> Context::pinned(int b, const std::vector<int>& units, const std::vector<ir::OpId>& ops,
+                                         const std::string& structure, const cluster::Submesh& submesh,
                                          const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
-                                         const std::vector<int64_t>& budgets) {
+                                         const std::vector<int>& levels) {
   const ir::Graph& graph = graphs_[b].graph;
   std::vector<const std::string*> pin(graph.num_ops(), nullptr);
-  std::vector<LayerChoice> choices;
-  for (int l = first; l <= last; ++l) {
-    STRATA_ASSIGN_OR_RETURN(LayerChoice choice, layer(b, l, submesh, mesh, filter, budgets[l - first]));
-    const std::vector<ir::OpId>& ops = ops_of(l, l);
+  std::vector<UnitChoice> choices;
+  for (size_t k = 0; k < units.size(); ++k) {
+    const int u = units[k];
+    STRATA_ASSIGN_OR_RETURN(UnitChoice choice, unit(b, u, submesh, mesh, filter, levels[k]));
     const std::vector<std::string>& shardings = choice.solution->shardings;
-    if (shardings.size() != ops.size()) {
-      return make_error("", "cache", "a cached layer solution has " + std::to_string(shardings.size()) +
-                                         " shardings for " + std::to_string(ops.size()) + " ops");
+    if (shardings.size() != units_[u].size()) {
+      return make_error("", "cache", "a cached unit solution has " + std::to_string(shardings.size()) +
+                                         " shardings for " + std::to_string(units_[u].size()) + " ops");
     }
-    for (size_t i = 0; i < ops.size(); ++i) pin[ops[i]] = &shardings[i];
+    for (size_t i = 0; i < units_[u].size(); ++i) pin[units_[u][i]] = &shardings[i];
     choices.push_back(std::move(choice));
   }
-  const std::vector<ir::OpId>& ops = ops_of(first, last);
   Hasher key;
-  key.text(stage_key(b, first, last, submesh, mesh, "pinned"));
-  for (ir::OpId id : ops) key.text(*pin[id]);
+  key.text(stage_key(structure, submesh, mesh, "pinned"));
+  for (ir::OpId id : ops) {
+    if (pin[id] == nullptr) return make_error("", "ops", "an op of the stage is in none of its units");
+    key.text(*pin[id]);
+  }
   auto compute = [&]() -> Expected<CachedSolution> {
     ++evaluations;
     std::unordered_map<std::string, const std::string*> by_name;
@@ -383,6 +516,34 @@ Expected<CachedSolution> Context::pinned(int b, int first, int last, const clust
   return cache_.get(key.hex(), compute, &source);
 }
 
+Expected<inter::StageCost> Context::link_cost(int b, int u, int v, int level_u, int level_v,
+                                              const inter::StageCost& alone_u, const inter::StageCost& alone_v,
+                                              const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                                              const StrategyFilter& filter) {
+  const auto key = std::make_tuple(b, u, v, level_u, level_v,
+                                   MeshKey{submesh.rows, submesh.cols, mesh.n0, mesh.n1, filter.tag});
+  {
+    std::lock_guard<std::mutex> lock(compose_mutex_);
+    auto it = boundary_memo_.find(key);
+    if (it != boundary_memo_.end()) return it->second;
+  }
+  std::vector<ir::OpId> ops;
+  std::merge(units_[u].begin(), units_[u].end(), units_[v].begin(), units_[v].end(), std::back_inserter(ops));
+  const std::string structure = graphs_[b].signature->stage_hash(ops);
+  STRATA_ASSIGN_OR_RETURN(CachedSolution pair,
+                          pinned(b, {u, v}, ops, structure, submesh, mesh, filter, {level_u, level_v}));
+  const inter::StageCost both = stage_cost(pair.solution, counts_[b]);
+  inter::StageCost extra;
+  if (both.feasible) {
+    extra.seconds = std::max(0.0, both.seconds - alone_u.seconds - alone_v.seconds);
+    extra.weights_bytes = std::max<int64_t>(0, both.weights_bytes - alone_u.weights_bytes - alone_v.weights_bytes);
+    extra.activation_bytes =
+        std::max<int64_t>(0, both.activation_bytes - alone_u.activation_bytes - alone_v.activation_bytes);
+  }
+  std::lock_guard<std::mutex> lock(compose_mutex_);
+  return boundary_memo_.emplace(key, extra).first->second;
+}
+
 Expected<Context::Composed> Context::compose(int b, int first, int last, const cluster::Submesh& submesh,
                                              const cluster::LogicalMesh& mesh, const StrategyFilter& filter) {
   const MeshKey mesh_key{submesh.rows, submesh.cols, mesh.n0, mesh.n1, filter.tag};
@@ -392,74 +553,66 @@ Expected<Context::Composed> Context::compose(int b, int first, int last, const c
     auto it = composed_memo_.find(key);
     if (it != composed_memo_.end()) return it->second;
   }
-  const int n = last - first + 1;
-  Composed out;
-  std::vector<int64_t> budgets(n, 0);
-  std::vector<LayerChoice> choices;
-  // Every layer's solution under `budgets`; false (with out.reason) when one has none.
-  auto collect = [&]() -> Expected<bool> {
-    choices.clear();
+  const int u0 = unit_begin_[first], n = unit_begin_[last + 1] - u0;
+  // Every unit at memory price `level` (-1: none) and the links between them; an infeasible
+  // result (with its reason) when a unit has no solution.
+  auto at = [&](int level) -> Expected<Composed> {
+    Composed c;
+    c.level = level;
+    std::vector<UnitChoice> choices;
     for (int i = 0; i < n; ++i) {
-      STRATA_ASSIGN_OR_RETURN(LayerChoice choice, layer(b, first + i, submesh, mesh, filter, budgets[i]));
+      STRATA_ASSIGN_OR_RETURN(UnitChoice choice, unit(b, u0 + i, submesh, mesh, filter, level));
       if (!choice.cost.feasible) {
-        out.reason = "layer " + std::to_string(first + i) + ": " + choice.solution->solution.reason;
-        return false;
+        c.reason = "block " + block_of(graphs_[b].graph.op(units_[u0 + i].front()).name) + ": " +
+                   choice.solution->solution.reason;
+        return c;
       }
+      c.cost.seconds += choice.cost.seconds;
+      c.cost.weights_bytes += choice.cost.weights_bytes;
+      c.cost.activation_bytes += choice.cost.activation_bytes;
       choices.push_back(std::move(choice));
     }
-    return true;
+    // Between linked units (one reads a value of the other): the resharding of those values, and
+    // the forward values of one that the other's backward keeps: the pair priced with both
+    // pinned, less each alone.
+    for (int i = 0; i < n; ++i) {
+      const int u = u0 + i;
+      for (int v : unit_links_[u]) {
+        if (v >= u0 + n) break;
+        STRATA_ASSIGN_OR_RETURN(inter::StageCost extra, link_cost(b, u, v, level, level, choices[i].cost,
+                                                                  choices[v - u0].cost, submesh, mesh, filter));
+        c.cost.seconds += extra.seconds;
+        c.cost.weights_bytes += extra.weights_bytes;
+        c.cost.activation_bytes += extra.activation_bytes;
+      }
+    }
+    c.feasible = c.cost.feasible = true;
+    return c;
   };
-  STRATA_ASSIGN_OR_RETURN(bool ok, collect());
-  if (ok) {
-    int64_t total = 0;
-    for (const LayerChoice& c : choices) total += c.cost.weights_bytes + c.cost.activation_bytes;
-    if (total > budget_) {
-      // Each layer again under its share of the device, in proportion to what it needed.
-      for (int i = 0; i < n; ++i) {
-        const double need = double(choices[i].cost.weights_bytes + choices[i].cost.activation_bytes);
-        budgets[i] = share_budget(double(budget_) * need / double(total));
-      }
-      STRATA_ASSIGN_OR_RETURN(ok, collect());
-    }
-  }
-  if (ok) {
-    out.feasible = true;
-    out.budgets = budgets;
-    out.cost.feasible = true;
-    for (const LayerChoice& c : choices) {
-      out.cost.seconds += c.cost.seconds;
-      out.cost.weights_bytes += c.cost.weights_bytes;
-      out.cost.activation_bytes += c.cost.activation_bytes;
-    }
-    // Between adjacent layers: the resharding of the values one passes to the other, and the
-    // forward values of one that the other's backward keeps: the pair priced with both pinned,
-    // less each alone.
-    for (int i = 0; i + 1 < n; ++i) {
-      const auto pair_key = std::make_tuple(b, first + i, budgets[i], budgets[i + 1], mesh_key);
-      std::optional<inter::StageCost> extra;
-      {
-        std::lock_guard<std::mutex> lock(compose_mutex_);
-        auto it = boundary_memo_.find(pair_key);
-        if (it != boundary_memo_.end()) extra = it->second;
-      }
-      if (!extra) {
-        STRATA_ASSIGN_OR_RETURN(CachedSolution pair, pinned(b, first + i, first + i + 1, submesh, mesh, filter,
-                                                            {budgets[i], budgets[i + 1]}));
-        const inter::StageCost both = stage_cost(pair.solution, counts_[b]);
-        const inter::StageCost &one = choices[i].cost, &two = choices[i + 1].cost;
-        extra = inter::StageCost{};
-        if (both.feasible) {
-          extra->seconds = std::max(0.0, both.seconds - one.seconds - two.seconds);
-          extra->weights_bytes = std::max<int64_t>(0, both.weights_bytes - one.weights_bytes - two.weights_bytes);
-          extra->activation_bytes =
-              std::max<int64_t>(0, both.activation_bytes - one.activation_bytes - two.activation_bytes);
+  auto fits = [&](const Composed& c) { return c.feasible && c.cost.weights_bytes + c.cost.activation_bytes <= budget_; };
+  STRATA_ASSIGN_OR_RETURN(Composed out, at(-1));
+  if (out.feasible && !fits(out)) {
+    // The fastest sharding does not fit: price memory (the same price for every unit, a
+    // Lagrangian relaxation of the budget), the least price of the ladder at which it fits.
+    STRATA_ASSIGN_OR_RETURN(Composed dearest, at(kPriceLevels - 1));
+    if (!fits(dearest)) {
+      out.feasible = out.cost.feasible = false;
+      out.reason = dearest.feasible ? "needs " + format_bytes(double(dearest.cost.weights_bytes + dearest.cost.activation_bytes)) +
+                                          " per device at the highest memory price, has " + format_bytes(double(budget_))
+                                    : dearest.reason;
+    } else {
+      int lo = 0, hi = kPriceLevels - 1;  // hi fits
+      out = dearest;
+      while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        STRATA_ASSIGN_OR_RETURN(Composed c, at(mid));
+        if (fits(c)) {
+          hi = mid;
+          out = c;
+        } else {
+          lo = mid + 1;
         }
-        std::lock_guard<std::mutex> lock(compose_mutex_);
-        boundary_memo_.emplace(pair_key, *extra);
       }
-      out.cost.seconds += extra->seconds;
-      out.cost.weights_bytes += extra->weights_bytes;
-      out.cost.activation_bytes += extra->activation_bytes;
     }
   }
   std::lock_guard<std::mutex> lock(compose_mutex_);
@@ -486,7 +639,9 @@ Expected<intra::StageSolution> Context::plan_solution(int b, int first, int last
   if (composing_) {
     STRATA_ASSIGN_OR_RETURN(Composed composed, compose(b, first, last, submesh, mesh, filter));
     if (composed.feasible) {
-      STRATA_ASSIGN_OR_RETURN(CachedSolution cached, pinned(b, first, last, submesh, mesh, filter, composed.budgets));
+      STRATA_ASSIGN_OR_RETURN(CachedSolution cached,
+                              pinned(b, unit_range(first, last), ops_of(first, last), structure(b, first, last),
+                                     submesh, mesh, filter, std::vector<int>(unit_range(first, last).size(), composed.level)));
       if (cached.solution.feasible) return from_cached(cached, graphs_[b].graph, ops_of(first, last));
     }
     ++exact_fallbacks;

@@ -49,10 +49,13 @@ class Context {
   // Whether stage costs are composed from per-layer solutions (decided in create()).
   bool composing() const { return composing_; }
   // What the DP sees of layers [first, last] on `mesh` (fwd + bwd + (update + grad sync) / B, and
-  // memory). Exact: the stage's own solution (solve()). Composing: each layer solved alone (one
-  // cached problem per distinct layer structure; under the memory budget, each layer under its
-  // share of it), their costs summed plus, for each pair of adjacent layers, the resharding
-  // between the two layers' shardings (the pair priced as one stage with both pinned).
+  // memory). Exact: the stage's own solution (solve()). Composing: each unit (block) of its layers
+  // solved alone (one cached problem per distinct block structure; when the sum does not fit the
+  // device, all again with memory priced, at the least price of a ladder at which the sum fits:
+  // a Lagrangian relaxation of the budget), their costs summed plus, for each
+  // pair of linked blocks (one reads a value of the other), what the pair costs more than the two
+  // alone (resharding between them, activations one keeps for the other's backward): the pair
+  // priced as one stage, both pinned.
   struct Estimate {
     inter::StageCost cost;
     std::string reason;  // why, when not feasible
@@ -83,7 +86,7 @@ class Context {
   std::atomic<int64_t> problems_solved{0}, ilp_solves{0}, memory_hits{0}, disk_hits{0};
   // Chunk ILPs of split stages: solved, and answered by chunk_cache (identical blocks).
   std::atomic<int64_t> chunk_ilps{0}, chunk_hits{0};
-  // Composing: per-layer solutions asked, stages priced with pinned shardings, exact fallbacks.
+  // Composing: per-unit solutions asked, stages priced with pinned shardings, exact fallbacks.
   std::atomic<int64_t> layer_solves{0}, evaluations{0}, exact_fallbacks{0};
   double graph_seconds = 0;
 
@@ -95,16 +98,21 @@ class Context {
   Status build(const models::ModelSpec& spec);
   const std::vector<ir::OpId>& ops_of(int first, int last);
   std::string structure(int b, int first, int last);
-  std::string stage_key(int b, int first, int last, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
-                        const std::string& tag);
+  // Cache key of the problem of `ops` (whose structure() hash is `structure`) on `mesh`.
+  std::string stage_key(const std::string& structure, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                        const std::string& tag) const;
   StageSolveFn solver();  // options.solve, or lp_solve (counting chunk ILPs)
-  // The cached solution of layers [first, last]; budget < 0: the fastest sharding, again under the
-  // device's budget when it does not fit (solve()); budget >= 0: under exactly that budget (0: none).
-  Expected<CachedSolution> cached_solve(int b, int first, int last, const cluster::Submesh& submesh,
-                                        const cluster::LogicalMesh& mesh, const StrategyFilter& filter, int64_t budget);
+  // The cached solution of `ops` (ascending ids; structure hash `structure`); budget < 0: the
+  // fastest sharding, again under the device's budget when it does not fit (solve()); budget >= 0:
+  // under exactly that budget (0: none).
+  Expected<CachedSolution> cached_solve(int b, const std::vector<ir::OpId>& ops, const std::string& structure,
+                                        const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                                        const StrategyFilter& filter, int64_t budget);
 
-  // Composition (see stage_estimate).
-  struct LayerChoice {
+  // Composition (see stage_estimate). A layer's ops are cut into units, one per block (ops whose
+  // forward op's name has the same first component: "layer7", "embed"), in forward order, so a
+  // layer of three identical transformer blocks asks one block problem, not a three-block one.
+  struct UnitChoice {
     std::shared_ptr<const CachedSolution> solution;
     inter::StageCost cost;
   };
@@ -112,19 +120,37 @@ class Context {
     bool feasible = false;
     std::string reason;
     inter::StageCost cost;
-    std::vector<int64_t> budgets;  // per layer of the stage: the budget it was solved under (0: none)
+    int level = -1;  // memory price level every unit was solved at (-1: none)
   };
   using MeshKey = std::tuple<int, int, int, int, std::string>;  // submesh rows, cols, mesh n0, n1, filter tag
-  Expected<LayerChoice> layer(int b, int l, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
-                              const StrategyFilter& filter, int64_t budget);
+  void build_units();
+  // Unit u's solution at memory price `level` (-1: unpriced, the fastest sharding).
+  Expected<UnitChoice> unit(int b, int u, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                            const StrategyFilter& filter, int level);
+  // Memory prices, seconds per byte: a ladder of kPriceLevels levels, sqrt(2) apart, from 2^-10 to
+  // 2^19.5 times the base price (price_base_).
+  static constexpr int kPriceLevels = 60;
+  double price_of(int b, int level) const;
+  // The cached solution of `ops` with every byte it keeps priced at price_of(b, level) in the
+  // ILP's objective (no memory row: exact and fast), its costs and memory then priced as is.
+  Expected<CachedSolution> priced_solve(int b, const std::vector<ir::OpId>& ops, const std::string& structure,
+                                        const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                                        const StrategyFilter& filter, int level);
   Expected<Composed> compose(int b, int first, int last, const cluster::Submesh& submesh,
                              const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
-  // Layers [first, last] priced as one stage with each layer's ops pinned to the strategies of its
-  // own solution under budgets[l - first]. An unusable solution (with its reason) when a pinned
-  // strategy is not among the op's strategies in this stage.
-  Expected<CachedSolution> pinned(int b, int first, int last, const cluster::Submesh& submesh,
+  // `units` (whose ops are `ops`, structure hash `structure`) priced as one stage with each
+  // unit's ops pinned to the strategies of its own solution at levels[k]. An unusable
+  // solution (with its reason) when a pinned strategy is not among the op's strategies here.
+  Expected<CachedSolution> pinned(int b, const std::vector<int>& units, const std::vector<ir::OpId>& ops,
+                                  const std::string& structure, const cluster::Submesh& submesh,
                                   const cluster::LogicalMesh& mesh, const StrategyFilter& filter,
-                                  const std::vector<int64_t>& budgets);
+                                  const std::vector<int>& levels);
+  // What units u < v cost together beyond alone_u + alone_v (zero when nothing links them).
+  Expected<inter::StageCost> link_cost(int b, int u, int v, int level_u, int level_v,
+                                       const inter::StageCost& alone_u, const inter::StageCost& alone_v,
+                                       const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
+                                       const StrategyFilter& filter);
+  std::vector<int> unit_range(int first, int last) const;  // the units of layers [first, last]
 
   struct BatchGraph {
     int num_micro_batches = 1;
@@ -154,8 +180,14 @@ class Context {
   std::map<std::tuple<int, int, int>, std::string> structures_;
   bool composing_ = false;
   std::mutex compose_mutex_;
-  std::map<std::tuple<int, int, int64_t, MeshKey>, LayerChoice> layers_memo_;           // (b, layer, budget, mesh)
-  std::map<std::tuple<int, int, int64_t, int64_t, MeshKey>, inter::StageCost> boundary_memo_;  // (b, layer, budgets, mesh)
+  std::vector<std::vector<ir::OpId>> units_;  // ops of each unit, ascending ids
+  std::vector<int> unit_begin_;               // per layer, its first unit; [num_layers]: the unit count
+  std::vector<std::vector<int>> unit_links_;  // per unit, the later units that read its values or whose values it reads
+  std::map<std::pair<int, int>, std::string> unit_structures_;                            // (b, unit)
+  std::vector<double> price_base_;  // per B: seconds per byte of the middle price level
+  std::map<std::tuple<int, int, int, MeshKey>, UnitChoice> units_memo_;                    // (b, unit, level, mesh)
+  // (b, unit, linked later unit, their levels, mesh)
+  std::map<std::tuple<int, int, int, int, int, MeshKey>, inter::StageCost> boundary_memo_;
   std::map<std::tuple<int, int, int, MeshKey>, Composed> composed_memo_;               // (b, first, last, mesh)
   std::mutex progress_mutex_;
   int64_t progress_done_ = 0;

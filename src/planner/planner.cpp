@@ -6,6 +6,7 @@
 #include <chrono>
 #include <limits>
 #include <mutex>
+#include <thread>
 
 #include "planner/context.h"
 #include "strata/core/units.h"
@@ -141,6 +142,14 @@ Expected<UniformPlan> uniform_plan(Context& context, int b, const std::vector<st
   return plan;
 }
 
+// Runs `work` on `threads` threads (the calling one among them) until it returns.
+void run_on_threads(int threads, const std::function<void()>& work) {
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+}
+
 // Pipeline depths whose equal parts of the cluster are stage submeshes.
 std::vector<int> uniform_depths(const Context& context) {
   std::vector<int> depths;
@@ -207,16 +216,29 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
   double upper = kInf;
   std::vector<std::pair<int, UniformPlan>> uniform;  // (B index, plan) of every feasible one
   if (options.prune) {
+    // Every (B, depth) on the threads; results taken in order, so the outcome does not depend on them.
+    std::vector<std::pair<int, int>> items;
     for (int b = 0; b < counts; ++b) {
-      for (int pp : depths) {
+      for (int pp : depths) items.emplace_back(b, pp);
+    }
+    std::vector<std::optional<Expected<UniformPlan>>> results(items.size());
+    std::atomic<size_t> next{0};
+    auto work = [&]() {
+      for (size_t i = next++; i < items.size(); i = next++) {
+        const auto [b, pp] = items[i];
         const cluster::Submesh submesh = *submesh_for(devices / pp, cluster);
         const auto meshes = inter::stage_logical_meshes(submesh);
-        STRATA_ASSIGN_OR_RETURN(UniformPlan u, uniform_plan(c, b, uniform_ranges(layers, pp), submesh, meshes, no_filter()));
-        for (int64_t i = 0; i < pp * static_cast<int64_t>(meshes.size()); ++i) c.report_progress(total);
-        if (!u.feasible) continue;
-        upper = std::min(upper, u.objective);
-        uniform.emplace_back(b, std::move(u));
+        results[i] = uniform_plan(c, b, uniform_ranges(layers, pp), submesh, meshes, no_filter());
+        for (int64_t k = 0; k < pp * static_cast<int64_t>(meshes.size()); ++k) c.report_progress(total);
       }
+    };
+    run_on_threads(std::min<int>(options.num_threads, static_cast<int>(items.size())), work);
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!results[i]->is_ok()) return results[i]->error();
+      UniformPlan& u = results[i]->value();
+      if (!u.feasible) continue;
+      upper = std::min(upper, u.objective);
+      uniform.emplace_back(items[i].first, std::move(u));
     }
   }
   stats.upper_bound_seconds = upper < kInf ? upper : 0;

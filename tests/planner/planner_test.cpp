@@ -386,8 +386,9 @@ TEST(Planner, ComposedCostsAddUpToTheStageOnAnAdditiveSolver) {
     }
   }
   EXPECT_EQ(checked, 20);
-  // Identical layers 1 and 2 ask one layer problem per mesh, filter and B: (4 layers - 1) x 2 meshes.
-  EXPECT_EQ((*composed)->problems_solved.load(), 3 * 2);
+  // Identical blocks share one problem per mesh.
+  EXPECT_LT((*composed)->problems_solved.load(), (*composed)->layer_solves.load());
+  EXPECT_GT((*composed)->problems_solved.load(), 0);
   auto plan_exact = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
   auto plan_composed = plan_model(tiny_gpt(4), f.cluster, f.comm, composed_options);
   ASSERT_TRUE(plan_exact.is_ok() && plan_composed.is_ok());
@@ -465,10 +466,10 @@ TEST(PlannerRealSolver, ComposedEstimatesPriceThePlansSharding) {
   ASSERT_TRUE(context.is_ok()) << context.error().message();
   Context& c = **context;
   int checked = 0, with_resharding = 0, better = 0;
+  double worst = 0;
   for (int first = 0; first < 4; ++first) {
-    for (int last = first; last < 4 && !(first == 0 && last == 3); ++last) {
-      for (const cluster::LogicalMesh& mesh : {cluster::LogicalMesh{1, 2}, cluster::LogicalMesh{2, 1},
-                                               cluster::LogicalMesh{2, 2}, cluster::LogicalMesh{1, 4}}) {
+    for (int last = first; last < 4; ++last) {
+      for (const cluster::LogicalMesh& mesh : {cluster::LogicalMesh{2, 1}, cluster::LogicalMesh{2, 2}}) {
         const cluster::Submesh sub{1, mesh.num_devices()};
         auto estimate = c.stage_estimate(0, first, last, sub, mesh, {});
         auto priced = c.plan_solution(0, first, last, sub, mesh, {});
@@ -479,10 +480,9 @@ TEST(PlannerRealSolver, ComposedEstimatesPriceThePlansSharding) {
         EXPECT_NEAR(estimate->cost.seconds, exact.seconds, 1e-9 * exact.seconds) << first << ".." << last;
         EXPECT_EQ(estimate->cost.weights_bytes, exact.weights_bytes);
         EXPECT_EQ(estimate->cost.activation_bytes, exact.activation_bytes);
-        if (first == last) {
-          EXPECT_NEAR(exact.seconds, Context::stage_cost(*optimum, 2).seconds, 1e-9 * exact.seconds);
-        }
-        if (exact.seconds < Context::stage_cost(*optimum, 2).seconds) ++better;
+        const double optimum_seconds = Context::stage_cost(*optimum, 2).seconds;
+        if (exact.seconds < optimum_seconds) ++better;
+        worst = std::max(worst, exact.seconds / optimum_seconds);
         double alone = 0;
         for (int l = first; l <= last; ++l) alone += c.stage_estimate(0, l, l, sub, mesh, {})->cost.seconds;
         if (exact.seconds > alone * (1 + 1e-9)) ++with_resharding;
@@ -490,11 +490,50 @@ TEST(PlannerRealSolver, ComposedEstimatesPriceThePlansSharding) {
       }
     }
   }
-  EXPECT_EQ(checked, 9 * 4);
+  EXPECT_EQ(checked, 10 * 2);
   EXPECT_EQ(c.exact_fallbacks.load(), 0);
   EXPECT_GT(c.evaluations.load(), 0);
-  std::printf("composed ranges with resharding between layers: %d of %d; faster than the stage's chunked ILP: %d\n",
-              with_resharding, checked, better);
+  std::printf("composed ranges with resharding between blocks: %d of %d; faster than the stage's chunked ILP: %d; "
+              "at most %.3fx its time\n",
+              with_resharding, checked, better, worst);
+}
+
+// Under a budget the unpriced blocks overflow, the composition prices memory: the estimate fits,
+// is still the exact price of the plan's sharding, and is slower than the unpriced one.
+TEST(PlannerRealSolver, ComposedStagesFitABindingBudgetByPricingMemory) {
+  RealFixture f("cpu-4");
+  PlannerOptions o;
+  o.num_layers = 2;
+  o.num_micro_batches = 2;
+  o.layer_composition = PlannerOptions::Composition::on;
+  const cluster::Submesh sub{1, 4};
+  const cluster::LogicalMesh mesh{4, 1};
+  auto roomy = Context::create(tiny_gpt(2), f.cluster, f.comm, o);
+  ASSERT_TRUE(roomy.is_ok()) << roomy.error().message();
+  auto fastest = (*roomy)->stage_estimate(0, 0, 1, sub, mesh, {});
+  ASSERT_TRUE(fastest.is_ok() && fastest->cost.feasible);
+  const int64_t need = fastest->cost.weights_bytes + fastest->cost.activation_bytes;
+  o.memory_budget_bytes = need * 8 / 10;
+  auto tight = Context::create(tiny_gpt(2), f.cluster, f.comm, o);
+  ASSERT_TRUE(tight.is_ok());
+  auto estimate = (*tight)->stage_estimate(0, 0, 1, sub, mesh, {});
+  ASSERT_TRUE(estimate.is_ok());
+  ASSERT_TRUE(estimate->cost.feasible) << estimate->reason;
+  EXPECT_LE(estimate->cost.weights_bytes + estimate->cost.activation_bytes, o.memory_budget_bytes);
+  EXPECT_GT(estimate->cost.seconds, fastest->cost.seconds);
+  auto priced = (*tight)->plan_solution(0, 0, 1, sub, mesh, {});
+  ASSERT_TRUE(priced.is_ok() && priced->feasible);
+  const inter::StageCost exact = Context::stage_cost(*priced, 2);
+  EXPECT_NEAR(estimate->cost.seconds, exact.seconds, 1e-9 * exact.seconds);
+  EXPECT_EQ(estimate->cost.weights_bytes + estimate->cost.activation_bytes, exact.weights_bytes + exact.activation_bytes);
+  // Far too little memory: infeasible, saying how much the dearest price still needs.
+  o.memory_budget_bytes = need / 50;
+  auto starved = Context::create(tiny_gpt(2), f.cluster, f.comm, o);
+  ASSERT_TRUE(starved.is_ok());
+  auto none = (*starved)->stage_estimate(0, 0, 1, sub, mesh, {});
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_FALSE(none->cost.feasible);
+  EXPECT_NE(none->reason.find("at the highest memory price"), std::string::npos) << none->reason;
 }
 
 }  // namespace
