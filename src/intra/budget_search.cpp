@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 
 #include "intra/folded_problem.h"
@@ -175,6 +176,9 @@ Expected<BudgetSearch> lagrangian_search(const SolverRequest& request, const Unb
     return std::optional<Point>(std::move(point));
   };
 
+  // No assignment fits (each node at its least memory is over the budget): nothing to search.
+  const int64_t least = minimum_memory_bytes(fold_followers(request));
+  if (least == std::numeric_limits<int64_t>::max() || least > budget) return out;
   STRATA_ASSIGN_OR_RETURN(std::optional<Point> zero, run(0));
   if (!zero) return out;  // nothing avoids the forbidden strategies, budget or not
   std::optional<Point> low = std::move(zero), high;  // the dearest non-fitting and cheapest fitting answers
