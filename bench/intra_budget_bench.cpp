@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
       .option("max-decisions", "StageProblem::max_ilp_decision_nodes (default 64; 0: one ILP)", "N")
       .option("model-layers", "override the model's layer count", "L")
       .flag("exact", "also solve the budgeted stage as one ILP without time limit or search (the optimum)")
+      .option("objective-micro-batches", "StageProblem::num_micro_batches (default: B; the planner leaves it at 1)", "N")
       .option("search-solves", "StageProblem::budget_search_solves (default 12; 0: the budgeted ILP alone)", "N");
   if (Status status = args.parse(argc, argv); !status) return fail(status.message());
   if (args.help_requested()) {
@@ -132,9 +133,11 @@ int main(int argc, char** argv) {
   auto top = args.get_int("top", 12);
   auto search_solves = args.get_int("search-solves", 12);
   auto max_decisions = args.get_int("max-decisions", 64);
+  auto objective_micro_batches = args.get_int("objective-micro-batches", 0);
   auto model_layers = args.get_int("model-layers", 0);
   for (const Status& s : {micro_batches.status(), blocks.status(), budget_gb.status(), budget_fraction.status(), time_limit.status(), top.status(),
-                          search_solves.status(), max_decisions.status(), model_layers.status()}) {
+                          search_solves.status(), max_decisions.status(), model_layers.status(),
+                          objective_micro_batches.status()}) {
     if (!s.is_ok()) return fail(s.message());
   }
   cluster::LogicalMesh mesh{2, 8};
@@ -172,7 +175,7 @@ int main(int argc, char** argv) {
   problem.cluster = &*cluster;
   problem.comm = &comm;
   problem.time_limit_seconds = *time_limit;
-  problem.num_micro_batches = static_cast<int>(*micro_batches);
+  problem.num_micro_batches = static_cast<int>(*objective_micro_batches > 0 ? *objective_micro_batches : *micro_batches);
   problem.budget_search_solves = static_cast<int>(*search_solves);
   problem.max_ilp_decision_nodes = static_cast<int>(*max_decisions);
   intra::ChunkCache chunk_cache;  // shared by both runs, as the planner shares one over its stages
