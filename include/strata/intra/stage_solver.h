@@ -94,7 +94,7 @@ struct StageSolution {
   int num_variables = 0, num_constraints = 0;  // summed over the ILPs solved
   double solve_seconds = 0;
   int num_ilps = 0;                               // 1 unless the stage was split: its chunks (max_ilp_decision_nodes)
-  int ilps_solved = 0;                            // solver runs (a split stage: two passes over its chunks)
+  int ilps_solved = 0;                            // solver runs (a split stage: two passes over its chunks), the budget search's included
   int chunk_cache_hits = 0;                       // chunk ILPs answered by problem.chunk_cache instead
   int budget_search_solves = 0;                   // unbudgeted solves of the budget search (budget_search_solves)
   int budget_search_moves = 0;                    // one-node moves it made (repair and improvement)
