@@ -662,6 +662,7 @@ Expected<StageRequest> build_stage_request(const StageProblem& problem) {
   if (problem.memory_budget_bytes < 0) return make_error("", "memory_budget_bytes", "must be >= 0 (0: none)");
   if (problem.num_micro_batches < 1) return make_error("", "num_micro_batches", "must be at least 1");
   if (problem.max_ilp_decision_nodes < 0) return make_error("", "max_ilp_decision_nodes", "must be >= 0 (0: no limit)");
+  if (problem.budget_search_solves < 0) return make_error("", "budget_search_solves", "must be >= 0 (0: no search)");
   std::optional<cost::ComputeModel> own;
   if (problem.compute == nullptr) own.emplace(*problem.cluster);
   Builder builder(problem, problem.compute != nullptr ? *problem.compute : *own);

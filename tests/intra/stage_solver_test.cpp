@@ -195,6 +195,11 @@ TEST(StageSolver, BadProblems) {
   problem = setup.problem(g, {1, 4});
   problem.comm = nullptr;
   EXPECT_FALSE(solve_stage(problem, setup.solver).is_ok());
+  problem = setup.problem(g, {1, 4});
+  problem.budget_search_solves = -1;
+  auto negative = solve_stage(problem, setup.solver);
+  ASSERT_FALSE(negative.is_ok());
+  EXPECT_NE(negative.error().message().find("budget_search_solves"), std::string::npos) << negative.error().message();
 }
 
 // Large stages are solved as several ILPs over consecutive layers; on a deep MLP the chunks come
