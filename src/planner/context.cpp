@@ -198,7 +198,7 @@ Status Context::build(const models::ModelSpec& spec) {
   env.text(options_.solve ? "custom solver" : "lp_solve");
   environment_ = env.hex();
   build_units();
-  // Memory prices of the composition: level 20 prices a byte of parameters and
+  // Memory prices of the composition: level 10 prices a byte of parameters and
   // optimizer state at what the whole model's forward and backward take per byte on one device.
   for (const BatchGraph& bg : graphs_) {
     double seconds = 0, bytes = 0;
@@ -244,7 +244,7 @@ std::string Context::stage_key(const std::string& structure, const cluster::Subm
       .i64(mesh.n0)
       .i64(mesh.n1)
       .text(tag)
-      .hex();
+      .hex();  // (the micro-batch count is the graph's: global batch / its micro-batch size)
 }
 
 StageSolveFn Context::solver() {
@@ -277,6 +277,7 @@ Expected<CachedSolution> Context::cached_solve(int b, const std::vector<ir::OpId
     problem.comm = &comm_;
     problem.compute = compute_;
     problem.time_limit_seconds = options_.ilp_time_limit_seconds;
+    problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
     problem.allow = filter.allow;
     problem.chunk_cache = &chunk_cache_;
     const StageSolveFn solve = solver();
@@ -317,6 +318,37 @@ Expected<intra::StageSolution> Context::solve(int b, int first, int last, const 
 }
 
 namespace {
+
+// Pinned stages: when every node has one strategy left the assignment is forced and only needs
+// pricing; anything else goes to lp_solve.
+class PinnedSolver final : public intra::ilp::Solver {
+ public:
+  Expected<intra::SolverResponse> solve(const intra::SolverRequest& request) override {
+    for (const intra::SolverNode& node : request.nodes) {
+      if (node.strategy_cost.size() != 1) return lp_.solve(request);
+    }
+    intra::SolverResponse response;
+    response.choice.assign(request.nodes.size(), 0);
+    response.objective = intra::evaluate_cost(request, response.choice);
+    if (!std::isfinite(response.objective)) {
+      response.choice.clear();
+      response.message = "the pinned strategies are a forbidden combination";
+      return response;
+    }
+    if (request.memory_budget_bytes > 0 &&
+        intra::evaluate_memory_bytes(request, response.choice) > request.memory_budget_bytes) {
+      response.choice.clear();
+      response.message = "the pinned strategies do not fit the memory budget";
+      return response;
+    }
+    response.status = intra::SolverStatus::optimal;
+    return response;
+  }
+  const char* name() const override { return "pinned"; }
+
+ private:
+  intra::ilp::LpSolveSolver lp_;
+};
 
 // The first component of a name ("layer3" of "layer3.attn.qkv"), the whole name without one.
 std::string block_of(const std::string& name) { return name.substr(0, name.find('.')); }
@@ -363,7 +395,7 @@ void Context::build_units() {
 }
 
 double Context::price_of(int b, int level) const {
-  return price_base_[b] * std::exp2(0.5 * (level - 20));
+  return price_base_[b] * std::exp2(level - 10);
 }
 
 Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId>& ops, const std::string& structure,
@@ -383,6 +415,7 @@ Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId
     problem.comm = &comm_;
     problem.compute = compute_;
     problem.time_limit_seconds = options_.ilp_time_limit_seconds;
+    problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
     problem.allow = filter.allow;
     ++ilp_solves;
     Expected<intra::StageSolution> solution = make_error("", "solver", "no solution");
@@ -409,7 +442,8 @@ Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId
           auto it = chosen.find(op.name);
           return it != chosen.end() && strategy.sharding.to_string() == it->second;
         };
-        solution = intra::solve_stage(problem, lp);
+        PinnedSolver pinned_solver;
+        solution = intra::solve_stage(problem, pinned_solver);
       } else {
         solution = response.is_ok() ? make_error("", "solver", response->message) : response.error();
       }
@@ -499,12 +533,15 @@ Expected<CachedSolution> Context::pinned(int b, const std::vector<int>& units, c
     problem.comm = &comm_;
     problem.compute = compute_;
     problem.time_limit_seconds = options_.ilp_time_limit_seconds;
+    problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
     problem.chunk_cache = &chunk_cache_;
     problem.allow = [&by_name](const ir::Op& op, const intra::Strategy& strategy) {
       auto it = by_name.find(op.name);
       return it != by_name.end() && strategy.sharding.to_string() == *it->second;
     };
-    Expected<intra::StageSolution> solution = solver()(problem);
+    PinnedSolver pinned_solver;
+    Expected<intra::StageSolution> solution =
+        options_.solve ? options_.solve(problem) : intra::solve_stage(problem, pinned_solver);
     if (!solution.is_ok()) {
       intra::StageSolution unusable;
       unusable.reason = solution.error().message();

@@ -127,9 +127,9 @@ class Context {
   // Unit u's solution at memory price `level` (-1: unpriced, the fastest sharding).
   Expected<UnitChoice> unit(int b, int u, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
                             const StrategyFilter& filter, int level);
-  // Memory prices, seconds per byte: a ladder of kPriceLevels levels, sqrt(2) apart, from 2^-10 to
-  // 2^19.5 times the base price (price_base_).
-  static constexpr int kPriceLevels = 60;
+  // Memory prices, seconds per byte: a ladder of kPriceLevels levels, a factor 2 apart, from 2^-10
+  // to 2^20 times the base price (price_base_).
+  static constexpr int kPriceLevels = 31;
   double price_of(int b, int level) const;
   // The cached solution of `ops` with every byte it keeps priced at price_of(b, level) in the
   // ILP's objective (no memory row: exact and fast), its costs and memory then priced as is.

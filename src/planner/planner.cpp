@@ -54,7 +54,15 @@ const StrategyFilter& megatron() {
 
 Expected<Priced> faster(Context& c, int b, int first, int last, const cluster::Submesh& submesh,
                         const cluster::LogicalMesh& mesh) {
+  if (c.composing() && c.cluster().gpus_per_node % mesh.n1 != 0) {
+    // Composed searches keep Alpa's logical meshes: axis 1 inside a node (every grid mesh is one).
+    Priced none{{}, &no_filter()};
+    none.estimate.reason = "mesh axis 1 (" + std::to_string(mesh.n1) + " devices) spans nodes";
+    return none;
+  }
   STRATA_ASSIGN_OR_RETURN(Context::Estimate free, c.stage_estimate(b, first, last, submesh, mesh, no_filter()));
+  // The grid's tensor parallelism stays inside a node: other meshes need no restricted twin.
+  if (mesh.n1 > c.cluster().gpus_per_node) return Priced{free, &no_filter()};
   STRATA_ASSIGN_OR_RETURN(Context::Estimate restricted, c.stage_estimate(b, first, last, submesh, mesh, megatron()));
   if (!restricted.cost.feasible) return Priced{free, &no_filter()};
   if (!free.cost.feasible || restricted.cost.seconds < free.cost.seconds) return Priced{restricted, &megatron()};

@@ -394,7 +394,10 @@ TEST(Planner, ComposedCostsAddUpToTheStageOnAnAdditiveSolver) {
   ASSERT_TRUE(plan_exact.is_ok() && plan_composed.is_ok());
   EXPECT_TRUE(plan_composed->stats.composed);
   EXPECT_FALSE(plan_exact->stats.composed);
-  EXPECT_NEAR(plan_composed->step_seconds, plan_exact->step_seconds, 1e-9 * plan_exact->step_seconds);
+  // Composed searches keep only meshes whose axis 1 stays inside a node (cpu-4: 2 nodes x 2), a
+  // subset of the exact search's: never faster, and here within 1%.
+  EXPECT_GE(plan_composed->step_seconds, plan_exact->step_seconds * (1 - 1e-9));
+  EXPECT_LE(plan_composed->step_seconds, plan_exact->step_seconds * 1.01);
   expect_sound(*plan_composed, f.cluster, o.memory_budget_bytes);
 }
 
