@@ -138,6 +138,13 @@ Expected<std::unique_ptr<Context>> Context::create(const models::ModelSpec& spec
   const int64_t candidates = static_cast<int64_t>(c.counts_.size()) * dp_candidates(c.num_layers(), cluster);
   c.composing_ = options.layer_composition == Composition::on ||
                  (options.layer_composition == Composition::automatic && candidates >= kComposeCandidates);
+  if (c.composing_ && options.num_micro_batches == 0 && options.micro_batch_candidates.empty() && c.counts_.size() > 2) {
+    // A large search: the two largest default B (the fewest bubbles), half the stage problems.
+    c.counts_.erase(c.counts_.begin(), c.counts_.end() - 2);
+    c.graphs_.erase(c.graphs_.begin(), c.graphs_.end() - 2);
+    c.price_base_.erase(c.price_base_.begin(), c.price_base_.end() - 2);
+    for (BatchGraph& bg : c.graphs_) bg.signature = std::make_unique<GraphSignature>(bg.graph);  // graphs moved
+  }
   return context;
 }
 

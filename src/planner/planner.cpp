@@ -61,8 +61,9 @@ Expected<Priced> faster(Context& c, int b, int first, int last, const cluster::S
     return none;
   }
   STRATA_ASSIGN_OR_RETURN(Context::Estimate free, c.stage_estimate(b, first, last, submesh, mesh, no_filter()));
-  // The grid's tensor parallelism stays inside a node: other meshes need no restricted twin.
-  if (mesh.n1 > c.cluster().gpus_per_node) return Priced{free, &no_filter()};
+  // The grid's tensor parallelism stays inside a node: other meshes need no restricted twin; on a
+  // mesh of one row nothing is sharded over axis 0 anyway.
+  if (mesh.n1 > c.cluster().gpus_per_node || mesh.n0 == 1) return Priced{free, &no_filter()};
   STRATA_ASSIGN_OR_RETURN(Context::Estimate restricted, c.stage_estimate(b, first, last, submesh, mesh, megatron()));
   if (!restricted.cost.feasible) return Priced{free, &no_filter()};
   if (!free.cost.feasible || restricted.cost.seconds < free.cost.seconds) return Priced{restricted, &megatron()};
