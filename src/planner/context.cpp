@@ -402,7 +402,7 @@ void Context::build_units() {
 }
 
 double Context::price_of(int b, int level) const {
-  return price_base_[b] * std::exp2(level - 10);
+  return price_base_[b] * std::exp2(2 * level - 10);
 }
 
 Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId>& ops, const std::string& structure,
@@ -612,6 +612,7 @@ Expected<Context::Composed> Context::compose(int b, int first, int last, const c
         return c;
       }
       c.cost.seconds += choice.cost.seconds;
+      c.units_seconds += choice.cost.seconds;
       c.cost.weights_bytes += choice.cost.weights_bytes;
       c.cost.activation_bytes += choice.cost.activation_bytes;
       choices.push_back(std::move(choice));
@@ -635,9 +636,17 @@ Expected<Context::Composed> Context::compose(int b, int first, int last, const c
   };
   auto fits = [&](const Composed& c) { return c.feasible && c.cost.weights_bytes + c.cost.activation_bytes <= budget_; };
   STRATA_ASSIGN_OR_RETURN(Composed out, at(-1));
-  if (out.feasible && !fits(out)) {
+  const double cap = time_cap_.load();
+  if (out.feasible && !fits(out) && counts_[b] * out.units_seconds > cap * (1 + 1e-9)) {
+    // Any price makes every unit slower than its fastest sharding: B x the units' fastest times
+    // already exceed a known plan's objective, so no plan with this stage can be optimal.
+    out.feasible = out.cost.feasible = false;
+    out.reason = "slower than a known plan even unpriced";
+    ++pruned_priced;
+  } else if (out.feasible && !fits(out)) {
     // The fastest sharding does not fit: price memory (the same price for every unit, a
-    // Lagrangian relaxation of the budget), the least price of the ladder at which it fits.
+    // Lagrangian relaxation of the budget), the least price of the ladder at which it fits
+    // (memory falls as the price rises), by bisection.
     STRATA_ASSIGN_OR_RETURN(Composed dearest, at(kPriceLevels - 1));
     if (!fits(dearest)) {
       out.feasible = out.cost.feasible = false;

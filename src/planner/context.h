@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -86,8 +87,12 @@ class Context {
   std::atomic<int64_t> problems_solved{0}, ilp_solves{0}, memory_hits{0}, disk_hits{0};
   // Chunk ILPs of split stages: solved, and answered by chunk_cache (identical blocks).
   std::atomic<int64_t> chunk_ilps{0}, chunk_hits{0};
-  // Composing: per-unit solutions asked, stages priced with pinned shardings, exact fallbacks.
-  std::atomic<int64_t> layer_solves{0}, evaluations{0}, exact_fallbacks{0};
+  // Composing: per-unit solutions asked, stages priced with pinned shardings, exact fallbacks,
+  // stages that needed priced memory but were pruned by the time cap first.
+  std::atomic<int64_t> layer_solves{0}, evaluations{0}, exact_fallbacks{0}, pruned_priced{0};
+  // Composing: a known plan's DP objective. A stage whose blocks' fastest shardings do not fit
+  // and whose B x (their seconds) exceeds it is not priced (infeasible: it cannot be optimal).
+  void set_time_cap(double objective_seconds) { time_cap_ = objective_seconds; }
   double graph_seconds = 0;
 
   void report_progress(int64_t total);  // one more candidate answered, out of `total`
@@ -121,15 +126,16 @@ class Context {
     std::string reason;
     inter::StageCost cost;
     int level = -1;  // memory price level every unit was solved at (-1: none)
+    double units_seconds = 0;  // the units alone, links left out
   };
   using MeshKey = std::tuple<int, int, int, int, std::string>;  // submesh rows, cols, mesh n0, n1, filter tag
   void build_units();
   // Unit u's solution at memory price `level` (-1: unpriced, the fastest sharding).
   Expected<UnitChoice> unit(int b, int u, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
                             const StrategyFilter& filter, int level);
-  // Memory prices, seconds per byte: a ladder of kPriceLevels levels, a factor 2 apart, from 2^-10
+  // Memory prices, seconds per byte: a ladder of kPriceLevels levels, a factor 4 apart, from 2^-10
   // to 2^20 times the base price (price_base_).
-  static constexpr int kPriceLevels = 31;
+  static constexpr int kPriceLevels = 16;
   double price_of(int b, int level) const;
   // The cached solution of `ops` with every byte it keeps priced at price_of(b, level) in the
   // ILP's objective (no memory row: exact and fast), its costs and memory then priced as is.
@@ -179,6 +185,7 @@ class Context {
   std::map<std::pair<int, int>, std::vector<ir::OpId>> ops_;
   std::map<std::tuple<int, int, int>, std::string> structures_;
   bool composing_ = false;
+  std::atomic<double> time_cap_{std::numeric_limits<double>::infinity()};
   std::mutex compose_mutex_;
   std::vector<std::vector<ir::OpId>> units_;  // ops of each unit, ascending ids
   std::vector<int> unit_begin_;               // per layer, its first unit; [num_layers]: the unit count
@@ -188,7 +195,7 @@ class Context {
   std::map<std::tuple<int, int, int, MeshKey>, UnitChoice> units_memo_;                    // (b, unit, level, mesh)
   // (b, unit, linked later unit, their levels, mesh)
   std::map<std::tuple<int, int, int, int, int, MeshKey>, inter::StageCost> boundary_memo_;
-  std::map<std::tuple<int, int, int, MeshKey>, Composed> composed_memo_;               // (b, first, last, mesh)
+  std::map<std::tuple<int, int, int, MeshKey>, Composed> composed_memo_;                // (b, first, last, mesh)
   std::mutex progress_mutex_;
   int64_t progress_done_ = 0;
 };

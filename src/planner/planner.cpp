@@ -251,6 +251,7 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
     }
   }
   stats.upper_bound_seconds = upper < kInf ? upper : 0;
+  if (upper < kInf) c.set_time_cap(upper);
 
   std::mutex error_mutex;
   std::optional<Error> first_error;
@@ -345,6 +346,7 @@ Expected<PlanResult> plan_model(const models::ModelSpec& spec, const cluster::Cl
   stats.layer_solves = c.layer_solves;
   stats.evaluations = c.evaluations;
   stats.exact_fallbacks = c.exact_fallbacks;
+  stats.pruned_time += c.pruned_priced;
   stats.graph_seconds = c.graph_seconds;
   stats.search_seconds = seconds_since(start);
   result.stats = stats;
