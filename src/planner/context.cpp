@@ -42,7 +42,7 @@ Status check_options(const PlannerOptions& o) {
 
 std::vector<int> default_micro_batch_counts(int64_t global_batch) {
   std::vector<int> counts;
-  for (int b = 1; b <= 128 && b <= global_batch; b *= 2) {
+  for (int b = 1; b <= 1024 && b <= global_batch; b *= 2) {
     if (global_batch % b == 0) counts.push_back(b);
   }
   if (counts.size() > 4) counts.erase(counts.begin(), counts.end() - 4);
