@@ -254,6 +254,21 @@ std::string Context::stage_key(const std::string& structure, const cluster::Subm
       .hex();  // (the micro-batch count is the graph's: global batch / its micro-batch size)
 }
 
+intra::StageProblem Context::problem_for(int b, const std::vector<ir::OpId>& ops, const cluster::Submesh& submesh,
+                                         const cluster::LogicalMesh& mesh) const {
+  intra::StageProblem problem;
+  problem.graph = &graphs_[b].graph;
+  problem.ops = ops;
+  problem.submesh = submesh;
+  problem.mesh = mesh;
+  problem.cluster = &cluster_;
+  problem.comm = &comm_;
+  problem.compute = compute_;
+  problem.time_limit_seconds = options_.ilp_time_limit_seconds;
+  problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
+  return problem;
+}
+
 StageSolveFn Context::solver() {
   if (options_.solve) return options_.solve;
   return [this](const intra::StageProblem& problem) -> Expected<intra::StageSolution> {
@@ -275,16 +290,7 @@ Expected<CachedSolution> Context::cached_solve(int b, const std::vector<ir::OpId
   if (budget >= 0) key = Hasher().text(key).text("budget").i64(budget).hex();
   auto compute = [&]() -> Expected<CachedSolution> {
     ++problems_solved;
-    intra::StageProblem problem;
-    problem.graph = &graph;
-    problem.ops = ops;
-    problem.submesh = submesh;
-    problem.mesh = mesh;
-    problem.cluster = &cluster_;
-    problem.comm = &comm_;
-    problem.compute = compute_;
-    problem.time_limit_seconds = options_.ilp_time_limit_seconds;
-    problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
+    intra::StageProblem problem = problem_for(b, ops, submesh, mesh);
     problem.allow = filter.allow;
     problem.chunk_cache = &chunk_cache_;
     const StageSolveFn solve = solver();
@@ -413,16 +419,7 @@ Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId
   const std::string key = Hasher().text(stage_key(structure, submesh, mesh, filter.tag)).text("memory price").f64(price).hex();
   auto compute = [&]() -> Expected<CachedSolution> {
     ++problems_solved;
-    intra::StageProblem problem;
-    problem.graph = &graph;
-    problem.ops = ops;
-    problem.submesh = submesh;
-    problem.mesh = mesh;
-    problem.cluster = &cluster_;
-    problem.comm = &comm_;
-    problem.compute = compute_;
-    problem.time_limit_seconds = options_.ilp_time_limit_seconds;
-    problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
+    intra::StageProblem problem = problem_for(b, ops, submesh, mesh);
     problem.allow = filter.allow;
     ++ilp_solves;
     Expected<intra::StageSolution> solution = make_error("", "solver", "no solution");
@@ -531,16 +528,7 @@ Expected<CachedSolution> Context::pinned(int b, const std::vector<int>& units, c
     ++evaluations;
     std::unordered_map<std::string, const std::string*> by_name;
     for (ir::OpId id : ops) by_name.emplace(graph.op(id).name, pin[id]);
-    intra::StageProblem problem;
-    problem.graph = &graph;
-    problem.ops = ops;
-    problem.submesh = submesh;
-    problem.mesh = mesh;
-    problem.cluster = &cluster_;
-    problem.comm = &comm_;
-    problem.compute = compute_;
-    problem.time_limit_seconds = options_.ilp_time_limit_seconds;
-    problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
+    intra::StageProblem problem = problem_for(b, ops, submesh, mesh);
     problem.chunk_cache = &chunk_cache_;
     problem.allow = [&by_name](const ir::Op& op, const intra::Strategy& strategy) {
       auto it = by_name.find(op.name);

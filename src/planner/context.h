@@ -107,6 +107,9 @@ class Context {
   std::string stage_key(const std::string& structure, const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
                         const std::string& tag) const;
   StageSolveFn solver();  // options.solve, or lp_solve (counting chunk ILPs)
+  // The problem of `ops` on `mesh` with graph b, the cluster's costs and the options' time limit.
+  intra::StageProblem problem_for(int b, const std::vector<ir::OpId>& ops, const cluster::Submesh& submesh,
+                                  const cluster::LogicalMesh& mesh) const;
   // The cached solution of `ops` (ascending ids; structure hash `structure`); budget < 0: the
   // fastest sharding, again under the device's budget when it does not fit (solve()); budget >= 0:
   // under exactly that budget (0: none).
