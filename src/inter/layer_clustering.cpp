@@ -150,12 +150,29 @@ Expected<LayerClustering> cluster_layers(const std::vector<double>& op_cost,
   }
   std::sort(thresholds.begin(), thresholds.end());
   thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
-  for (double threshold : thresholds) {
-    if (threshold >= best.objective) break;
-    std::vector<int> boundaries = min_cut_bytes_under(prefix, cut_bytes, num_layers, threshold);
+  // The fewest cut bytes under threshold T never rise as T does, and a clustering found under T
+  // has objective ≤ T + comm_weight × those bytes. So only the smallest threshold of each bytes
+  // value can win (the optimum's own max layer cost T* is at or after it, with no fewer bytes):
+  // jump from one to the next by bisection instead of solving every threshold.
+  auto under = [&](size_t i) {
+    std::vector<int> boundaries = min_cut_bytes_under(prefix, cut_bytes, num_layers, thresholds[i]);
     STRATA_CHECK(!boundaries.empty(), "a larger threshold cannot be infeasible");
-    LayerClustering candidate = summarise(std::move(boundaries), prefix, cut_bytes, comm_weight);
+    return summarise(std::move(boundaries), prefix, cut_bytes, comm_weight);
+  };
+  for (size_t i = 0; i < thresholds.size() && thresholds[i] < best.objective;) {
+    LayerClustering candidate = under(i);
+    const double bytes = candidate.cut_bytes_total;
     if (candidate.objective < best.objective) best = std::move(candidate);
+    size_t lo = i + 1, hi = thresholds.size();  // the first threshold with fewer bytes is in [lo, hi]
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (under(mid).cut_bytes_total < bytes) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    i = lo;
   }
   return best;
 }
