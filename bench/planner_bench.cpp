@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
       .option("micro-batches", "force B for both", "B")
       .option("threads", "threads solving stages (default 2)", "T")
       .option("time-limit", "ILP time limit per stage (default 30)", "S")
-      .option("compose", "stage costs composed from per-layer solutions: auto (default), on, off", "MODE")
+      .option("compose", "stage costs composed from per-block solutions: auto (default), on, off", "MODE")
       .option("cache", "stage cache directory (default /tmp/strata-planner-bench-cache, emptied first)", "DIR")
       .flag("no-grid", "skip the grid search");
   if (Status status = args.parse(argc, argv); !status) {
@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
                   static_cast<long long>(st.ilp_solves), static_cast<long long>(st.chunk_ilps),
                   static_cast<long long>(st.chunk_hits));
       if (st.composed) {
-        std::printf("#   composed stage costs: %lld layer problems, %lld stages priced with pinned shardings, %lld exact "
+        std::printf("#   composed stage costs: %lld block problems, %lld stages priced with pinned shardings, %lld exact "
                     "fallbacks\n",
                     static_cast<long long>(st.layer_solves), static_cast<long long>(st.evaluations),
                     static_cast<long long>(st.exact_fallbacks));

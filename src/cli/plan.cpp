@@ -77,7 +77,7 @@ int run_plan(int argc, char** argv) {
       .option("cache", "directory of the on-disk stage cache (re-plans reuse it)", "DIR")
       .option("threads", "threads solving candidate stages (default: the cores)", "T")
       .option("time-limit", "ILP time limit per candidate stage, seconds (default 30)", "S")
-      .option("compose", "stage costs from per-layer solutions: auto (default; large searches), on, off", "MODE")
+      .option("compose", "stage costs from per-block solutions: auto (default; large searches), on, off", "MODE")
       .option("compare", "also simulate this plan (e.g. a manual one) and compare its step", "P.yaml")
       .flag("intra-only", "one stage over the whole cluster, intra-op sharding only")
       .flag("json", "print JSON instead of text")

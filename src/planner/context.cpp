@@ -288,7 +288,7 @@ Expected<CachedSolution> Context::cached_solve(int b, const std::vector<ir::OpId
   const ir::Graph& graph = graphs_[b].graph;
   std::string key = stage_key(structure, submesh, mesh, filter.tag);
   if (budget >= 0) key = Hasher().text(key).text("budget").i64(budget).hex();
-  auto compute = [&]() -> Expected<CachedSolution> {
+  auto compute = [&]() -> Expected<intra::StageSolution> {
     ++problems_solved;
     intra::StageProblem problem = problem_for(b, ops, submesh, mesh);
     problem.allow = filter.allow;
@@ -306,6 +306,17 @@ Expected<CachedSolution> Context::cached_solve(int b, const std::vector<ir::OpId
         solution->weights_bytes + solution->optimizer_state_bytes + solution->activation_bytes > budget_) {
       solution = run(budget_);
     }
+    return solution;
+  };
+  return cached_answer(key, graph, ops, compute, true);
+}
+
+Expected<CachedSolution> Context::cached_answer(const std::string& key, const ir::Graph& graph,
+                                               const std::vector<ir::OpId>& ops,
+                                               const std::function<Expected<intra::StageSolution>()>& solve,
+                                               bool count_hits) {
+  auto compute = [&]() -> Expected<CachedSolution> {
+    Expected<intra::StageSolution> solution = solve();
     if (!solution.is_ok()) {
       // No assignment within the time limit (or a solver failure): this candidate is unusable;
       // the reason stays with it. The time limit is part of the cache key.
@@ -317,8 +328,8 @@ Expected<CachedSolution> Context::cached_solve(int b, const std::vector<ir::OpId
   };
   StageCache::Source source = StageCache::Source::solved;
   STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cache_.get(key, compute, &source));
-  if (source == StageCache::Source::memory) ++memory_hits;
-  if (source == StageCache::Source::disk) ++disk_hits;
+  if (count_hits && source == StageCache::Source::memory) ++memory_hits;
+  if (count_hits && source == StageCache::Source::disk) ++disk_hits;
   return cached;
 }
 
@@ -417,7 +428,7 @@ Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId
   const ir::Graph& graph = graphs_[b].graph;
   const double price = price_of(b, level);
   const std::string key = Hasher().text(stage_key(structure, submesh, mesh, filter.tag)).text("memory price").f64(price).hex();
-  auto compute = [&]() -> Expected<CachedSolution> {
+  auto compute = [&]() -> Expected<intra::StageSolution> {
     ++problems_solved;
     intra::StageProblem problem = problem_for(b, ops, submesh, mesh);
     problem.allow = filter.allow;
@@ -452,18 +463,9 @@ Expected<CachedSolution> Context::priced_solve(int b, const std::vector<ir::OpId
         solution = response.is_ok() ? make_error("", "solver", response->message) : response.error();
       }
     }
-    if (!solution.is_ok()) {
-      intra::StageSolution unusable;
-      unusable.reason = solution.error().message();
-      return to_cached(unusable, graph, ops);
-    }
-    return to_cached(*solution, graph, ops);
+    return solution;
   };
-  StageCache::Source source = StageCache::Source::solved;
-  STRATA_ASSIGN_OR_RETURN(CachedSolution cached, cache_.get(key, compute, &source));
-  if (source == StageCache::Source::memory) ++memory_hits;
-  if (source == StageCache::Source::disk) ++disk_hits;
-  return cached;
+  return cached_answer(key, graph, ops, compute, true);
 }
 
 std::vector<int> Context::unit_range(int first, int last) const {
@@ -524,7 +526,7 @@ Expected<CachedSolution> Context::pinned(int b, const std::vector<int>& units, c
     if (pin[id] == nullptr) return make_error("", "ops", "an op of the stage is in none of its units");
     key.text(*pin[id]);
   }
-  auto compute = [&]() -> Expected<CachedSolution> {
+  auto compute = [&]() -> Expected<intra::StageSolution> {
     ++evaluations;
     std::unordered_map<std::string, const std::string*> by_name;
     for (ir::OpId id : ops) by_name.emplace(graph.op(id).name, pin[id]);
@@ -537,15 +539,9 @@ Expected<CachedSolution> Context::pinned(int b, const std::vector<int>& units, c
     PinnedSolver pinned_solver;
     Expected<intra::StageSolution> solution =
         options_.solve ? options_.solve(problem) : intra::solve_stage(problem, pinned_solver);
-    if (!solution.is_ok()) {
-      intra::StageSolution unusable;
-      unusable.reason = solution.error().message();
-      return to_cached(unusable, graph, ops);
-    }
-    return to_cached(*solution, graph, ops);
+    return solution;
   };
-  StageCache::Source source = StageCache::Source::solved;
-  return cache_.get(key.hex(), compute, &source);
+  return cached_answer(key.hex(), graph, ops, compute, false);
 }
 
 Expected<inter::StageCost> Context::link_cost(int b, int u, int v, int level_u, int level_v,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -47,7 +48,7 @@ class Context {
   Expected<intra::StageSolution> solve(int b, int first, int last, const cluster::Submesh& submesh,
                                        const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
 
-  // Whether stage costs are composed from per-layer solutions (decided in create()).
+  // Whether stage costs are composed from per-block solutions (decided in create()).
   bool composing() const { return composing_; }
   // What the DP sees of layers [first, last] on `mesh` (fwd + bwd + (update + grad sync) / B, and
   // memory). Exact: the stage's own solution (solve()). Composing: each unit (block) of its layers
@@ -63,7 +64,7 @@ class Context {
   };
   Expected<Estimate> stage_estimate(int b, int first, int last, const cluster::Submesh& submesh,
                                             const cluster::LogicalMesh& mesh, const StrategyFilter& filter);
-  // The solution a plan uses for that stage: exact, solve(); composing, the per-layer shardings
+  // The solution a plan uses for that stage: exact, solve(); composing, the per-block shardings
   // of stage_estimate priced as one stage (every edge inside it included), or solve() when they
   // cannot be (counted in exact_fallbacks).
   Expected<intra::StageSolution> plan_solution(int b, int first, int last, const cluster::Submesh& submesh,
@@ -116,6 +117,13 @@ class Context {
   Expected<CachedSolution> cached_solve(int b, const std::vector<ir::OpId>& ops, const std::string& structure,
                                         const cluster::Submesh& submesh, const cluster::LogicalMesh& mesh,
                                         const StrategyFilter& filter, int64_t budget);
+
+  // `solve` run at most once per key through the stage cache (memory, then disk); a solver error
+  // becomes an unusable solution with its reason. count_hits: count memory and disk hits.
+  Expected<CachedSolution> cached_answer(const std::string& key, const ir::Graph& graph,
+                                         const std::vector<ir::OpId>& ops,
+                                         const std::function<Expected<intra::StageSolution>()>& solve,
+                                         bool count_hits);
 
   // Composition (see stage_estimate). A layer's ops are cut into units, one per block (ops whose
   // forward op's name has the same first component: "layer7", "embed"), in forward order, so a

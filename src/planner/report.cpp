@@ -102,7 +102,7 @@ std::string result_report(const PlanResult& r) {
       << " identical, " << st.disk_hits << " from the cache, " << st.pruned_memory + st.pruned_time << " pruned; "
       << format_seconds(st.search_seconds) << "\n";
   if (st.composed) {
-    out << "  stage costs composed from per-layer solutions: " << st.layer_solves << " layer problems, "
+    out << "  stage costs composed from per-block solutions: " << st.layer_solves << " block problems, "
         << st.evaluations << " stages priced with pinned shardings";
     if (st.exact_fallbacks > 0) out << ", " << st.exact_fallbacks << " solved exactly instead";
     out << "\n";

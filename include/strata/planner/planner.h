@@ -57,7 +57,7 @@ struct PlannerOptions {
   double ilp_time_limit_seconds = 30;   // per stage ILP
   int64_t memory_budget_bytes = 0;      // per device (0: the cluster's GPU memory)
   bool prune = true;                    // skip candidates that provably cannot be in the optimum
-  // Stage costs for the search composed from per-layer solutions (Context::stage_estimate):
+  // Stage costs for the search composed from per-block solutions (Context::stage_estimate):
   // automatic = when the search asks about at least kComposeCandidates candidate stages.
   enum class Composition { automatic, on, off };
   Composition layer_composition = Composition::automatic;
@@ -80,9 +80,9 @@ struct PlanStats {
   int64_t disk_hits = 0;        // answered from the on-disk cache
   int64_t pruned_memory = 0;    // parameters alone exceed the budget
   int64_t pruned_time = 0;      // B × a lower bound on its time exceeds a known plan's step
-  bool composed = false;        // stage costs composed from per-layer solutions (PlannerOptions::layer_composition)
-  int64_t layer_solves = 0;     // composed: per-layer solutions asked (each one a cached stage problem)
-  int64_t evaluations = 0;      // composed: stages whose pinned per-layer shardings were priced as one stage
+  bool composed = false;        // stage costs composed from per-block solutions (PlannerOptions::layer_composition)
+  int64_t layer_solves = 0;     // composed: per-block solutions asked (each one a cached stage problem)
+  int64_t evaluations = 0;      // composed: stages whose pinned per-block shardings were priced as one stage
   int64_t exact_fallbacks = 0;  // composed: stages whose pinned shardings could not be priced, solved exactly
   double upper_bound_seconds = 0;  // the known plan's DP objective used for pruning (0: none)
   double dp_optimum_seconds = 0;  // the stage DP's optimum (its plan's dp_objective_seconds)
