@@ -2,7 +2,7 @@
 # The README's main job on a machine with no GPU: inspect the GPT-1.3B graph, plan it on the
 # bundled 8-GPU cluster (pipeline stages by the DP, sharding by the intra-op ILP, both on the
 # cluster's cost model), then simulate the plan it wrote. The planner is asked for 2 layers, B = 128
-# (micro-batches of 8) and a 2 s limit per ILP so that the job takes about a minute on a 2-core
+# (micro-batches of 8) and a 2 s limit per ILP so that the job takes one to two minutes on a 2-core
 # machine (the full search, `strata plan` without these flags, takes far longer there); the stage
 # cache in out/stage-cache makes a second run take well under a second.
 set -euo pipefail
