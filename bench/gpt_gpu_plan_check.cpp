@@ -1,9 +1,13 @@
 // A plan Strata finds, trained by the runtime executor: plans a model on a cluster (the full
-// planner, lp_solve ILP per stage), then runs a few steps on each backend named (one rank per
-// device) and, with two backends, checks that every step's loss agrees within --tolerance.
-// Prints the chosen plan's shape, per-step losses and step times, and model TFLOP/s.
+// planner, lp_solve ILP per stage; or with --grid DPxTPxPP the Megatron-style grid plan of that
+// shape), then runs a few steps on each backend named (one rank per device) and, with two
+// backends, checks that every step's loss agrees within --tolerance. Prints the chosen plan's
+// shape (per stage: mesh and how many ops shard on each mesh axis), per-step losses and step
+// times, and model TFLOP/s. Rank 0 plans; the other ranks read its plan.
 //   mpirun -np 1 gpt_gpu_plan_check --model configs/models/gpt-tiny.yaml
 //       --cluster configs/clusters/h200-1gpu.yaml --backends cuda,cpu --steps 3 [--plan-out plan.yaml]
+// --collectives mpi: the cuda backend's host-staged MPI collectives, so that the N ranks of a
+// multi-device plan may share one GPU (bench/gpu_multirank_check.sh).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +18,7 @@
 
 #include "strata/cluster/alpha_beta.h"
 #include "strata/planner/planner.h"
+#include "strata/runtime/cuda_backend.h"
 #include "strata/runtime/executor.h"
 #include "strata/runtime/train.h"
 
@@ -22,7 +27,8 @@ namespace {
 using namespace strata;
 
 struct Options {
-  std::string model, cluster, plan_out;
+  std::string model, cluster, plan_out, grid, collectives;
+  int micro_batches = 0;  // 0: the planner's choice
   std::vector<std::string> backends{"cuda", "cpu"};
   int steps = 3;
   int64_t global_batch = 0;  // 0: the model config's
@@ -40,6 +46,13 @@ Expected<Options> parse(int argc, char** argv) {
       if (key == "--model") o.model = value;
       else if (key == "--cluster") o.cluster = value;
       else if (key == "--plan-out") o.plan_out = value;
+      else if (key == "--grid") o.grid = value;
+      else if (key == "--micro-batches") o.micro_batches = std::stoi(value);
+      else if (key == "--collectives") {
+        auto c = runtime::parse_collectives(value);
+        if (!c) return c.error();
+        o.collectives = value;
+      }
       else if (key == "--steps") o.steps = std::stoi(value);
       else if (key == "--global-batch") o.global_batch = std::stoll(value);
       else if (key == "--tolerance") o.tolerance = std::stod(value);
@@ -55,6 +68,34 @@ Expected<Options> parse(int argc, char** argv) {
   if (o.model.empty() || o.cluster.empty()) return make_error("", "--model", "--model and --cluster are required");
   if (o.steps <= 0 || o.backends.empty()) return make_error("", "--steps", "needs at least one step and backend");
   return o;
+}
+
+// "DPxTPxPP" -> the grid point (micro-batches set by the caller).
+Expected<planner::GridPoint> parse_grid(const std::string& text) {
+  planner::GridPoint point;
+  if (std::sscanf(text.c_str(), "%dx%dx%d", &point.dp, &point.tp, &point.pp) != 3 || point.dp < 1 || point.tp < 1 ||
+      point.pp < 1) {
+    return make_error("", "--grid", "'" + text + "' is not DPxTPxPP (three positive integers)");
+  }
+  return point;
+}
+
+// Per stage: its layers, logical mesh, and how many ops shard a tensor on mesh axis 0 / axis 1 or
+// produce partial sums (so that a "tensor parallel" plan that replicated everything shows).
+void print_shape(const plan::Plan& p) {
+  for (int i = 0; i < p.num_stages(); ++i) {
+    const plan::Stage& s = p.stages[static_cast<size_t>(i)];
+    int axis0 = 0, axis1 = 0, partial = 0;
+    for (const auto& [op, spec] : s.strategies) {
+      if (spec.find("S0") != std::string::npos) ++axis0;
+      if (spec.find("S1") != std::string::npos || spec.find("S01") != std::string::npos) ++axis1;
+      if (spec.find('P') != std::string::npos) ++partial;
+    }
+    std::printf("stage %d: layers %d-%d, mesh %dx%d at node %d gpu %d, %zu ops: %d shard on axis 0, %d on axis 1, "
+                "%d partial sums\n",
+                i, s.first_layer, s.last_layer, s.logical_mesh.n0, s.logical_mesh.n1, s.first_node, s.first_gpu,
+                s.strategies.size(), axis0, axis1, partial);
+  }
 }
 
 struct Run {
@@ -82,19 +123,59 @@ int run(int argc, char** argv) {
   popts.training.lr = 1e-3;
   popts.training.eps = 1e-6;
   popts.model_file = o.model;
+  popts.num_micro_batches = o.micro_batches;
   const cluster::AlphaBetaModel comm(*cluster);
-  auto planned = planner::plan_model(*spec, *cluster, comm, popts);
-  if (!planned) return fail(planned.error().message());
-  const plan::Plan& p = planned->plan;
+  // Rank 0 plans (the ILP is time-limited, so ranks planning alone could disagree); the others
+  // parse its plan's YAML.
+  std::string yaml;
+  int planned_ok = 0;
   if (rank == 0) {
-    std::printf("plan: %d stage(s), %d micro-batch(es), schedule %s, predicted step %.2f ms, search %.1f s\n",
-                p.num_stages(), p.num_micro_batches, p.schedule.c_str(), planned->step_seconds * 1e3,
-                planned->stats.search_seconds);
-    if (!o.plan_out.empty()) {
-      Status s = plan::write_plan(p, o.plan_out);
-      if (!s.is_ok()) return fail(s.message());
+    Expected<planner::PlanResult> planned = make_error("", "", "");
+    if (o.grid.empty()) {
+      planned = planner::plan_model(*spec, *cluster, comm, popts);
+    } else if (auto point = parse_grid(o.grid); !point) {
+      planned = point.error();
+    } else {
+      point->num_micro_batches = o.micro_batches > 0 ? o.micro_batches : 1;
+      auto grid = planner::grid_plan(*spec, *cluster, comm, *point, popts);
+      if (!grid) planned = grid.error();
+      else if (!grid->feasible) planned = make_error("", "--grid", o.grid + " is infeasible: " + grid->reason);
+      else planned = grid->result;
+    }
+    if (!planned) {
+      std::fprintf(stderr, "gpt_gpu_plan_check: %s\n", planned.error().message().c_str());
+    } else {
+      const plan::Plan& p = planned->plan;
+      std::printf("plan: %s, %d stage(s), %d micro-batch(es), schedule %s, predicted step %.2f ms, search %.1f s\n",
+                  o.grid.empty() ? "planner" : ("grid dp x tp x pp = " + o.grid).c_str(), p.num_stages(),
+                  p.num_micro_batches, p.schedule.c_str(), planned->step_seconds * 1e3, planned->stats.search_seconds);
+      print_shape(p);
+      yaml = plan::plan_to_yaml(p);
+      planned_ok = 1;
+      if (!o.plan_out.empty()) {
+        if (Status s = plan::write_plan(p, o.plan_out); !s.is_ok()) {
+          std::fprintf(stderr, "gpt_gpu_plan_check: %s\n", s.message().c_str());
+          planned_ok = 0;
+        }
+      }
     }
   }
+  MPI_Bcast(&planned_ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (planned_ok == 0) return 1;
+  int64_t yaml_bytes = static_cast<int64_t>(yaml.size());
+  MPI_Bcast(&yaml_bytes, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  yaml.resize(static_cast<size_t>(yaml_bytes));
+  MPI_Bcast(yaml.data(), static_cast<int>(yaml_bytes), MPI_CHAR, 0, MPI_COMM_WORLD);
+  auto parsed_plan = plan::parse_plan(yaml, "<rank 0's plan>");
+  if (!parsed_plan) return fail(parsed_plan.error().message());
+  const plan::Plan& p = *parsed_plan;
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world != p.cluster.num_devices()) {
+    return fail("the plan has " + std::to_string(p.cluster.num_devices()) + " devices: run under mpirun -np " +
+                std::to_string(p.cluster.num_devices()) + ", not " + std::to_string(world));
+  }
+  if (!o.collectives.empty()) setenv("STRATA_CUDA_COLLECTIVES", o.collectives.c_str(), 1);
   const int64_t micro = spec->global_batch / p.num_micro_batches;
   auto forward = models::build_forward_graph(*spec, micro);
   if (!forward) return fail(forward.error().message());
@@ -153,8 +234,10 @@ int run(int argc, char** argv) {
     worst = std::max(worst, std::abs(a - b) / std::abs(b));
   }
   if (rank == 0) {
-    std::printf("plan check: %s vs %s, largest relative loss difference over %d steps %.3g (tolerance %.3g): %s\n",
-                o.backends[0].c_str(), o.backends[1].c_str(), o.steps, worst, o.tolerance,
+    std::printf("plan check: %s vs %s on %d rank(s)%s, largest relative loss difference over %d steps %.3g "
+                "(tolerance %.3g): %s\n",
+                o.backends[0].c_str(), o.backends[1].c_str(), world,
+                o.collectives.empty() ? "" : (", " + o.collectives + " collectives").c_str(), o.steps, worst, o.tolerance,
                 worst <= o.tolerance ? "PASS" : "FAIL");
   }
   return worst <= o.tolerance ? 0 : 1;

@@ -21,6 +21,7 @@
 #include "strata/core/units.h"
 #include "strata/plan/plan.h"
 #include "strata/runtime/checkpoint.h"
+#include "strata/runtime/cuda_backend.h"
 #include "strata/runtime/data.h"
 #include "strata/runtime/executor.h"
 #include "strata/runtime/train.h"
@@ -214,7 +215,19 @@ int train_on_rank(const ArgParser& args, int rank) {
     if (!opened) return fail(opened.error(), kExitBadInput);
     data = std::move(*opened);
   }
-  auto backend = runtime::make_backend(args.get("backend", "cpu"), local_rank());
+  const std::string backend_name = args.get("backend", "cpu");
+  if (args.has("collectives")) {
+    auto collectives = runtime::parse_collectives(args.get("collectives"));
+    if (!collectives) return fail(collectives.error(), kExitBadInput);
+    if (backend_name != "cuda" && *collectives != runtime::Collectives::mpi) {
+      return fail(make_error("", "--collectives", "nccl needs --backend cuda (the " + backend_name +
+                                                      " backend's collectives are MPI)"),
+                  kExitBadInput);
+    }
+    // The cuda backend reads its options from the environment (runtime/cuda_backend.h).
+    if (backend_name == "cuda") setenv("STRATA_CUDA_COLLECTIVES", runtime::collectives_name(*collectives), 1);
+  }
+  auto backend = runtime::make_backend(backend_name, local_rank());
   if (!backend) return fail(backend.error(), kExitBadInput);
   auto exec = runtime::Executor::create(model->training_graph, *plan, **backend, MPI_COMM_WORLD,
                                         static_cast<uint64_t>(*seed));
@@ -308,6 +321,8 @@ int run_train(int argc, char** argv) {
   ArgParser args("train", "train a plan (with strategies) under mpirun/srun, one rank per device");
   args.option("plan", "plan with per-op strategies (YAML, docs/plan_format.md)", "plan.yaml")
       .option("backend", "cpu (MPI, fp32) or cuda (needs a CUDA build)", "NAME")
+      .option("collectives", "cuda backend: nccl (default; one rank per GPU) or mpi (host-staged through MPI: "
+              "ranks may share a GPU, no NCCL needed)", "NAME")
       .option("steps", "optimizer steps to run (default 10)", "N")
       .option("seed", "seed of the initial weights and the synthetic data (default 0)", "N")
       .option("log-every", "log every K steps (default 1)", "K")

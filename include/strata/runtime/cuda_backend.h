@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "strata/plan/plan.h"
 #include "strata/profile/store.h"
@@ -13,11 +15,24 @@
 
 namespace strata::runtime {
 
+// How the cuda backend's ranks combine tensors (`--collectives`). nccl: NCCL on the device stream,
+// one rank per GPU. mpi: each collective copies its operand to host memory, runs the MPI
+// collective and copies the result back, in stream order; any number of ranks may share a GPU
+// (ranks use GPU local_rank % GPUs), and it needs no NCCL. Point-to-point is MPI either way.
+enum class Collectives { nccl, mpi };
+const char* collectives_name(Collectives collectives);
+// "nccl" or "mpi"; otherwise an Error naming `field` and the choices.
+Expected<Collectives> parse_collectives(const std::string& name, const std::string& field = "--collectives");
+// `device_ids[r]`: an id of rank r's GPU (its UUID), every rank of one NCCL communicator. An Error
+// naming the first two ranks that share a GPU and the way out (--collectives mpi), else ok.
+Status check_distinct_devices(const std::vector<std::string>& device_ids);
+
 struct CudaOptions {
   DType activations = DType::bf16;  // bf16 or f32
   // Dot batch dims that merge into two strided levels (batch x heads of a [B, S, N, D] tensor):
   // one pointer-array GEMM (true) or a strided-batch GEMM per outer index (false).
   bool pointer_batches = false;
+  Collectives collectives = Collectives::nccl;
 };
 
 // What `strata profile` measures of the runtime on a backend (profile::Profile's fields of the same
@@ -33,8 +48,9 @@ struct RuntimeCosts {
 #ifdef STRATA_HAVE_CUDA
 Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table = nullptr);
 
-// make_cuda_backend(local_rank) reads STRATA_CUDA_ACTIVATIONS ("bf16" or "f32") and
-// STRATA_CUDA_POINTER_BATCHES ("0" or "1") into the options.
+// make_cuda_backend(local_rank) reads STRATA_CUDA_ACTIVATIONS ("bf16" or "f32"),
+// STRATA_CUDA_POINTER_BATCHES ("0" or "1") and STRATA_CUDA_COLLECTIVES ("nccl" or "mpi"; what
+// `strata train --collectives` sets) into the options.
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank, const CudaOptions& options);
 
 // What fuse_for_cuda changed.
@@ -43,7 +59,17 @@ struct FusionStats {
   int scales_after_dot = 0;     // Dot(Scale(x), y) -> Scale(Dot(x, y)) for every Dot user of a Scale
   int pad_sums_to_concat = 0;   // Add trees over Pads tiling one axis -> Concat
   int bias_adds_into_softmax = 0;  // Adds marked kSoftmaxBiasAttr (the attention mask)
+  int attentions = 0;  // scores Dot .. context Dot (and their backward) -> Attention (+ AttentionGrad)
 };
+
+// What fuse_for_cuda may do. attention: fuse attention blocks into Attention/AttentionGrad, whose
+// kernels run bf16 tensor-core GEMMs with fp32 accumulation even on fp32 activations (so an fp32
+// run that must match the fp64 reference tightly turns it off).
+struct FusionOptions {
+  bool attention = true;
+};
+// The largest head dim (D and Dv) the attention kernels take.
+inline constexpr int64_t kMaxAttentionHeadDim = 128;
 
 // An Add's attribute (integer 1) that fuse_for_cuda sets where the Add's only user is a Softmax
 // over the last axis and its second input broadcasts into the first's shape (x + mask). The cuda
@@ -53,11 +79,14 @@ inline constexpr const char* kSoftmaxBiasAttr = "cuda_softmax_bias";
 
 // A graph with the same values (equal in exact arithmetic; op names, roles, parameters, inputs and
 // outputs kept) that makes fewer passes over large tensors on the cuda backend: see fusion.cpp.
-Expected<ir::Graph> fuse_for_cuda(const ir::Graph& graph, FusionStats* stats = nullptr);
+Expected<ir::Graph> fuse_for_cuda(const ir::Graph& graph, FusionStats* stats = nullptr,
+                                  const FusionOptions& options = {});
 
 // What the executor runs on the cuda backend: the training graph after fuse_for_cuda and the plan
 // with strategies for the rewritten graph's ops (op names are kept; a Concat takes its Add tree's
-// name, a Scale moved after a Dot "<dot>.scale", placed on that Dot's stage).
+// name, a Scale moved after a Dot "<dot>.scale", placed on that Dot's stage; an Attention takes its
+// context Dot's name, its head Transposes "<context dot>.fused_q" (k, v), an AttentionGrad the
+// name of its dP or dv Dot and its Transposes those of the gradient Transposes they replace).
 struct FusedPlan {
   ir::Graph graph;
   plan::Plan plan;

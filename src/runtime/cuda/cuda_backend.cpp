@@ -343,7 +343,7 @@ class CudaBackend : public Backend {
 
   Expected<std::unique_ptr<Communicator>> communicator(MPI_Comm comm) override {
     STRATA_CUDA_CALL(cudaSetDevice(device_));
-    return make_nccl_communicator(comm, stream_);
+    return make_communicator(comm, stream_, options_.collectives);
   }
 
   Status synchronize() override {
@@ -711,6 +711,9 @@ Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank) {
     const std::string value = env;
     if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_POINTER_BATCHES", "must be 0 or 1, got '" + value + "'");
     options.pointer_batches = value == "1";
+  }
+  if (const char* env = std::getenv("STRATA_CUDA_COLLECTIVES")) {
+    STRATA_ASSIGN_OR_RETURN(options.collectives, parse_collectives(env, "STRATA_CUDA_COLLECTIVES"));
   }
   return make_cuda_backend(local_rank, options);
 }

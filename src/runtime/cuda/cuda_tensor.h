@@ -8,6 +8,7 @@
 
 #include "cuda_common.h"
 #include "strata/runtime/backend.h"
+#include "strata/runtime/cuda_backend.h"
 
 namespace strata::runtime::cuda {
 
@@ -75,6 +76,11 @@ Expected<CudaTensor*> as_cuda_for_write(DeviceTensor& tensor, const std::string&
 
 // NCCL collectives over `comm` (unique id broadcast over MPI); point-to-point through MPI with
 // host staging, so that tags are honoured and sends never wait on the receiver's stream.
+// Refuses two ranks on one GPU with a one-line Error that names --collectives mpi.
 Expected<std::unique_ptr<Communicator>> make_nccl_communicator(MPI_Comm comm, cudaStream_t stream);
+// Collectives through MPI with host staging, in stream order (CudaOptions::collectives = mpi).
+Expected<std::unique_ptr<Communicator>> make_mpi_communicator(MPI_Comm comm, cudaStream_t stream);
+// The one `collectives` names.
+Expected<std::unique_ptr<Communicator>> make_communicator(MPI_Comm comm, cudaStream_t stream, Collectives collectives);
 
 }  // namespace strata::runtime::cuda

@@ -1,9 +1,14 @@
-// Collectives of the cuda backend through NCCL on the backend's stream (so they order with the
-// kernels around them), and point-to-point through MPI with host staging: MPI honours the message
-// tags of the Communicator contract and a send never blocks the device stream on its receiver.
+// The cuda backend's communicators. NcclCommunicator: collectives through NCCL on the backend's
+// stream (so they order with the kernels around them). MpiCommunicator (--collectives mpi): the
+// same collectives staged through host memory and MPI, for several ranks sharing one GPU (NCCL
+// refuses that) and clusters without NCCL. Both send point-to-point through MPI with host staging:
+// MPI honours the message tags of the Communicator contract and a send never blocks the device
+// stream on its receiver.
 #include <nccl.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -87,20 +92,55 @@ class StagedRequest : public Request {
   bool done_ = false;
 };
 
-class NcclCommunicator : public Communicator {
+// Host staging carries fp32 for floats (MPI has no bf16 sum; fp32 sums are at least as exact as
+// NCCL's bf16 ones) and i32 for ids.
+Elem wire_elem(Elem e) { return e == Elem::i32 ? Elem::i32 : Elem::f32; }
+MPI_Datatype mpi_type(Elem wire) { return wire == Elem::i32 ? MPI_INT : MPI_FLOAT; }
+
+// MPI counts are ints.
+Expected<int> mpi_count(int64_t n) {
+  if (n > std::numeric_limits<int>::max()) {
+    return make_error("", "tensor", std::to_string(n) + " elements exceed one MPI message (2^31 - 1)");
+  }
+  return static_cast<int>(n);
+}
+
+// What both communicators share: the MPI group, point-to-point with host staging, argument checks
+// and the host staging of device data.
+class StagedCommunicator : public Communicator {
  public:
-  NcclCommunicator(MPI_Comm comm, cudaStream_t stream) : comm_(comm), stream_(stream) {}
-  ~NcclCommunicator() override {
-    if (nccl_ != nullptr) ncclCommDestroy(nccl_);
+  StagedCommunicator(MPI_Comm comm, cudaStream_t stream) : comm_(comm), stream_(stream) {}
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int max_tag() const override { return max_tag_; }
+
+  Expected<std::unique_ptr<Request>> isend(TensorPtr tensor, int peer, int tag) override {
+    STRATA_RETURN_IF_ERROR(check_peer(peer, tag));
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(*tensor, "tensor"));
+    const int64_t n = t->numel();
+    STRATA_ASSIGN_OR_RETURN(const int bytes, mpi_count(n * 4));
+    STRATA_ASSIGN_OR_RETURN(auto host, to_host(t->data(), t->elem(), n));
+    auto request = std::make_unique<StagedRequest>(tensor, std::move(host), false, stream_);
+    STRATA_MPI_CALL(MPI_Isend(request->buffer(), bytes, MPI_BYTE, peer, tag, comm_, request->mpi()));
+    return std::unique_ptr<Request>(std::move(request));
   }
 
-  Status init() {
+  Expected<std::unique_ptr<Request>> irecv(TensorPtr tensor, int peer, int tag) override {
+    STRATA_RETURN_IF_ERROR(check_peer(peer, tag));
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(*tensor, "tensor"));
+    const int64_t n = t->numel();
+    STRATA_ASSIGN_OR_RETURN(const int bytes, mpi_count(n * 4));
+    auto request = std::make_unique<StagedRequest>(tensor, std::vector<unsigned char>(static_cast<size_t>(n * 4)),
+                                                   true, stream_);
+    STRATA_MPI_CALL(MPI_Irecv(request->buffer(), bytes, MPI_BYTE, peer, tag, comm_, request->mpi()));
+    return std::unique_ptr<Request>(std::move(request));
+  }
+
+ protected:
+  Status init_group() {
     STRATA_MPI_CALL(MPI_Comm_rank(comm_, &rank_));
     STRATA_MPI_CALL(MPI_Comm_size(comm_, &size_));
-    ncclUniqueId id;
-    if (rank_ == 0) STRATA_NCCL_CALL(ncclGetUniqueId(&id));
-    STRATA_MPI_CALL(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm_));
-    STRATA_NCCL_CALL(ncclCommInitRank(&nccl_, size_, id, rank_));
     void* value = nullptr;
     int flag = 0;
     STRATA_MPI_CALL(MPI_Comm_get_attr(comm_, MPI_TAG_UB, &value, &flag));
@@ -108,9 +148,88 @@ class NcclCommunicator : public Communicator {
     return Status::ok();
   }
 
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  int max_tag() const override { return max_tag_; }
+  Status check_dim(const ir::Shape& shape, int dim, int divisor, const char* field) const {
+    if (dim < 0 || dim >= static_cast<int>(shape.size())) {
+      return make_error("", field, std::to_string(dim) + " is not a dim of " + ir::shape_string(shape));
+    }
+    if (shape[dim] % divisor != 0) {
+      return make_error("", field, "size " + std::to_string(shape[dim]) + " of dim " + std::to_string(dim) +
+                                       " is not divisible by the group size " + std::to_string(divisor));
+    }
+    return Status::ok();
+  }
+
+  Status check_peer(int peer, int tag) const {
+    if (peer < 0 || peer >= size_) return make_error("", "peer", std::to_string(peer) + " is not a rank of the group");
+    if (tag < 0 || tag > max_tag_) return make_error("", "tag", std::to_string(tag) + " outside [0, max_tag]");
+    return Status::ok();
+  }
+
+  // The tensor's data with the size() blocks along `dim` made outermost ([size, pre, b, post]);
+  // the second member keeps a permuted copy alive (null when the data is already in that order).
+  Expected<std::pair<const void*, std::shared_ptr<CudaTensor>>> blocks_first(const CudaTensor& t, int dim) {
+    const Around a(t.shape(), dim);
+    if (a.pre == 1 || size_ == 1) return std::make_pair(static_cast<const void*>(t.data()), std::shared_ptr<CudaTensor>());
+    const int64_t b = a.n / size_;
+    STRATA_ASSIGN_OR_RETURN(auto copy, make_tensor(t.shape(), t.elem(), stream_));
+    const View src = view4(size_, a.pre, b, a.post, b * a.post, a.n * a.post, a.post, 1);
+    const View dst = view4(size_, a.pre, b, a.post, a.pre * b * a.post, b * a.post, a.post, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(copy->data(), t.elem(), dst, t.data(), t.elem(), src, stream_));
+    const void* data = copy->data();
+    return std::make_pair(data, std::move(copy));
+  }
+
+  // n contiguous elements of `data` as wire elements in host memory, once the work queued on the
+  // stream before has finished.
+  Expected<std::vector<unsigned char>> to_host(const void* data, Elem elem, int64_t n) {
+    const Elem wire = wire_elem(elem);
+    std::vector<unsigned char> host(static_cast<size_t>(n * elem_bytes(wire)));
+    if (n == 0) return host;
+    const void* src = data;
+    std::shared_ptr<CudaTensor> staged;
+    if (elem != wire) {
+      STRATA_ASSIGN_OR_RETURN(staged, make_tensor(ir::Shape{n}, wire, stream_));
+      const View v = kernels::contiguous(&n, 1);
+      STRATA_RETURN_IF_ERROR(kernels::copy_view(staged->data(), wire, v, data, elem, v, stream_));
+      src = staged->data();
+    }
+    STRATA_CUDA_CALL(cudaMemcpyAsync(host.data(), src, host.size(), cudaMemcpyDeviceToHost, stream_));
+    STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
+    return host;
+  }
+
+  // Host wire elements onto the device as a contiguous tensor of `shape`; the host buffer may go
+  // once this returns.
+  Expected<std::shared_ptr<CudaTensor>> from_host(const std::vector<unsigned char>& host, const ir::Shape& shape,
+                                                  Elem wire) {
+    STRATA_ASSIGN_OR_RETURN(auto t, make_tensor(shape, wire, stream_));
+    if (host.empty()) return t;
+    STRATA_CUDA_CALL(cudaMemcpyAsync(t->data(), host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
+    STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
+    return t;
+  }
+
+  MPI_Comm comm_;
+  cudaStream_t stream_;
+  int rank_ = 0, size_ = 1, max_tag_ = 32767;
+};
+
+class NcclCommunicator : public StagedCommunicator {
+ public:
+  using StagedCommunicator::StagedCommunicator;
+  ~NcclCommunicator() override {
+    if (nccl_ != nullptr) ncclCommDestroy(nccl_);
+  }
+
+  Status init() {
+    STRATA_RETURN_IF_ERROR(init_group());
+    STRATA_RETURN_IF_ERROR(check_one_rank_per_gpu());
+    ncclUniqueId id;
+    if (rank_ == 0) STRATA_NCCL_CALL(ncclGetUniqueId(&id));
+    STRATA_MPI_CALL(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm_));
+    STRATA_NCCL_CALL(ncclCommInitRank(&nccl_, size_, id, rank_));
+    return Status::ok();
+  }
 
   Status all_reduce(DeviceTensor& tensor) override {
     STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(tensor, "tensor"));
@@ -181,70 +300,114 @@ class NcclCommunicator : public Communicator {
     return TensorPtr(std::move(out));
   }
 
-  Expected<std::unique_ptr<Request>> isend(TensorPtr tensor, int peer, int tag) override {
-    STRATA_RETURN_IF_ERROR(check_peer(peer, tag));
-    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(*tensor, "tensor"));
-    const Elem wire = t->elem() == Elem::i32 ? Elem::i32 : Elem::f32;
-    std::vector<unsigned char> host(static_cast<size_t>(t->numel() * 4));
-    STRATA_ASSIGN_OR_RETURN(auto staged, make_tensor(t->shape(), wire, stream_));
-    const int64_t n = t->numel();
-    const View v = kernels::contiguous(&n, 1);
-    STRATA_RETURN_IF_ERROR(kernels::copy_view(staged->data(), wire, v, t->data(), t->elem(), v, stream_));
-    STRATA_CUDA_CALL(cudaMemcpyAsync(host.data(), staged->data(), host.size(), cudaMemcpyDeviceToHost, stream_));
-    STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
-    auto request = std::make_unique<StagedRequest>(tensor, std::move(host), false, stream_);
-    STRATA_MPI_CALL(MPI_Isend(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
-                                 request->mpi()));
-    return std::unique_ptr<Request>(std::move(request));
-  }
-
-  Expected<std::unique_ptr<Request>> irecv(TensorPtr tensor, int peer, int tag) override {
-    STRATA_RETURN_IF_ERROR(check_peer(peer, tag));
-    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(*tensor, "tensor"));
-    const int64_t n = t->numel();
-    auto request = std::make_unique<StagedRequest>(tensor, std::vector<unsigned char>(static_cast<size_t>(n * 4)),
-                                                   true, stream_);
-    STRATA_MPI_CALL(MPI_Irecv(request->buffer(), static_cast<int>(n * 4), MPI_BYTE, peer, tag, comm_,
-                                 request->mpi()));
-    return std::unique_ptr<Request>(std::move(request));
-  }
-
  private:
-  Status check_dim(const ir::Shape& shape, int dim, int divisor, const char* field) const {
-    if (dim < 0 || dim >= static_cast<int>(shape.size())) {
-      return make_error("", field, std::to_string(dim) + " is not a dim of " + ir::shape_string(shape));
-    }
-    if (shape[dim] % divisor != 0) {
-      return make_error("", field, "size " + std::to_string(shape[dim]) + " of dim " + std::to_string(dim) +
-                                       " is not divisible by the group size " + std::to_string(divisor));
-    }
-    return Status::ok();
+  // NCCL refuses two ranks of one communicator on one GPU ("Duplicate GPU detected") with an
+  // error that names neither the cause nor the way out; the devices' UUIDs, gathered over MPI,
+  // let every rank say both before NCCL is asked.
+  Status check_one_rank_per_gpu() {
+    int device = 0;
+    STRATA_CUDA_CALL(cudaGetDevice(&device));
+    cudaDeviceProp prop;
+    STRATA_CUDA_CALL(cudaGetDeviceProperties(&prop, device));
+    constexpr int kUuidBytes = sizeof(prop.uuid.bytes);
+    std::vector<char> uuids(static_cast<size_t>(kUuidBytes * size_));
+    STRATA_MPI_CALL(MPI_Allgather(prop.uuid.bytes, kUuidBytes, MPI_BYTE, uuids.data(), kUuidBytes, MPI_BYTE, comm_));
+    std::vector<std::string> ids;
+    for (int r = 0; r < size_; ++r) ids.emplace_back(uuids.data() + r * kUuidBytes, kUuidBytes);
+    return check_distinct_devices(ids);
   }
 
-  Status check_peer(int peer, int tag) const {
-    if (peer < 0 || peer >= size_) return make_error("", "peer", std::to_string(peer) + " is not a rank of the group");
-    if (tag < 0 || tag > max_tag_) return make_error("", "tag", std::to_string(tag) + " outside [0, max_tag]");
-    return Status::ok();
-  }
-
-  // The tensor's data with the size() blocks along `dim` made outermost ([size, pre, b, post]);
-  // the second member keeps a permuted copy alive (null when the data is already in that order).
-  Expected<std::pair<const void*, std::shared_ptr<CudaTensor>>> blocks_first(const CudaTensor& t, int dim) {
-    const Around a(t.shape(), dim);
-    if (a.pre == 1 || size_ == 1) return std::make_pair(static_cast<const void*>(t.data()), std::shared_ptr<CudaTensor>());
-    const int64_t b = a.n / size_;
-    STRATA_ASSIGN_OR_RETURN(auto copy, make_tensor(t.shape(), t.elem(), stream_));
-    const View src = view4(size_, a.pre, b, a.post, b * a.post, a.n * a.post, a.post, 1);
-    const View dst = view4(size_, a.pre, b, a.post, a.pre * b * a.post, b * a.post, a.post, 1);
-    STRATA_RETURN_IF_ERROR(kernels::copy_view(copy->data(), t.elem(), dst, t.data(), t.elem(), src, stream_));
-    const void* data = copy->data();
-    return std::make_pair(data, std::move(copy));
-  }
-
-  MPI_Comm comm_;
-  cudaStream_t stream_;
   ncclComm_t nccl_ = nullptr;
-  int rank_ = 0, size_ = 1, max_tag_ = 32767;
+};
+
+// The same collectives as NcclCommunicator, each one a host round trip: the operand is copied to
+// host memory after the work queued before it, combined by the MPI collective, and copied back
+// before the work queued after it. Slower than NCCL, but any number of ranks may share a GPU.
+class MpiCommunicator : public StagedCommunicator {
+ public:
+  using StagedCommunicator::StagedCommunicator;
+  Status init() { return init_group(); }
+
+  Status all_reduce(DeviceTensor& tensor) override {
+    STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(tensor, "tensor"));
+    const int64_t n = t->numel();
+    STRATA_ASSIGN_OR_RETURN(const int count, mpi_count(n));
+    const Elem wire = wire_elem(t->elem());
+    STRATA_ASSIGN_OR_RETURN(auto host, to_host(t->data(), t->elem(), n));
+    STRATA_MPI_CALL(MPI_Allreduce(MPI_IN_PLACE, host.data(), count, mpi_type(wire), MPI_SUM, comm_));
+    STRATA_ASSIGN_OR_RETURN(auto summed, from_host(host, t->shape(), wire));
+    const View v = kernels::contiguous(&n, 1);
+    return kernels::copy_view(t->data(), t->elem(), v, summed->data(), wire, v, stream_);
+  }
+
+  Expected<TensorPtr> all_gather(const DeviceTensor& tensor, int dim) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), dim, 1, "dim"));
+    const int64_t n = t->numel();
+    STRATA_ASSIGN_OR_RETURN(const int count, mpi_count(n));
+    const Elem wire = wire_elem(t->elem());
+    STRATA_ASSIGN_OR_RETURN(auto host, to_host(t->data(), t->elem(), n));
+    std::vector<unsigned char> all(host.size() * static_cast<size_t>(size_));
+    STRATA_MPI_CALL(MPI_Allgather(host.data(), count, mpi_type(wire), all.data(), count, mpi_type(wire), comm_));
+    ir::Shape gathered_shape = t->shape();
+    gathered_shape.insert(gathered_shape.begin(), size_);
+    STRATA_ASSIGN_OR_RETURN(auto gathered, from_host(all, gathered_shape, wire));
+    // gathered is [size, pre, n, post]; the result is [pre, size, n, post] (in the tensor's elem).
+    ir::Shape out_shape = t->shape();
+    out_shape[dim] *= size_;
+    const Around a(t->shape(), dim);
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(out_shape, t->elem(), stream_));
+    const View src = view4(a.pre, size_, a.n, a.post, a.n * a.post, a.pre * a.n * a.post, a.post, 1);
+    const View dst = view4(a.pre, size_, a.n, a.post, size_ * a.n * a.post, a.n * a.post, a.post, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(out->data(), out->elem(), dst, gathered->data(), wire, src, stream_));
+    return TensorPtr(std::move(out));
+  }
+
+  Expected<TensorPtr> reduce_scatter(const DeviceTensor& tensor, int dim) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), dim, size_, "dim"));
+    STRATA_ASSIGN_OR_RETURN(auto blocks, blocks_first(*t, dim));
+    const int64_t n = t->numel(), block = n / size_;
+    STRATA_ASSIGN_OR_RETURN(const int count, mpi_count(block));
+    const Elem wire = wire_elem(t->elem());
+    STRATA_ASSIGN_OR_RETURN(auto host, to_host(blocks.first, t->elem(), n));
+    std::vector<unsigned char> mine(static_cast<size_t>(block * elem_bytes(wire)));
+    STRATA_MPI_CALL(MPI_Reduce_scatter_block(host.data(), mine.data(), count, mpi_type(wire), MPI_SUM, comm_));
+    ir::Shape out_shape = t->shape();
+    out_shape[dim] /= size_;
+    STRATA_ASSIGN_OR_RETURN(auto summed, from_host(mine, out_shape, wire));
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(out_shape, t->elem(), stream_));
+    const View v = kernels::contiguous(&block, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(out->data(), out->elem(), v, summed->data(), wire, v, stream_));
+    return TensorPtr(std::move(out));
+  }
+
+  Expected<TensorPtr> all_to_all(const DeviceTensor& tensor, int split_dim, int concat_dim) override {
+    STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), split_dim, size_, "split_dim"));
+    STRATA_RETURN_IF_ERROR(check_dim(t->shape(), concat_dim, 1, "concat_dim"));
+    STRATA_ASSIGN_OR_RETURN(auto blocks, blocks_first(*t, split_dim));
+    const int64_t n = t->numel();
+    STRATA_ASSIGN_OR_RETURN(const int count, mpi_count(n / size_));
+    const Elem wire = wire_elem(t->elem());
+    STRATA_ASSIGN_OR_RETURN(auto host, to_host(blocks.first, t->elem(), n));
+    std::vector<unsigned char> received(host.size());
+    STRATA_MPI_CALL(MPI_Alltoall(host.data(), count, mpi_type(wire), received.data(), count, mpi_type(wire), comm_));
+    ir::Shape block_shape = t->shape();
+    block_shape[split_dim] /= size_;
+    ir::Shape recv_shape = block_shape;
+    recv_shape.insert(recv_shape.begin(), size_);
+    STRATA_ASSIGN_OR_RETURN(auto recv, from_host(received, recv_shape, wire));
+    // recv is [size, pre, n, post] around concat_dim; the result is [pre, size, n, post].
+    ir::Shape out_shape = block_shape;
+    out_shape[concat_dim] *= size_;
+    const Around a(block_shape, concat_dim);
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(out_shape, t->elem(), stream_));
+    const View src = view4(a.pre, size_, a.n, a.post, a.n * a.post, a.pre * a.n * a.post, a.post, 1);
+    const View dst = view4(a.pre, size_, a.n, a.post, size_ * a.n * a.post, a.n * a.post, a.post, 1);
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(out->data(), out->elem(), dst, recv->data(), wire, src, stream_));
+    return TensorPtr(std::move(out));
+  }
 };
 
 }  // namespace
@@ -253,6 +416,17 @@ Expected<std::unique_ptr<Communicator>> make_nccl_communicator(MPI_Comm comm, cu
   auto c = std::make_unique<NcclCommunicator>(comm, stream);
   STRATA_RETURN_IF_ERROR(c->init());
   return std::unique_ptr<Communicator>(std::move(c));
+}
+
+Expected<std::unique_ptr<Communicator>> make_mpi_communicator(MPI_Comm comm, cudaStream_t stream) {
+  auto c = std::make_unique<MpiCommunicator>(comm, stream);
+  STRATA_RETURN_IF_ERROR(c->init());
+  return std::unique_ptr<Communicator>(std::move(c));
+}
+
+Expected<std::unique_ptr<Communicator>> make_communicator(MPI_Comm comm, cudaStream_t stream, Collectives collectives) {
+  if (collectives == Collectives::mpi) return make_mpi_communicator(comm, stream);
+  return make_nccl_communicator(comm, stream);
 }
 
 }  // namespace strata::runtime::cuda
