@@ -4,7 +4,8 @@
 # refuses two ranks on one GPU. Each plan of gpt-tiny trains 3 steps on cuda and then on the cpu
 # backend (same plan, same data, same initial weights) and gpt_gpu_plan_check compares the losses.
 # Then `strata train --backend cuda --collectives mpi` on a written plan against `--backend cpu`,
-# and the one-line error of --collectives nccl with two ranks on the GPU. Logs: $OUT/logs.tgz.
+# and the one-line error of --collectives nccl with two ranks on the GPU; first, each collective
+# against host values (collectives_check). Logs: $OUT/logs.tgz.
 #   bench/gpu_multirank_check.sh SRC_DIR [PLANS]   (PLANS: comma-separated names below; default all)
 set -uo pipefail
 src=${1:?source dir}
@@ -13,7 +14,7 @@ out=${OUT:-$PWD/out}
 mkdir -p "$out"
 export NCCL_NVLS_ENABLE=0
 build=/tmp/strata-build
-OUT=$out TARGETS="${TARGETS:-gpt_gpu_plan_check strata}" bash "$src/bench/gpt_gpu_run.sh" "$src" configs/models/gpt-tiny.yaml 8 build ||
+OUT=$out TARGETS="${TARGETS:-gpt_gpu_plan_check strata collectives_check}" bash "$src/bench/gpt_gpu_run.sh" "$src" configs/models/gpt-tiny.yaml 8 build ||
   exit 1
 export LD_LIBRARY_PATH=/tmp/lp/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 mpi="mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH"
@@ -31,6 +32,16 @@ plan() {
   echo "== $name: $np ranks, $cluster, $* : rc=$? ($((SECONDS - start)) s)"
   grep -E "^plan|^stage|step [0-9]+:|plan check|gpt_gpu_plan_check:|rror" "$out/$name.log" | head -30
 }
+# Each collective against host values (tests/runtime/driver/collectives_check.cpp): MPI collectives
+# on 3, 4 and 8 ranks sharing the GPU; NCCL on the one rank it allows here.
+if want collectives; then
+  for run in "4 mpi" "3 mpi" "8 mpi" "1 nccl"; do
+    set -- $run
+    timeout 120 $mpi -np $1 $build/tests/collectives_check --backend cuda --collectives $2 > "$out/collectives-$1-$2.log" 2>&1
+    echo "== collectives_check --backend cuda --collectives $2 on $1 rank(s): rc=$?"
+    grep -E "collectives check|FAILED|rror" "$out/collectives-$1-$2.log" | head -8
+  done
+fi
 plan dp2 2 aws-p3-1node-2gpu.yaml --grid 2x1x1
 plan tp4 4 aws-p3-1node-4gpu.yaml --grid 1x4x1
 plan pp2 2 aws-p3-1node-2gpu.yaml --grid 1x1x2 --micro-batches 4
@@ -58,5 +69,5 @@ if want ncclerror && [ -f "$out/plan-dp2.yaml" ]; then
   grep -E "strata|error|share" "$out/nccl-error.log" | head -5
 fi
 # The device tool returns at most 8 files: every log and plan in one archive.
-(cd "$out" && tar -czf logs.tgz --exclude=logs.tgz --exclude=gpu.txt . &&
-  find . -maxdepth 1 -type f ! -name logs.tgz ! -name gpu.txt -delete)
+(cd "$out" && tar -czf /tmp/multirank-logs.tgz --exclude=gpu.txt . &&
+  find . -maxdepth 1 -type f ! -name gpu.txt -delete && mv /tmp/multirank-logs.tgz logs.tgz)

@@ -49,3 +49,22 @@ add_test(NAME runtime_memory_gpt-tiny
                  --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-8.yaml --plans 3 --seed 7 --steps 3 --memory 1)
 set_tests_properties(runtime_memory_gpt-tiny PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
                      PASS_REGULAR_EXPRESSION "spmd check: 3 passed, 0 failed")
+
+# `strata train --collectives` (nccl | mpi, the cuda backend's host-staged MPI collectives): bad
+# values are one-line errors; on the cpu backend mpi changes nothing.
+add_test(NAME runtime_collectives_cli
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/runtime/collectives_cli_test.sh ${CMAKE_SOURCE_DIR} $<TARGET_FILE:strata>)
+set_tests_properties(runtime_collectives_cli PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "collectives cli test: [0-9]+ passed, 0 failed")
+
+# Every Communicator operation (all-reduce, all-gather, reduce-scatter, all-to-all along each dim,
+# tagged send/recv) in f32, bf16 and i32 over the world and two halves of it, against host values.
+# Here on the cpu backend; on a GPU, bench/gpu_multirank_check.sh runs it with --backend cuda
+# --collectives mpi (ranks sharing one GPU).
+add_executable(collectives_check ${CMAKE_SOURCE_DIR}/tests/runtime/driver/collectives_check.cpp)
+target_link_libraries(collectives_check PRIVATE strata_runtime)
+add_test(NAME runtime_collectives_cpu
+         COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 4
+                 $<TARGET_FILE:collectives_check> --backend cpu)
+set_tests_properties(runtime_collectives_cpu PROPERTIES TIMEOUT 120 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "collectives check: cpu on 4 rank\\(s\\): [0-9]+ passed, 0 failed")
