@@ -261,9 +261,11 @@ struct Executor::Impl {
     for (const LocalStep& step : steps) {
       switch (step.kind) {
         case StepKind::all_reduce: {
-          STRATA_ASSIGN_OR_RETURN(TensorPtr c, copy(*t));
-          STRATA_RETURN_IF_ERROR(axis_c[step.axis]->all_reduce(*c));
-          t = c;
+          // In place when no one else holds the tensor (a gradient handed over by grad_sync).
+          if (t.use_count() > 1) {
+            STRATA_ASSIGN_OR_RETURN(t, copy(*t));
+          }
+          STRATA_RETURN_IF_ERROR(axis_c[step.axis]->all_reduce(*t));
           break;
         }
         case StepKind::reduce_scatter: {
@@ -482,20 +484,29 @@ struct Executor::Impl {
       done.insert(g);
       STRATA_ASSIGN_OR_RETURN(TensorPtr value, value_on_stage(g, micro_batch));
       auto it = accumulated.find(g);
-      if (it == accumulated.end()) {
-        STRATA_ASSIGN_OR_RETURN(accumulated[g], copy(*value));
-      } else {
+      if (it != accumulated.end()) {
         STRATA_RETURN_IF_ERROR(backend.add_into(*it->second, *value));
+        note_memory();
+        release(g, micro_batch);
+        continue;
       }
-      note_memory();
       release(g, micro_batch);
+      // The first micro-batch's gradient becomes the sum itself when nothing else holds it (its
+      // last read on this stage); otherwise the sum starts from a copy.
+      if (value.use_count() > 1) {
+        STRATA_ASSIGN_OR_RETURN(value, copy(*value));
+      }
+      accumulated[g] = std::move(value);
+      note_memory();
     }
     return Status::ok();
   }
 
   Status grad_sync() {
     const double inverse = 1.0 / num_micro_batches();
-    for (auto& [g, t] : accumulated) STRATA_RETURN_IF_ERROR(backend.scale(*t, inverse));
+    if (num_micro_batches() > 1) {
+      for (auto& [g, t] : accumulated) STRATA_RETURN_IF_ERROR(backend.scale(*t, inverse));
+    }
     for (const Transfer& t : sg.transfers) {
       if (t.per_step && t.from_stage == stage) STRATA_RETURN_IF_ERROR(post_send(t, accumulated.at(t.value), num_micro_batches()));
     }
@@ -509,10 +520,15 @@ struct Executor::Impl {
         STRATA_ASSIGN_OR_RETURN(have, receive(*t, num_micro_batches()));
         have_spec = t->landing;
       } else {
-        have = accumulated.at(g);
+        // The sends above are posted from their own blocks: the sum moves on to `synced`, so an
+        // all-reduce may run in place.
+        auto it = accumulated.find(g);
+        STRATA_CHECK(it != accumulated.end(), "a gradient the update reads was not accumulated on its stage");
+        have = std::move(it->second);
+        accumulated.erase(it);
         STRATA_ASSIGN_OR_RETURN(have_spec, sg.spec_on(g, stage));
       }
-      STRATA_ASSIGN_OR_RETURN(synced[g], reshard(have, have_spec, want, graph.type(g).shape));
+      STRATA_ASSIGN_OR_RETURN(synced[g], reshard(std::move(have), have_spec, want, graph.type(g).shape));
       note_memory();
     }
     return Status::ok();

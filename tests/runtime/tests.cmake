@@ -68,3 +68,12 @@ add_test(NAME runtime_collectives_cpu
                  $<TARGET_FILE:collectives_check> --backend cpu)
 set_tests_properties(runtime_collectives_cpu PROPERTIES TIMEOUT 120 RUN_SERIAL TRUE
                      PASS_REGULAR_EXPRESSION "collectives check: cpu on 4 rank\\(s\\): [0-9]+ passed, 0 failed")
+
+# The executor's gradient path makes no needless full copies (a counting wrapper of the cpu
+# backend; its own main for MPI, so not part of test_runtime).
+add_executable(executor_copy_test ${CMAKE_SOURCE_DIR}/tests/runtime/driver/executor_copy_test.cpp)
+target_link_libraries(executor_copy_test PRIVATE strata_runtime GTest::gtest)
+target_compile_definitions(executor_copy_test PRIVATE STRATA_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+add_test(NAME runtime_executor_copies
+         COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root -np 1 $<TARGET_FILE:executor_copy_test>)
+set_tests_properties(runtime_executor_copies PROPERTIES TIMEOUT 300 PASS_REGULAR_EXPRESSION "PASSED.*2 tests")
