@@ -98,7 +98,9 @@ Expected<GradientGraph> build_gradient_graph(const ir::Graph& forward) {
     rules::RuleArgs args{forward.op(id), dy->second, {}};
     for (Value in : args.op.inputs) args.needed.push_back(needs[in.op] && is_float(forward.type(in).dtype));
     const rules::Rule rule = kRules[static_cast<size_t>(args.op.kind)];
-    if (rule == nullptr || args.op.outputs.size() != 1) {
+    // Attention's second output (lse) is a by-product for its backward: no gradient reaches it.
+    const bool lse_only_aside = args.op.kind == OpKind::Attention && grads.count(Value{id, 1}) == 0;
+    if (rule == nullptr || (args.op.outputs.size() != 1 && !lse_only_aside)) {
       return make_error("", "ops." + args.op.name,
                         std::string("no gradient rule for ") + ir::op_kind_name(args.op.kind) +
                             " on the path from a parameter to the loss");

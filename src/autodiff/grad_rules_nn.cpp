@@ -1,5 +1,6 @@
 // Gradient rules of neural-network ops: each emits the matching *Grad op of the IR (GatherGrad,
-// SoftmaxGrad, LayerNormGrad, Conv2dGrad*, BatchNormGrad, pool grads, MoEGateGrad, CrossEntropyGrad).
+// SoftmaxGrad, LayerNormGrad, Conv2dGrad*, BatchNormGrad, pool grads, MoEGateGrad, CrossEntropyGrad,
+// AttentionGrad).
 #include "grad_rules.h"
 
 namespace strata::autodiff::rules {
@@ -52,6 +53,19 @@ Grads cross_entropy(Emitter& e, const RuleArgs& a) {
   return {e.value(OpKind::CrossEntropyGrad, {a.x(0), a.x(1), a.dy}), std::nullopt};
 }
 
+// Attention: one AttentionGrad (q, k, v, bias, out, lse, dout) -> (dq, dk, dv); the bias gets none
+// (a mask). Only out carries a gradient: autodiff rejects a graph that differentiates lse.
+Grads attention(Emitter& e, const RuleArgs& a) {
+  const ir::OpId id = e.op(OpKind::AttentionGrad,
+                           {a.x(0), a.x(1), a.x(2), a.x(3), a.y(), Value{a.op.id, 1}, a.dy}, a.op.attrs);
+  STRATA_CHECK(!a.needed[3], "Attention's bias of " + a.op.name + " needs a gradient: fuse_for_cuda fuses masks only");
+  Grads g(4);
+  for (int32_t i = 0; i < 3; ++i) {
+    if (a.needed[i]) g[i] = Value{id, i};
+  }
+  return g;
+}
+
 }  // namespace
 
 std::vector<Entry> nn_rules() {
@@ -59,6 +73,7 @@ std::vector<Entry> nn_rules() {
       {OpKind::Gather, gather},       {OpKind::Softmax, softmax},           {OpKind::LayerNorm, layer_norm},
       {OpKind::BatchNorm, batch_norm}, {OpKind::Conv2d, conv2d},            {OpKind::AvgPool2d, avg_pool},
       {OpKind::MaxPool2d, max_pool},   {OpKind::MoEGate, moe_gate},         {OpKind::CrossEntropy, cross_entropy},
+      {OpKind::Attention, attention},
   };
 }
 

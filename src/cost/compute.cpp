@@ -14,7 +14,9 @@ bool is_contraction(ir::OpKind kind) {
     case ir::OpKind::Dot:
     case ir::OpKind::Conv2d:
     case ir::OpKind::Conv2dGradInput:
-    case ir::OpKind::Conv2dGradFilter: return true;
+    case ir::OpKind::Conv2dGradFilter:
+    case ir::OpKind::Attention:  // tensor-core GEMMs with the softmax fused in
+    case ir::OpKind::AttentionGrad: return true;
     default: return false;
   }
 }

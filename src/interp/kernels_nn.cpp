@@ -1,5 +1,6 @@
 // Neural-network kernels: Gather (+grad), Softmax (+grad), LayerNorm and BatchNorm (+grads, biased
-// batch variance), Conv2d (+input/filter grads), average and max pooling (+grads).
+// batch variance), Conv2d (+input/filter grads), average and max pooling (+grads), fused attention
+// (+grad).
 #include <cmath>
 #include <limits>
 
@@ -273,6 +274,109 @@ Status pool(const Args& a, PoolMode mode) {
   return Status::ok();
 }
 
+// Fused attention, the plain way: per leading index and query row, the logits over every key,
+// their logsumexp, then out (forward) or dq, dk, dv (backward, with P recomputed from lse).
+struct AttentionShape {
+  int64_t batch = 1, s = 0, t = 0, d = 0, dv = 0;
+  std::vector<int64_t> bias_stride;  // per scores dim [lead..., S, T]; 0 where the bias broadcasts
+  ir::Shape lead;
+  explicit AttentionShape(const Args& a) {
+    const ir::Shape& q = a.in(0).shape;
+    const size_t r = q.size();
+    s = q[r - 2];
+    d = q[r - 1];
+    t = a.in(1).shape[r - 2];
+    dv = a.in(2).shape[r - 1];
+    lead.assign(q.begin(), q.end() - 2);
+    for (int64_t x : lead) batch *= x;
+    const ir::Shape& b = a.in(3).shape;
+    const std::vector<int64_t> strides = row_major_strides(b);
+    bias_stride.assign(r, 0);
+    for (size_t i = 0; i < b.size(); ++i) {
+      if (b[i] != 1) bias_stride[i + r - b.size()] = strides[i];
+    }
+  }
+  int64_t bias_base(int64_t index) const {  // the offset of (index's lead dims, 0, 0)
+    int64_t offset = 0;
+    for (size_t i = lead.size(); i-- > 0;) {
+      offset += (index % lead[i]) * bias_stride[i];
+      index /= lead[i];
+    }
+    return offset;
+  }
+};
+
+// The logits of row `row` of leading index `b`, and their logsumexp (-inf when all are -inf).
+double attention_logits(const Args& a, const AttentionShape& n, int64_t b, int64_t row, double scale,
+                        std::vector<double>& logits) {
+  const Tensor &q = a.in(0), &k = a.in(1), &bias = a.in(3);
+  const size_t r = n.bias_stride.size();
+  const int64_t base = n.bias_base(b) + row * n.bias_stride[r - 2];
+  double max = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < n.t; ++j) {
+    double dot = 0.0;
+    for (int64_t x = 0; x < n.d; ++x) dot += q[(b * n.s + row) * n.d + x] * k[(b * n.t + j) * n.d + x];
+    logits[j] = scale * dot + bias[base + j * n.bias_stride[r - 1]];
+    max = std::max(max, logits[j]);
+  }
+  if (max == -std::numeric_limits<double>::infinity()) return max;
+  double sum = 0.0;
+  for (int64_t j = 0; j < n.t; ++j) sum += std::exp(logits[j] - max);
+  return max + std::log(sum);
+}
+
+Status attention(const Args& a) {
+  const AttentionShape n(a);
+  const double scale = attr_real(a.op, "scale", 1.0);
+  const Tensor& v = a.in(2);
+  std::vector<double> logits(static_cast<size_t>(n.t));
+  for (int64_t b = 0; b < n.batch; ++b) {
+    for (int64_t row = 0; row < n.s; ++row) {
+      const double lse = attention_logits(a, n, b, row, scale, logits);
+      a.out(1)[b * n.s + row] = lse;
+      if (lse == -std::numeric_limits<double>::infinity()) continue;  // out stays 0
+      for (int64_t j = 0; j < n.t; ++j) {
+        const double p = std::exp(logits[j] - lse);
+        for (int64_t x = 0; x < n.dv; ++x) a.out(0)[(b * n.s + row) * n.dv + x] += p * v[(b * n.t + j) * n.dv + x];
+      }
+    }
+  }
+  return Status::ok();
+}
+
+// dP = dout . v^T, dS = P * (dP - rowsum(P * dP)), dq = scale dS . k, dk = scale dS^T . q, dv = P^T . dout.
+// The inputs out and lse are not read: the reference recomputes both.
+Status attention_grad(const Args& a) {
+  const AttentionShape n(a);
+  const double scale = attr_real(a.op, "scale", 1.0);
+  const Tensor &q = a.in(0), &k = a.in(1), &v = a.in(2), &dout = a.in(6);
+  std::vector<double> logits(static_cast<size_t>(n.t)), p(logits.size()), dp(logits.size());
+  for (int64_t b = 0; b < n.batch; ++b) {
+    for (int64_t row = 0; row < n.s; ++row) {
+      const double lse = attention_logits(a, n, b, row, scale, logits);
+      if (lse == -std::numeric_limits<double>::infinity()) continue;
+      const int64_t qo = (b * n.s + row) * n.d, oo = (b * n.s + row) * n.dv;
+      double dsum = 0.0;
+      for (int64_t j = 0; j < n.t; ++j) {
+        p[j] = std::exp(logits[j] - lse);
+        dp[j] = 0.0;
+        for (int64_t x = 0; x < n.dv; ++x) dp[j] += dout[oo + x] * v[(b * n.t + j) * n.dv + x];
+        dsum += p[j] * dp[j];
+      }
+      for (int64_t j = 0; j < n.t; ++j) {
+        const double ds = scale * p[j] * (dp[j] - dsum);
+        const int64_t ko = (b * n.t + j) * n.d, vo = (b * n.t + j) * n.dv;
+        for (int64_t x = 0; x < n.d; ++x) {
+          a.out(0)[qo + x] += ds * k[ko + x];
+          a.out(1)[ko + x] += ds * q[qo + x];
+        }
+        for (int64_t x = 0; x < n.dv; ++x) a.out(2)[vo + x] += p[j] * dout[oo + x];
+      }
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 std::vector<Entry> nn_kernels() {
@@ -292,6 +396,8 @@ std::vector<Entry> nn_kernels() {
       {OpKind::AvgPool2dGrad, [](const Args& a) { return pool(a, PoolMode::avg_grad); }},
       {OpKind::MaxPool2d, [](const Args& a) { return pool(a, PoolMode::max); }},
       {OpKind::MaxPool2dGrad, [](const Args& a) { return pool(a, PoolMode::max_grad); }},
+      {OpKind::Attention, attention},
+      {OpKind::AttentionGrad, attention_grad},
   };
 }
 

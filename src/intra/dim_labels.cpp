@@ -6,9 +6,10 @@
 //   Softmax/LayerNorm/CrossEntropy: never the normalised dim; BatchNorm: channels only;
 //   layout ops: dims that map one to one (Reshape: the major dim of each group of equal product);
 //   Gather/GatherGrad: never the vocabulary; MoEGate: groups only (top-k and capacity slots need
-//   the whole expert and sequence dims).
+//   the whole expert and sequence dims); Attention (+grad): the leading dims only.
 #include "intra/dim_labels.h"
 
+#include <algorithm>
 #include <numeric>
 
 namespace strata::intra::detail {
@@ -109,6 +110,27 @@ std::vector<bool> only_last_fixed(int64_t rank) {
   std::vector<bool> fixed(static_cast<size_t>(rank), false);
   if (rank > 0) fixed.back() = true;
   return fixed;
+}
+
+// Attention (+grad): the leading (batch and head) dims only, shared by every operand; the bias
+// where its dim is not broadcast. Rows, keys and head dims stay whole (the softmax spans the keys).
+DimLabels attention(const ir::Op& op, const std::vector<TensorType>& inputs) {
+  DimLabels labels;
+  const size_t lead = inputs[0].shape.size() - 2;
+  std::vector<int> dims;
+  for (size_t d = 0; d < lead; ++d) dims.push_back(fresh(labels));
+  // The bias aligns to the scores' [lead..., S, T] from the right, every other operand from the left.
+  auto labelled = [&](const TensorType& t, bool bias) {
+    std::vector<int> out = unsplit(t);
+    const size_t offset = bias ? lead + 2 - std::min(t.shape.size(), lead + 2) : 0;
+    for (size_t d = 0; d < t.shape.size() && d + offset < lead; ++d) {
+      if (t.shape[d] == inputs[0].shape[d + offset]) out[d] = dims[d + offset];
+    }
+    return out;
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) labels.inputs.push_back(labelled(inputs[i], i == 3));
+  for (const TensorType& out : op.outputs) labels.outputs.push_back(labelled(out, false));
+  return labels;
 }
 
 // Splits of a Reshape: dims group into runs of equal product; the major non-1 dim of each run
@@ -338,6 +360,8 @@ Expected<DimLabels> dim_labels(const ir::Op& op, const std::vector<TensorType>& 
       else labels.inputs[1] = combine;
       return labels;
     }
+    case OpKind::Attention:
+    case OpKind::AttentionGrad: return attention(op, inputs);
     case OpKind::CrossEntropy:
     case OpKind::CrossEntropyGrad: {
       DimLabels labels;

@@ -52,6 +52,24 @@ double softmax_grad_flops(const Types&, const Types& out, const Attrs&) { return
 double layer_norm_flops(const Types&, const Types& out, const Attrs&) { return 8 * numel(out[0]); }
 double layer_norm_grad_flops(const Types& in, const Types&, const Attrs&) { return 12 * numel(in[0]); }
 
+// Attention: its two GEMMs (2 S T D for the scores, 2 S T Dv for out, per leading index) and the
+// softmax (5 per score). AttentionGrad: five GEMMs (the recomputed scores 2 S T D, dP and dv
+// 2 S T Dv each, dq and dk 2 S T D each) and 9 per score (the recomputed softmax, then dS).
+double attention_flops(const Types& in, const Types&, const Attrs&) {
+  const Shape& q = in[0].shape;
+  const double t = static_cast<double>(in[1].shape[in[1].shape.size() - 2]);
+  const double dv = static_cast<double>(in[2].shape.back());
+  const double rows = numel(in[0]) / static_cast<double>(q.back());  // batch * S
+  return rows * t * (2.0 * static_cast<double>(q.back()) + 2.0 * dv + 5.0);
+}
+double attention_grad_flops(const Types& in, const Types&, const Attrs&) {
+  const Shape& q = in[0].shape;
+  const double t = static_cast<double>(in[1].shape[in[1].shape.size() - 2]);
+  const double dv = static_cast<double>(in[2].shape.back());
+  const double rows = numel(in[0]) / static_cast<double>(q.back());
+  return rows * t * (6.0 * static_cast<double>(q.back()) + 4.0 * dv + 9.0);
+}
+
 double conv2d_flops(const Types& in, const Types& out, const Attrs&) { return conv_flops(in[1].shape, out[0].shape); }
 // (w, dy): the same multiply-adds as the forward convolution.
 double conv2d_grad_input_flops(const Types& in, const Types&, const Attrs&) {

@@ -75,6 +75,8 @@ const std::array<Row, static_cast<size_t>(OpKind::kCount)> kTable = {{
     {OpKind::MoEGateGrad, {"MoEGateGrad", 2, 2, false, false}, moe_gate_grad, input_numel},
     {OpKind::CrossEntropy, {"CrossEntropy", 2, 2, false, false}, cross_entropy, cross_entropy_flops},
     {OpKind::CrossEntropyGrad, {"CrossEntropyGrad", 3, 3, false, false}, cross_entropy_grad, cross_entropy_flops},
+    {OpKind::Attention, {"Attention", 4, 4, false, false}, attention, attention_flops},
+    {OpKind::AttentionGrad, {"AttentionGrad", 7, 7, false, false}, attention_grad, attention_grad_flops},
     {OpKind::SgdUpdate, {"SgdUpdate", 2, 2, true, false}, sgd_update, sgd_flops},
     {OpKind::AdamUpdate, {"AdamUpdate", 4, 4, true, false}, adam_update, adam_flops},
 }};

@@ -2,6 +2,7 @@
 // gating, cross-entropy) and the optimizer updates. Gradient ops check that their operands agree
 // with the forward op they differentiate.
 #include <algorithm>
+#include <cmath>
 
 #include "ir/rules.h"
 
@@ -155,6 +156,60 @@ Expected<Types> layer_norm_grad(const Types& inputs, const Attrs& attrs) {
   STRATA_RETURN_IF_ERROR(require_same_type(inputs, 0, 2));
   STRATA_RETURN_IF_ERROR(check_eps(attrs));
   return Types{x, inputs[1], inputs[1]};
+}
+
+// --- fused attention ---
+
+namespace {
+
+// (q[..., S, D], k[..., T, D], v[..., T, Dv], bias) of Attention and AttentionGrad: the out type
+// [..., S, Dv] in q's dtype, or an Error naming the operand at fault.
+Expected<TensorType> attention_out(const Types& inputs, const Attrs& attrs) {
+  for (size_t i = 0; i < 4; ++i) STRATA_RETURN_IF_ERROR(require_float(inputs, i));
+  const TensorType &q = inputs[0], &k = inputs[1], &v = inputs[2], &bias = inputs[3];
+  if (q.rank() < 2) return input_error(0, "expected [..., S, D], got " + shape_string(q.shape));
+  const size_t r = q.shape.size();
+  if (k.shape.size() != r) return input_error(1, "rank differs from inputs[0]'s: " + shape_string(k.shape));
+  if (v.shape.size() != r) return input_error(2, "rank differs from inputs[0]'s: " + shape_string(v.shape));
+  for (size_t d = 0; d + 2 < r; ++d) {
+    if (k.shape[d] != q.shape[d]) return input_error(1, "leading dims differ from inputs[0]'s: " + shape_string(k.shape));
+    if (v.shape[d] != q.shape[d]) return input_error(2, "leading dims differ from inputs[0]'s: " + shape_string(v.shape));
+  }
+  if (k.shape[r - 1] != q.shape[r - 1]) return input_error(1, "head dim differs from inputs[0]'s: " + shape_string(k.shape));
+  if (v.shape[r - 2] != k.shape[r - 2]) return input_error(2, "key count differs from inputs[1]'s: " + shape_string(v.shape));
+  if (bias.shape.size() > r) return input_error(3, "rank above the scores' " + num(static_cast<int64_t>(r)));
+  Shape scores(q.shape.begin(), q.shape.end() - 1);
+  scores.push_back(k.shape[r - 2]);
+  const size_t offset = r - bias.shape.size();
+  for (size_t d = 0; d < bias.shape.size(); ++d) {
+    if (bias.shape[d] != 1 && bias.shape[d] != scores[d + offset]) {
+      return input_error(3, "does not broadcast into the scores " + shape_string(scores) + ": " + shape_string(bias.shape));
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(double scale, attrs.get_real("scale"));
+  if (!std::isfinite(scale)) return make_error("", "scale", "must be finite");
+  Shape out(q.shape.begin(), q.shape.end() - 1);
+  out.push_back(v.shape[r - 1]);
+  return TensorType{out, q.dtype};
+}
+
+}  // namespace
+
+Expected<Types> attention(const Types& inputs, const Attrs& attrs) {
+  STRATA_ASSIGN_OR_RETURN(TensorType out, attention_out(inputs, attrs));
+  const Shape lse(inputs[0].shape.begin(), inputs[0].shape.end() - 1);
+  return Types{out, TensorType{lse, DType::f32}};
+}
+
+Expected<Types> attention_grad(const Types& inputs, const Attrs& attrs) {
+  STRATA_ASSIGN_OR_RETURN(TensorType out, attention_out(inputs, attrs));
+  if (inputs[4].shape != out.shape) return input_error(4, "expected Attention's out " + shape_string(out.shape));
+  const Shape lse(inputs[0].shape.begin(), inputs[0].shape.end() - 1);
+  if (inputs[5].shape != lse || inputs[5].dtype != DType::f32) {
+    return input_error(5, "expected Attention's lse, f32 " + shape_string(lse));
+  }
+  if (inputs[6].shape != out.shape) return input_error(6, "expected the gradient of out " + shape_string(out.shape));
+  return Types{inputs[0], inputs[1], inputs[2]};
 }
 
 // --- convolution ---

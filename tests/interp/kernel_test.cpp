@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "strata/interp/interp.h"
 
@@ -200,6 +201,90 @@ TEST(Kernels, CrossEntropyAndGrad) {
   expect_values(run_op(OpKind::CrossEntropyGrad, {logits, labels, Tensor({}, {4.0})}, {},
                        {DType::f32, DType::i32, DType::f32})[0],
                 {0.5, -0.5, -1.0, 1.0}, 1e-12);
+}
+
+// Attention and AttentionGrad against the unfused composition they replace (Dot, Scale, Add,
+// Softmax, Dot; dP Dot, SoftmaxGrad, Scale, the dq/dk/dv Dots) on random values with a causal bias.
+TEST(Kernels, AttentionMatchesTheUnfusedComposition) {
+  const int64_t B = 2, S = 5, T = 7, D = 3, Dv = 4;
+  const double scale = 0.6;
+  auto dot = [](Ints lb, Ints rb, Ints lc, Ints rc) {
+    return Attrs{{"lhs_batch", lb}, {"rhs_batch", rb}, {"lhs_contract", lc}, {"rhs_contract", rc}};
+  };
+  ir::Graph g;
+  const Value q = g.input("q", {B, S, D}), k = g.input("k", {B, T, D}), v = g.input("v", {B, T, Dv});
+  const Value bias = g.input("bias", {S, T}), dout = g.input("dout", {B, S, Dv});
+  const Value scores = g.add_value(OpKind::Dot, {q, k}, dot({0}, {0}, {2}, {2}), "scores");
+  const Value logits = g.add_value(OpKind::Add, {g.add_value(OpKind::Scale, {scores}, {{"scalar", scale}}, "scale"), bias}, {}, "mask");
+  const Value p = g.add_value(OpKind::Softmax, {logits}, {{"axis", int64_t{-1}}}, "p");
+  const ir::OpId out = g.add(OpKind::Dot, {p, v}, dot({0}, {0}, {2}, {1}), "out");
+  const Value dp = g.add_value(OpKind::Dot, {dout, v}, dot({0}, {0}, {2}, {2}), "dp");
+  const Value ds = g.add_value(OpKind::Scale, {g.add_value(OpKind::SoftmaxGrad, {p, dp}, {{"axis", int64_t{-1}}}, "ds")},
+                               {{"scalar", scale}}, "ds_scaled");
+  const ir::OpId dq = g.add(OpKind::Dot, {ds, k}, dot({0}, {0}, {2}, {1}), "dq");
+  const ir::OpId dk = g.add(OpKind::Dot, {ds, q}, dot({0}, {0}, {1}, {1}), "dk");
+  const ir::OpId dv = g.add(OpKind::Dot, {p, dout}, dot({0}, {0}, {1}, {1}), "dv");
+  const ir::OpId att = g.add(OpKind::Attention, {q, k, v, bias}, {{"scale", scale}}, "att");
+  const ir::OpId grad = g.add(OpKind::AttentionGrad, {q, k, v, bias, Value{att, 0}, Value{att, 1}, dout},
+                              {{"scale", scale}}, "att_grad");
+  Feeds feeds;
+  uint64_t state = 7;
+  auto random = [&](Shape shape) {
+    Tensor t(std::move(shape));
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      t[i] = static_cast<double>(state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+    }
+    return t;
+  };
+  feeds["q"] = random({B, S, D});
+  feeds["k"] = random({B, T, D});
+  feeds["v"] = random({B, T, Dv});
+  feeds["dout"] = random({B, S, Dv});
+  feeds["bias"] = random({S, T});
+  for (int64_t i = 0; i < S; ++i)
+    for (int64_t j = i + 3; j < T; ++j) feeds["bias"][i * T + j] = -1e9;  // causal, keys shifted by 2
+  auto r = run(g, feeds, Precision::f64);
+  ASSERT_TRUE(r.is_ok()) << r.error().message();
+  auto expect_close = [](const Tensor& got, const Tensor& want, const char* what) {
+    ASSERT_EQ(got.shape, want.shape) << what;
+    for (int64_t i = 0; i < want.numel(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12 * (1.0 + std::abs(want[i]))) << what << " at " << i;
+  };
+  expect_close(r->values[att][0], r->values[out][0], "out");
+  expect_close(r->values[grad][0], r->values[dq][0], "dq");
+  expect_close(r->values[grad][1], r->values[dk][0], "dk");
+  expect_close(r->values[grad][2], r->values[dv][0], "dv");
+  // lse: log of the softmax denominator of the composed logits.
+  const Tensor& l = r->values[logits.op][0];
+  for (int64_t row = 0; row < B * S; ++row) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < T; ++j) sum += std::exp(l[row * T + j]);
+    EXPECT_NEAR(r->values[att][1][row], std::log(sum), 1e-12);
+  }
+  // The values differ from a wrong scale or a missing bias.
+  EXPECT_GT(std::abs(r->values[grad][0][0]), 1e-6);
+}
+
+// A row whose every logit is -inf: out 0 and lse -inf (the composition gives NaN there), no gradient
+// from it, and the other rows unaffected.
+TEST(Kernels, AttentionFullyMaskedRow) {
+  Tensor q({1, 2, 2}, {0.5, -1.0, 0.25, 2.0}), k({1, 2, 2}, {1.0, 0.0, 0.0, 1.0}), v({1, 2, 1}, {3.0, -1.0});
+  const double inf = std::numeric_limits<double>::infinity();
+  Tensor bias({2, 2}, {-inf, -inf, 0.0, 0.0});
+  auto out = run_op(OpKind::Attention, {q, k, v, bias}, {{"scale", 1.0}});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0][0], 0.0);
+  EXPECT_EQ(out[1][0], -inf);
+  // Row 1: logits (0.25, 2.0) -> p = softmax, out = p . (3, -1).
+  const double e0 = std::exp(0.25), e1 = std::exp(2.0);
+  EXPECT_NEAR(out[0][1], (3.0 * e0 - e1) / (e0 + e1), 1e-12);
+  EXPECT_NEAR(out[1][1], std::log(e0 + e1), 1e-12);
+  auto grads = run_op(OpKind::AttentionGrad, {q, k, v, bias, out[0], out[1], Tensor({1, 2, 1}, {1.0, 0.0})},
+                      {{"scale", 1.0}});
+  ASSERT_EQ(grads.size(), 3u);
+  for (const Tensor& t : grads) {
+    for (int64_t i = 0; i < t.numel(); ++i) EXPECT_EQ(t[i], 0.0);  // dout is zero on the live row
+  }
 }
 
 TEST(Kernels, OptimizerUpdates) {

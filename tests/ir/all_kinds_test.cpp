@@ -81,6 +81,11 @@ std::map<OpKind, Sample> samples() {
       {OpKind::CrossEntropyGrad, {{x, i32({2}), f32({})}, {}}},
       {OpKind::SgdUpdate, {{x, x}, {{"lr", 0.1}}}},
       {OpKind::AdamUpdate, {{x, x, x, x}, {{"lr", 0.1}}, 3}},
+      {OpKind::Attention, {{f32({2, 4, 8}), f32({2, 5, 8}), f32({2, 5, 3}), f32({4, 5})}, {{"scale", 0.5}}, 2}},
+      {OpKind::AttentionGrad,
+       {{f32({2, 4, 8}), f32({2, 5, 8}), f32({2, 5, 3}), f32({4, 5}), f32({2, 4, 3}), f32({2, 4}), f32({2, 4, 3})},
+        {{"scale", 0.5}},
+        3}},
   };
 }
 

@@ -136,6 +136,32 @@ TEST(NnShapes, CrossEntropyAndGrad) {
                "expected rank 0");
 }
 
+TEST(NnShapes, AttentionAndGrad) {
+  const Attrs scale{{"scale", 0.125}};
+  // q [B, N, S, D], k [B, N, T, D], v [B, N, T, Dv], a causal [S, T] bias -> out [B, N, S, Dv], lse f32.
+  expect_types(OpKind::Attention, {bf16({2, 4, 16, 64}), bf16({2, 4, 24, 64}), bf16({2, 4, 24, 80}), f32({16, 24})},
+               scale, {bf16({2, 4, 16, 80}), f32({2, 4, 16})});
+  expect_types(OpKind::Attention, {f32({3, 5, 8}), f32({3, 7, 8}), f32({3, 7, 8}), f32({3, 1, 7})}, scale,
+               {f32({3, 5, 8}), f32({3, 5})});
+  expect_error(OpKind::Attention, {f32({3, 5, 8}), f32({3, 7, 9}), f32({3, 7, 8}), f32({5, 7})}, scale, "inputs[1]",
+               "head dim differs");
+  expect_error(OpKind::Attention, {f32({3, 5, 8}), f32({3, 7, 8}), f32({3, 6, 8}), f32({5, 7})}, scale, "inputs[2]",
+               "key count differs");
+  expect_error(OpKind::Attention, {f32({3, 5, 8}), f32({2, 7, 8}), f32({3, 7, 8}), f32({5, 7})}, scale, "inputs[1]",
+               "leading dims differ");
+  expect_error(OpKind::Attention, {f32({3, 5, 8}), f32({3, 7, 8}), f32({3, 7, 8}), f32({5, 6})}, scale, "inputs[3]",
+               "does not broadcast into the scores [3, 5, 7]");
+  expect_error(OpKind::Attention, {f32({3, 5, 8}), f32({3, 7, 8}), f32({3, 7, 8}), f32({5, 7})}, {}, "scale",
+               "missing attribute");
+  const TensorType q = bf16({2, 16, 64}), k = bf16({2, 24, 64}), v = bf16({2, 24, 32});
+  expect_types(OpKind::AttentionGrad, {q, k, v, f32({16, 24}), bf16({2, 16, 32}), f32({2, 16}), bf16({2, 16, 32})},
+               scale, {q, k, v});
+  expect_error(OpKind::AttentionGrad, {q, k, v, f32({16, 24}), bf16({2, 16, 32}), bf16({2, 16}), bf16({2, 16, 32})},
+               scale, "inputs[5]", "expected Attention's lse, f32 [2, 16]");
+  expect_error(OpKind::AttentionGrad, {q, k, v, f32({16, 24}), bf16({2, 16, 32}), f32({2, 16}), bf16({2, 16, 64})},
+               scale, "inputs[6]", "expected the gradient of out [2, 16, 32]");
+}
+
 TEST(NnShapes, OptimizerUpdates) {
   expect_types(OpKind::SgdUpdate, {f32({4, 4}), f32({4, 4})}, {{"lr", 0.1}}, {f32({4, 4})});
   expect_error(OpKind::SgdUpdate, {f32({4, 4}), f32({4})}, {{"lr", 0.1}}, "inputs[1]", "expected shape [4, 4]");

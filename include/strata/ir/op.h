@@ -71,6 +71,15 @@ enum class OpKind : uint16_t {
   // (logits[N, V], labels int[N]) -> scalar mean over N of -log softmax(logits)[label].
   CrossEntropy,
   CrossEntropyGrad,  // (logits, labels, dloss scalar) -> dlogits
+  // Fused scaled-dot-product attention (made by the cuda backend's fuse_for_cuda, never by a model):
+  // (q[..., S, D], k[..., T, D], v[..., T, Dv], bias) {scale} -> 2 outputs: out[..., S, Dv] (q's
+  // dtype) = softmax(scale * q.k^T + bias over T) . v, and lse[..., S] f32, the row logsumexp of
+  // scale * q.k^T + bias. q, k and v share the leading dims; bias broadcasts (numpy rules) into
+  // [..., S, T]. A row whose every logit is -inf has lse -inf and out 0.
+  Attention,
+  // (q, k, v, bias, out, lse, dout) {scale} -> 3 outputs: dq, dk, dv (the types of q, k, v). No
+  // gradient flows to bias; out and lse are Attention's outputs for the same q, k, v, bias.
+  AttentionGrad,
 
   // --- optimizer updates (outputs replace the state they came from) ---------------------------
   SgdUpdate,   // (param, grad) {lr} -> new param
