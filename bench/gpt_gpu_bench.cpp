@@ -109,11 +109,11 @@ int run(int argc, char** argv) {
       return 1;
     }
     *built = std::move(fused).value();
-    char text[200];
+    char text[256];
     std::snprintf(text, sizeof(text),
-                  "fuse_for_cuda (%d scales into operands, %d after dots, %d pad sums to concats, %d mask adds into "
-                  "softmax)",
-                  stats.scales_into_operand, stats.scales_after_dot, stats.pad_sums_to_concat,
+                  "fuse_for_cuda (%d attentions, %d scales into operands, %d after dots, %d pad sums to concats, %d "
+                  "mask adds into softmax)",
+                  stats.attentions, stats.scales_into_operand, stats.scales_after_dot, stats.pad_sums_to_concat,
                   stats.bias_adds_into_softmax);
     fusion = text;
   }

@@ -59,7 +59,17 @@ struct FusionStats {
   int scales_after_dot = 0;     // Dot(Scale(x), y) -> Scale(Dot(x, y)) for every Dot user of a Scale
   int pad_sums_to_concat = 0;   // Add trees over Pads tiling one axis -> Concat
   int bias_adds_into_softmax = 0;  // Adds marked kSoftmaxBiasAttr (the attention mask)
+  int attentions = 0;  // scores Dot .. context Dot (and their backward) -> Attention (+ AttentionGrad)
 };
+
+// What fuse_for_cuda may do. attention: fuse attention blocks into Attention/AttentionGrad, whose
+// kernels run bf16 tensor-core GEMMs with fp32 accumulation even on fp32 activations (so an fp32
+// run that must match the fp64 reference tightly turns it off).
+struct FusionOptions {
+  bool attention = true;
+};
+// The largest head dim (D and Dv) the attention kernels take.
+inline constexpr int64_t kMaxAttentionHeadDim = 128;
 
 // An Add's attribute (integer 1) that fuse_for_cuda sets where the Add's only user is a Softmax
 // over the last axis and its second input broadcasts into the first's shape (x + mask). The cuda
@@ -69,11 +79,14 @@ inline constexpr const char* kSoftmaxBiasAttr = "cuda_softmax_bias";
 
 // A graph with the same values (equal in exact arithmetic; op names, roles, parameters, inputs and
 // outputs kept) that makes fewer passes over large tensors on the cuda backend: see fusion.cpp.
-Expected<ir::Graph> fuse_for_cuda(const ir::Graph& graph, FusionStats* stats = nullptr);
+Expected<ir::Graph> fuse_for_cuda(const ir::Graph& graph, FusionStats* stats = nullptr,
+                                  const FusionOptions& options = {});
 
 // What the executor runs on the cuda backend: the training graph after fuse_for_cuda and the plan
 // with strategies for the rewritten graph's ops (op names are kept; a Concat takes its Add tree's
-// name, a Scale moved after a Dot "<dot>.scale", placed on that Dot's stage).
+// name, a Scale moved after a Dot "<dot>.scale", placed on that Dot's stage; an Attention takes its
+// context Dot's name, its head Transposes "<context dot>.fused_q" (k, v), an AttentionGrad the
+// name of its dP or dv Dot and its Transposes those of the gradient Transposes they replace).
 struct FusedPlan {
   ir::Graph graph;
   plan::Plan plan;

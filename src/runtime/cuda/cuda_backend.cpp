@@ -411,6 +411,7 @@ class CudaBackend : public Backend {
         return Elem::f32;
       case OpKind::LayerNormGrad:
       case OpKind::BatchNormGrad:
+      case OpKind::Attention:  // lse
         if (i > 0) return Elem::f32;
         break;
       case OpKind::Dot:
@@ -634,6 +635,42 @@ class CudaBackend : public Backend {
         return kernels::adam(p, in[0]->data(), in[0]->elem(), in[1]->data(), in[1]->elem(), in[2]->data(),
                              in[2]->elem(), in[3]->data(), in[3]->elem(), out[0]->data(), out[1]->data(),
                              out[2]->data(), in[0]->numel(), stream_);
+      }
+      case OpKind::Attention:
+      case OpKind::AttentionGrad: {
+        // q, k, v [..., S, D] (and out, dout) in one element type; the bias broadcast over [..., S, T].
+        const ir::Shape& q = in[0]->shape();
+        const size_t r = q.size();
+        kernels::AttentionProblem a;
+        a.s = q[r - 2];
+        a.d = q[r - 1];
+        a.t = in[1]->shape()[r - 2];
+        a.dv = in[2]->shape()[r - 1];
+        a.batch = a.s * a.d == 0 ? 0 : in[0]->numel() / (a.s * a.d);
+        a.scale = static_cast<float>(op.attrs.real_or("scale", 1.0));
+        ir::Shape scores(q.begin(), q.end() - 1);
+        scores.push_back(a.t);
+        a.bias = in[3]->data();
+        a.bias_elem = in[3]->elem();
+        a.bias_view = broadcast_view(in[3]->shape(), scores);
+        const Elem elem = in[0]->elem();
+        const bool backward = op.kind == OpKind::AttentionGrad;
+        for (size_t i : backward ? std::vector<size_t>{1, 2, 4, 6} : std::vector<size_t>{1, 2}) {
+          if (in[i]->elem() != elem) return make_error("", "inputs[" + std::to_string(i) + "]", "element type differs from q's");
+        }
+        for (const auto& o : backward ? out : std::vector<std::shared_ptr<CudaTensor>>{out[0]}) {
+          if (o->elem() != elem) return make_error("", "outputs", "element type differs from q's");
+        }
+        const int64_t bytes = kernels::attention_workspace_bytes(a, backward);
+        STRATA_ASSIGN_OR_RETURN(auto workspace, make_tensor({std::max<int64_t>(bytes / 4, 1)}, Elem::f32, stream_));
+        if (!backward) {
+          return kernels::attention_forward(a, in[0]->data(), in[1]->data(), in[2]->data(), elem, out[0]->data(),
+                                            static_cast<float*>(out[1]->data()), workspace->data(), stream_);
+        }
+        if (in[5]->elem() != Elem::f32) return make_error("", "inputs[5]", "lse must be f32");
+        return kernels::attention_backward(a, in[0]->data(), in[1]->data(), in[2]->data(), in[4]->data(),
+                                           in[6]->data(), static_cast<const float*>(in[5]->data()), elem,
+                                           out[0]->data(), out[1]->data(), out[2]->data(), workspace->data(), stream_);
       }
       case OpKind::SgdUpdate:
         return kernels::sgd(static_cast<float>(op.attrs.real_or("lr", 0.0)), in[0]->data(), in[0]->elem(),

@@ -9,6 +9,12 @@
 //  - Add(x, mask) whose only user is a Softmax over the last axis, the mask broadcasting into x's
 //    shape: the Add gets kSoftmaxBiasAttr, so that the backend folds it into the Softmax (the
 //    attribute changes no value; the interpreter ignores it).
+//  - Attention (first, so the rewrites above see only what is left): the scores Dot of q[B, S, N, D]
+//    and k[B, T, N, D], its Scale, the mask Add, the Softmax and the context Dot with v[B, T, N, Dv]
+//    -> Transposes of q, k, v to [B, N, ., D] and one Attention; in a training graph also the
+//    backward (dP Dot, SoftmaxGrad, its Scale, the dq/dk/dv Dots and their Transposes) -> one
+//    AttentionGrad and Transposes back. Only when no intermediate (scores, P, dP, dS) has a user
+//    outside the pattern and D, Dv <= kMaxAttentionHeadDim.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -78,12 +84,170 @@ int64_t tiling_axis(const ir::Graph& g, std::vector<OpId>& pads, const ir::Tenso
   return at == out.shape[axis] ? axis : -1;
 }
 
+bool has_attrs(const ir::Op& op, const std::vector<int64_t>& lb, const std::vector<int64_t>& rb,
+               const std::vector<int64_t>& lc, const std::vector<int64_t>& rc) {
+  return op.kind == OpKind::Dot && ints_or_empty(op, "lhs_batch") == lb && ints_or_empty(op, "rhs_batch") == rb &&
+         ints_or_empty(op, "lhs_contract") == lc && ints_or_empty(op, "rhs_contract") == rc;
+}
+
+// One attention block of the graph as built (see the file comment). Forward ops by role; the
+// backward ones are kNoOp in a forward-only graph.
+struct AttentionMatch {
+  OpId scores = ir::kNoOp, scale = ir::kNoOp, mask = ir::kNoOp, softmax = ir::kNoOp, context = ir::kNoOp;
+  Value q, k, v, bias;
+  double scalar = 1.0;
+  OpId dp = ir::kNoOp, dv_dot = ir::kNoOp, softmax_grad = ir::kNoOp, grad_scale = ir::kNoOp;
+  OpId dq_dot = ir::kNoOp, dk_dot = ir::kNoOp;
+  Value dcontext;
+  OpId dq = ir::kNoOp, dk = ir::kNoOp, dv = ir::kNoOp;  // the last op of each gradient chain
+  bool training() const { return dp != ir::kNoOp; }
+};
+
+// The op whose output is the whole gradient of a [B, X, N, D] operand, given the Dot that computes
+// it in a layout [B, N, ...]: the Dot's only user, a Transpose by `perm` to the operand's shape
+// (autodiff emits one: `perm` is never the identity here). kNoOp otherwise.
+OpId gradient_end(const ir::Graph& g, OpId dot, const ir::Shape& operand, const std::vector<int64_t>& perm) {
+  const Value r{dot, 0};
+  if (!single_use(g, r)) return ir::kNoOp;
+  const ir::Op& t = g.op(g.uses(r)[0].user);
+  if (t.kind == OpKind::Transpose && ints_or_empty(t, "perm") == perm && t.outputs[0].shape == operand) return t.id;
+  return ir::kNoOp;
+}
+
+std::optional<AttentionMatch> match_attention(const ir::Graph& g, OpId softmax_id) {
+  AttentionMatch m;
+  const ir::Op& sm = g.op(softmax_id);
+  const Value p{softmax_id, 0};
+  if (sm.outputs[0].rank() != 4 || !is_float(sm.outputs[0].dtype)) return std::nullopt;
+  const int64_t axis = sm.attrs.int_or("axis", -1);
+  if (axis != -1 && axis != 3) return std::nullopt;
+  m.softmax = softmax_id;
+  // scores -> [Scale] -> Add(., bias) -> Softmax, each intermediate used once.
+  const ir::Op& add = g.op(sm.inputs[0].op);
+  if (add.kind != OpKind::Add || !single_use(g, sm.inputs[0]) || g.type(add.inputs[0]) != add.outputs[0]) return std::nullopt;
+  m.mask = add.id;
+  m.bias = add.inputs[1];
+  const ir::TensorType& bias = g.type(m.bias);
+  if (bias.rank() > 4 || !is_float(bias.dtype)) return std::nullopt;
+  for (size_t d = 0; d < bias.shape.size(); ++d) {
+    if (bias.shape[d] != 1 && bias.shape[d] != add.outputs[0].shape[d + 4 - bias.shape.size()]) return std::nullopt;
+  }
+  Value scores = add.inputs[0];
+  if (!single_use(g, scores)) return std::nullopt;
+  if (g.op(scores.op).kind == OpKind::Scale) {
+    m.scale = scores.op;
+    m.scalar = g.op(m.scale).attrs.real_or("scalar", 1.0);
+    scores = g.op(m.scale).inputs[0];
+    if (!single_use(g, scores)) return std::nullopt;
+  }
+  const ir::Op& qk = g.op(scores.op);
+  if (!has_attrs(qk, {0, 2}, {0, 2}, {3}, {3})) return std::nullopt;
+  m.scores = qk.id;
+  m.q = qk.inputs[0];
+  m.k = qk.inputs[1];
+  const ir::Shape& qs = g.type(m.q).shape;
+  if (qs.size() != 4 || qs[3] > kMaxAttentionHeadDim) return std::nullopt;
+  // P's users: the context Dot, and in training the dv Dot and the SoftmaxGrad.
+  const auto p_uses = g.uses(p);
+  for (const ir::Use& u : p_uses) {
+    const ir::Op& user = g.op(u.user);
+    if (u.input_index == 0 && has_attrs(user, {0, 1}, {0, 2}, {3}, {1}) && m.context == ir::kNoOp) {
+      m.context = user.id;
+    } else if (u.input_index == 0 && has_attrs(user, {0, 1}, {0, 1}, {2}, {2}) && m.dv_dot == ir::kNoOp) {
+      m.dv_dot = user.id;
+    } else if (u.input_index == 0 && user.kind == OpKind::SoftmaxGrad && m.softmax_grad == ir::kNoOp &&
+               user.attrs.int_or("axis", -1) == axis) {
+      m.softmax_grad = user.id;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (m.context == ir::kNoOp) return std::nullopt;
+  m.v = g.op(m.context).inputs[1];
+  const ir::Shape& vs = g.type(m.v).shape;
+  if (vs[3] > kMaxAttentionHeadDim) return std::nullopt;
+  if (m.dv_dot == ir::kNoOp && m.softmax_grad == ir::kNoOp) return m;  // forward only
+  if (m.dv_dot == ir::kNoOp || m.softmax_grad == ir::kNoOp) return std::nullopt;
+
+  // dP = Dot(dcontext, v) read only by the SoftmaxGrad; dv = Dot(P, dcontext) of the same dcontext.
+  m.dcontext = g.op(m.dv_dot).inputs[1];
+  const Value dp = g.op(m.softmax_grad).inputs[1];
+  const ir::Op& dp_dot = g.op(dp.op);
+  if (!single_use(g, dp) || !has_attrs(dp_dot, {0, 1}, {0, 2}, {3}, {3}) || dp_dot.inputs[0] != m.dcontext ||
+      dp_dot.inputs[1] != m.v) {
+    return std::nullopt;
+  }
+  m.dp = dp_dot.id;
+  // dS [-> the Scale's backward] -> the dq and dk Dots (its only users).
+  Value ds{m.softmax_grad, 0};
+  if (m.scale != ir::kNoOp) {
+    if (!single_use(g, ds)) return std::nullopt;
+    const ir::Op& s = g.op(g.uses(ds)[0].user);
+    if (s.kind != OpKind::Scale || s.attrs.real_or("scalar", 1.0) != m.scalar) return std::nullopt;
+    m.grad_scale = s.id;
+    ds = Value{s.id, 0};
+  }
+  for (const ir::Use& u : g.uses(ds)) {
+    const ir::Op& user = g.op(u.user);
+    if (u.input_index == 0 && has_attrs(user, {0, 1}, {0, 2}, {3}, {1}) && user.inputs[1] == m.k && m.dq_dot == ir::kNoOp) {
+      m.dq_dot = user.id;
+    } else if (u.input_index == 1 && has_attrs(user, {0, 2}, {0, 1}, {1}, {2}) && user.inputs[0] == m.q &&
+               m.dk_dot == ir::kNoOp) {
+      m.dk_dot = user.id;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (m.dq_dot == ir::kNoOp || m.dk_dot == ir::kNoOp) return std::nullopt;
+  // The Dots give [B, N, S, D], [B, N, D, T] and [B, N, T, Dv]; autodiff transposes them back.
+  m.dq = gradient_end(g, m.dq_dot, qs, {0, 2, 1, 3});
+  m.dk = gradient_end(g, m.dk_dot, g.type(m.k).shape, {0, 3, 1, 2});
+  m.dv = gradient_end(g, m.dv_dot, vs, {0, 2, 1, 3});
+  if (m.dq == ir::kNoOp || m.dk == ir::kNoOp || m.dv == ir::kNoOp) return std::nullopt;
+  return m;
+}
+
+// No value that the rewrite drops is a graph output (a use that Graph::uses does not list).
+bool intermediates_stay_inside(const ir::Graph& g, const AttentionMatch& m) {
+  for (Value out : g.outputs()) {
+    for (OpId op : {m.scores, m.scale, m.mask, m.softmax, m.dp, m.dv_dot, m.softmax_grad, m.grad_scale, m.dq_dot,
+                    m.dk_dot}) {
+      if (op != ir::kNoOp && out.op == op) return false;
+    }
+  }
+  return true;
+}
+
+// A name for a new op: `base` plus `suffix`, plus '_' while taken in `g` or `out`.
+std::string fresh_name(const ir::Graph& g, const ir::Graph& out, const std::string& base, const std::string& suffix) {
+  std::string name = base + suffix;
+  while (g.find(name).is_ok() || out.find(name).is_ok()) name += "_";
+  return name;
+}
+
 }  // namespace
 
-Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
+Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const FusionOptions& options) {
   const OpId n = g.num_ops();
   FusionStats counts;
   std::vector<char> skip(static_cast<size_t>(n), 0);
+
+  // Attention blocks: the context Dot emits the forward, the first backward op the AttentionGrad.
+  std::vector<AttentionMatch> attentions;
+  std::map<OpId, size_t> attention_forward_at, attention_backward_at;
+  for (OpId id : options.attention ? g.ops_of_kind(OpKind::Softmax) : std::vector<OpId>{}) {
+    auto m = match_attention(g, id);
+    if (!m || !intermediates_stay_inside(g, *m)) continue;
+    const size_t index = attentions.size();
+    for (OpId op : {m->scores, m->scale, m->mask, m->softmax, m->context, m->dp, m->dv_dot, m->softmax_grad, m->grad_scale,
+                    m->dq_dot, m->dk_dot, m->dq, m->dk, m->dv}) {
+      if (op != ir::kNoOp) skip[op] = 1;
+    }
+    attention_forward_at[m->context] = index;
+    if (m->training()) attention_backward_at[std::min(m->dp, m->dv_dot)] = index;
+    attentions.push_back(*m);
+    ++counts.attentions;
+  }
 
   // Scales whose users are all Dots that output less than the Scale does: the Scale moves after them.
   std::vector<char> scale_after(static_cast<size_t>(n), 0);   // the Dot gets a Scale on its output
@@ -91,12 +255,12 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
   for (OpId id : g.ops_of_kind(OpKind::Scale)) {
     const ir::Op& s = g.op(id);
     const auto uses = g.uses(Value{id, 0});
-    if (uses.empty()) continue;
+    if (uses.empty() || skip[id]) continue;
     std::set<OpId> users;
     bool ok = true;
     for (const ir::Use& u : uses) {
       const ir::Op& dot = g.op(u.user);
-      ok = ok && dot.kind == OpKind::Dot && users.insert(u.user).second &&
+      ok = ok && dot.kind == OpKind::Dot && !skip[u.user] && users.insert(u.user).second &&
            dot.outputs[0].numel() < s.outputs[0].numel() && moved_from[u.user] == ir::kNoOp;
     }
     if (!ok) continue;
@@ -113,7 +277,7 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
     if (skip[id]) continue;
     const Value x = g.op(id).inputs[0];
     const ir::Op& dot = g.op(x.op);
-    if (dot.kind != OpKind::Dot || !single_use(g, x) || scale_after[dot.id]) continue;
+    if (dot.kind != OpKind::Dot || skip[dot.id] || !single_use(g, x) || scale_after[dot.id]) continue;
     const int64_t smaller = std::min(g.type(dot.inputs[0]).numel(), g.type(dot.inputs[1]).numel());
     if (smaller >= dot.outputs[0].numel()) continue;
     skip[id] = 1;
@@ -166,8 +330,55 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats) {
   auto add = [&](OpKind kind, std::vector<Value> inputs, ir::Attrs attrs, std::string name, const ir::Op& like)
       -> Expected<OpId> { return out.try_add(kind, std::move(inputs), std::move(attrs), std::move(name), like.role, forward_of(like)); };
 
+  auto transpose = [&](Value x, std::vector<int64_t> perm, std::string name, const ir::Op& like) -> Expected<Value> {
+    STRATA_ASSIGN_OR_RETURN(OpId t, add(OpKind::Transpose, {x}, ir::Attrs{{"perm", std::move(perm)}}, std::move(name), like));
+    return Value{t, 0};
+  };
+  const std::vector<int64_t> heads_first{0, 2, 1, 3};  // [B, X, N, D] <-> [B, N, X, D]
+  // Per attention block: q, k, v in [B, N, ., D], Attention's out and lse.
+  std::vector<std::vector<Value>> attention_values(attentions.size());
+
   for (OpId id = 0; id < n; ++id) {
     const ir::Op& op = g.op(id);
+    if (auto at = attention_forward_at.find(id); at != attention_forward_at.end()) {
+      const AttentionMatch& m = attentions[at->second];
+      std::vector<Value> qkv;
+      const Value sources[3] = {m.q, m.k, m.v};
+      const char* suffixes[3] = {".fused_q", ".fused_k", ".fused_v"};
+      for (int i = 0; i < 3; ++i) {
+        STRATA_ASSIGN_OR_RETURN(Value in, mapped(sources[i]));
+        STRATA_ASSIGN_OR_RETURN(Value t, transpose(in, heads_first, fresh_name(g, out, op.name, suffixes[i]), op));
+        qkv.push_back(t);
+      }
+      STRATA_ASSIGN_OR_RETURN(Value bias, mapped(m.bias));
+      STRATA_ASSIGN_OR_RETURN(OpId made, add(OpKind::Attention, {qkv[0], qkv[1], qkv[2], bias},
+                                             ir::Attrs{{"scale", m.scalar}}, op.name, op));
+      for (OpId f : {m.scores, m.scale, m.mask, m.softmax}) {
+        if (f != ir::kNoOp) id_map[f] = made;
+      }
+      id_map[id] = made;
+      value_map[id] = {Value{made, 0}};
+      attention_values[at->second] = {qkv[0], qkv[1], qkv[2], bias, Value{made, 0}, Value{made, 1}};
+      continue;
+    }
+    if (auto at = attention_backward_at.find(id); at != attention_backward_at.end()) {
+      const AttentionMatch& m = attentions[at->second];
+      std::vector<Value> inputs = attention_values[at->second];
+      STRATA_ASSIGN_OR_RETURN(Value dcontext, mapped(m.dcontext));
+      inputs.push_back(dcontext);
+      STRATA_ASSIGN_OR_RETURN(OpId made, add(OpKind::AttentionGrad, inputs, ir::Attrs{{"scale", m.scalar}}, op.name, op));
+      int32_t index = 0;
+      for (OpId end : {m.dq, m.dk, m.dv}) {
+        const ir::Op& e = g.op(end);
+        STRATA_ASSIGN_OR_RETURN(Value t, transpose(Value{made, index++}, heads_first, e.name, e));
+        id_map[end] = t.op;
+        value_map[end] = {t};
+      }
+      for (OpId b : {m.dp, m.dv_dot, m.softmax_grad, m.grad_scale, m.dq_dot, m.dk_dot}) {
+        if (b != ir::kNoOp) id_map[b] = made;
+      }
+      continue;
+    }
     if (skip[id]) {
       // A folded Scale was mapped to its Dot already; a moved one is rebuilt after each Dot that
       // reads it, so its own value is never looked up (mapped() fails if it were).
@@ -250,8 +461,10 @@ Expected<std::optional<FusedPlan>> fuse_plan_for_cuda(const ir::Graph& graph, co
   };
   for (ir::OpId id = 0; id < out.graph.num_ops(); ++id) {
     const ir::Op& op = out.graph.op(id);
-    // A Scale moved after its Dot is named "<dot>.scale" (plus '_' while taken): the Dot's stage.
+    // A Scale moved after its Dot is named "<dot>.scale" (plus '_' while taken): the Dot's stage;
+    // the head Transposes of an Attention "<context dot>.fused_q" (k, v): the context Dot's stage.
     std::string anchor = op.name;
+    if (const size_t at = anchor.find(".fused_"); !stage_of.count(anchor) && at != std::string::npos) anchor.resize(at);
     if (!stage_of.count(anchor) && op.kind == ir::OpKind::Scale) {
       while (!anchor.empty() && anchor.back() == '_') anchor.pop_back();
       const std::string suffix = ".scale";

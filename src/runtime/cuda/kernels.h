@@ -73,6 +73,33 @@ Status cross_entropy_grad(const void* logits, Elem logits_elem, const int32_t* l
                           Elem dloss_elem, int64_t rows, int64_t vocab, void* dlogits, Elem dlogits_elem,
                           int32_t* error_flag, int32_t flag_code, cudaStream_t stream);
 
+// --- fused attention (attention.cu) ------------------------------------------------------------
+// q[batch, s, d], k[batch, t, d], v[batch, t, dv], out[batch, s, dv] contiguous in one element type
+// (converted to bf16 for the tensor cores, fp32 accumulation), lse[batch, s] fp32; the bias is read
+// through `bias_view`, its strides over the scores' [lead..., s, t] (0 where it broadcasts; the
+// leading dims multiply to batch). d and dv at most 128.
+struct AttentionProblem {
+  int64_t batch = 0, s = 0, t = 0, d = 0, dv = 0;
+  float scale = 1.0f;
+  const void* bias = nullptr;
+  Elem bias_elem = Elem::f32;
+  View bias_view;
+};
+// A bias entry at or below this counts as masked: a 64 x 64 (query, key) block of the bias whose
+// every entry is masked is skipped. That is exact (exp underflows to 0 in fp32) while each row keeps
+// an entry above the threshold and |scale q.k| stays far below 1e6. A row whose every entry is
+// masked gets the softmax over the blocks that were not skipped (the reference gives the softmax of
+// the whole row), and out 0, lse -inf when all its blocks were skipped or every entry is -inf.
+inline constexpr float kMaskedBias = -1e6f;
+// Scratch the launchers need (device memory, any contents): the block flags, and for the backward
+// an fp32 dq accumulator and the rows' dout . out.
+int64_t attention_workspace_bytes(const AttentionProblem& a, bool backward);
+Status attention_forward(const AttentionProblem& a, const void* q, const void* k, const void* v, Elem elem, void* out,
+                         float* lse, void* workspace, cudaStream_t stream);
+Status attention_backward(const AttentionProblem& a, const void* q, const void* k, const void* v, const void* out,
+                          const void* dout, const float* lse, Elem elem, void* dq, void* dk, void* dv, void* workspace,
+                          cudaStream_t stream);
+
 // --- Dot support (dot_pointers.cu) -------------------------------------------------------------
 // For a batched GEMM over arbitrary batch layouts: pointers[i] = base + offset(i) * elem_bytes for
 // the three operands, where offset(i) unravels i over batch_shape with each operand's strides.

@@ -1,0 +1,541 @@
+// Fused attention on tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation), FA2-style:
+// the forward keeps an online softmax per query row and writes out and the row logsumexp; the
+// backward recomputes P from lse per (key tile, query tile), accumulates dK and dV in registers and
+// adds dQ into an fp32 scratch with atomics. Head dims are padded with zeros to a multiple of 16.
+// A pre-pass flags the (query tile, key tile) blocks of the bias that are all masked (skipped) or
+// all zero (not read): see kMaskedBias in kernels.h.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "device_util.cuh"
+#include "kernels.h"
+
+namespace strata::runtime::cuda::kernels {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using device::load;
+using device::store;
+
+constexpr int kTile = 64;  // query rows per forward block, keys per backward block, both tile edges
+constexpr int kWarps = 4;  // each warp owns 16 rows (forward: queries, backward: keys) of a tile
+constexpr int kBlockThreads = 32 * kWarps;
+constexpr int kPad = 8;  // bf16 elements added to each shared-memory row (conflict-free fragment loads)
+constexpr int kTLd = kTile + kPad;  // row length of the dS tile ([query][key])
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+enum : uint8_t { kTileMixed = 0, kTileMasked = 1, kTileZero = 2 };
+
+struct Problem {
+  int64_t batch = 0, s = 0, t = 0;
+  int32_t d = 0, dv = 0;
+  float scale = 1.0f;
+  Elem elem = Elem::bf16;
+  const void* bias = nullptr;
+  Elem bias_elem = Elem::f32;
+  int32_t lead_rank = 0;
+  int64_t lead_shape[kMaxRank] = {};
+  int64_t bias_lead_stride[kMaxRank] = {};
+  int64_t flag_lead_stride[kMaxRank] = {};
+  int64_t bias_offset = 0, bias_s = 0, bias_t = 0;
+  int32_t q_tiles = 0, k_tiles = 0;
+  const uint8_t* flags = nullptr;
+};
+
+// The bias offset and flag block of leading index b.
+__device__ __forceinline__ void lead_offsets(const Problem& p, int64_t b, int64_t& bias, int64_t& flags) {
+  bias = p.bias_offset;
+  flags = 0;
+  for (int32_t i = p.lead_rank - 1; i >= 0; --i) {
+    const int64_t index = b % p.lead_shape[i];
+    b /= p.lead_shape[i];
+    bias += index * p.bias_lead_stride[i];
+    flags += index * p.flag_lead_stride[i];
+  }
+  flags *= int64_t{p.q_tiles} * p.k_tiles;
+}
+
+__device__ __forceinline__ uint32_t pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ uint32_t ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// c += a . b for one m16n8k16 tile.
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The A fragment of rows [r0, r0 + 16) and columns [c0, c0 + 16) of a row-major bf16 tile.
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf16* x, int ld, int r0, int c0) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  a[0] = ld32(x + (r0 + g) * ld + c0 + t * 2);
+  a[1] = ld32(x + (r0 + g + 8) * ld + c0 + t * 2);
+  a[2] = ld32(x + (r0 + g) * ld + c0 + t * 2 + 8);
+  a[3] = ld32(x + (r0 + g + 8) * ld + c0 + t * 2 + 8);
+}
+// The B fragment (k in [k0, k0 + 16), n in [n0, n0 + 8)) of a tile stored n-major: y[n * ld + k].
+__device__ __forceinline__ void load_b(uint32_t& b0, uint32_t& b1, const bf16* y, int ld, int n0, int k0) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  b0 = ld32(y + (n0 + g) * ld + k0 + t * 2);
+  b1 = ld32(y + (n0 + g) * ld + k0 + t * 2 + 8);
+}
+// The B fragment (k in [k0, k0 + 16), n in [n0, n0 + 8)) of a tile stored k-major, x[k * ld + n],
+// through ldmatrix.trans (rows of 16 bytes: ld * 2 and n0 * 2 multiples of 16).
+__device__ __forceinline__ void load_b_trans(uint32_t& b0, uint32_t& b1, const bf16* x, int ld, int k0, int n0) {
+  const int lane = threadIdx.x % 32;
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(x + (k0 + (lane & 15)) * ld + n0));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(b0), "=r"(b1) : "r"(address));
+}
+// Accumulators of a 16 x 64 tile (8 n-tiles) as the A fragment of k-chunk c (16 columns).
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[8][4], int c) {
+  a[0] = pack(acc[2 * c][0], acc[2 * c][1]);
+  a[1] = pack(acc[2 * c][2], acc[2 * c][3]);
+  a[2] = pack(acc[2 * c + 1][0], acc[2 * c + 1][1]);
+  a[3] = pack(acc[2 * c + 1][2], acc[2 * c + 1][3]);
+}
+
+// Rows [0, 64) x columns [0, DP) of a [rows, width] tensor starting at element `first`, as bf16 into
+// `dst` (row-major, row length ld). Rows at or past `valid` and columns at or past `width` are zeros.
+template <int DP>
+__device__ void load_tile(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width) {
+  constexpr int kChunks = DP / 8;
+  const bool vec = e == Elem::bf16 && width % 8 == 0;
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kBlockThreads) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    device::Bf16x8 v;
+    if (r < valid && vec && c + 8 <= width) {
+      v.word = *reinterpret_cast<const uint4*>(static_cast<const bf16*>(src) + first + int64_t{r} * width + c);
+    } else {
+      for (int j = 0; j < 8; ++j) {
+        const bool in = r < valid && c + j < width;
+        v.h[j] = __float2bfloat16_rn(in ? load(src, e, first + int64_t{r} * width + c + j) : 0.0f);
+      }
+    }
+    *reinterpret_cast<uint4*>(dst + r * ld + c) = v.word;
+  }
+}
+
+__device__ __forceinline__ float bias_at(const Problem& p, int64_t base, int64_t row, int64_t col) {
+  return load(p.bias, p.bias_elem, base + row * p.bias_s + col * p.bias_t);
+}
+
+// One block per (query tile, key tile, bias leading index) of the bias: kTileMasked when every entry
+// is <= kMaskedBias, kTileZero when every entry is 0, else kTileMixed.
+__global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
+  const int64_t block = blockIdx.x;
+  if (block >= flag_blocks) return;
+  const int kt = static_cast<int>(block % p.k_tiles), qt = static_cast<int>(block / p.k_tiles % p.q_tiles);
+  int64_t c = block / (int64_t{p.k_tiles} * p.q_tiles), base = p.bias_offset;
+  for (int32_t i = p.lead_rank - 1; i >= 0; --i) {  // c runs over the non-broadcast leading dims only
+    if (p.bias_lead_stride[i] == 0) continue;
+    base += (c % p.lead_shape[i]) * p.bias_lead_stride[i];
+    c /= p.lead_shape[i];
+  }
+  bool masked = true, zero = true;
+  for (int i = threadIdx.x; i < kTile * kTile; i += blockDim.x) {
+    const int64_t row = int64_t{qt} * kTile + i / kTile, col = int64_t{kt} * kTile + i % kTile;
+    if (row >= p.s || col >= p.t) continue;
+    const float x = bias_at(p, base, row, col);
+    masked = masked && x <= kMaskedBias;
+    zero = zero && x == 0.0f;
+  }
+  masked = __syncthreads_and(masked);
+  zero = __syncthreads_and(zero);
+  if (threadIdx.x == 0) flags[block] = masked ? kTileMasked : zero ? kTileZero : kTileMixed;
+}
+
+template <int DP>
+__global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const void* q, const void* k, const void* v,
+                                                                 void* out, float* lse) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kLd = DP + kPad;
+  bf16* qs = reinterpret_cast<bf16*>(smem);  // [64][kLd]
+  bf16* ks = qs + kTile * kLd;                // [64][kLd]
+  bf16* vs = ks + kTile * kLd;                // [64][kLd]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+  const int qt = blockIdx.x;
+  const int64_t row0 = int64_t{qt} * kTile;
+  for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
+    int64_t bias_base, flag_base;
+    lead_offsets(p, b, bias_base, flag_base);
+    __syncthreads();  // the previous index's tiles are read
+    load_tile<DP>(qs, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
+    float o[DP / 8][4] = {};
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int kt = 0; kt < p.k_tiles; ++kt) {
+      const uint8_t flag = p.flags[flag_base + int64_t{qt} * p.k_tiles + kt];
+      if (flag == kTileMasked) continue;
+      const int64_t key0 = int64_t{kt} * kTile;
+      __syncthreads();
+      load_tile<DP>(ks, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
+      load_tile<DP>(vs, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
+      __syncthreads();
+      float s[8][4] = {};
+      for (int kk = 0; kk < DP / 16; ++kk) {
+        uint32_t a[4];
+        load_a(a, qs, kLd, warp * 16, kk * 16);
+        for (int nt = 0; nt < 8; ++nt) {
+          uint32_t b0, b1;
+          load_b(b0, b1, ks, kLd, nt * 8, kk * 16);
+          mma(s[nt], a, b0, b1);
+        }
+      }
+      // Logits in base 2, the row max over the quad that shares a row.
+      float mx[2] = {-INFINITY, -INFINITY};
+      for (int nt = 0; nt < 8; ++nt) {
+        for (int e = 0; e < 4; ++e) {
+          const int64_t row = row0 + warp * 16 + g + (e >= 2 ? 8 : 0);
+          const int64_t col = key0 + nt * 8 + t4 * 2 + (e & 1);
+          float x = s[nt][e] * p.scale;
+          if (flag != kTileZero && row < p.s && col < p.t) x += bias_at(p, bias_base, row, col);
+          x = col < p.t ? x * kLog2e : -INFINITY;
+          s[nt][e] = x;
+          mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        }
+      }
+      float alpha[2], m_use[2];
+      for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        const float m_new = fmaxf(m[r], mx[r]);
+        m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row all -inf so far: exp2 gives 0, not NaN
+        alpha[r] = exp2f(m[r] - m_use[r]);
+        m[r] = m_new;
+        l[r] *= alpha[r];
+      }
+      for (int nt = 0; nt < 8; ++nt) {
+        for (int e = 0; e < 4; ++e) {
+          s[nt][e] = exp2f(s[nt][e] - m_use[e >> 1]);
+          l[e >> 1] += s[nt][e];
+        }
+      }
+      for (int dn = 0; dn < DP / 8; ++dn) {
+        o[dn][0] *= alpha[0];
+        o[dn][1] *= alpha[0];
+        o[dn][2] *= alpha[1];
+        o[dn][3] *= alpha[1];
+      }
+      for (int c = 0; c < 4; ++c) {
+        uint32_t a[4];
+        acc_to_a(a, s, c);
+        for (int dn = 0; dn < DP / 8; ++dn) {
+          uint32_t b0, b1;
+          load_b_trans(b0, b1, vs, kLd, c * 16, dn * 8);
+          mma(o[dn], a, b0, b1);
+        }
+      }
+    }
+    for (int r = 0; r < 2; ++r) {
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+      const int64_t row = row0 + warp * 16 + g + r * 8;
+      if (row >= p.s) continue;
+      const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+      for (int dn = 0; dn < DP / 8; ++dn) {
+        for (int j = 0; j < 2; ++j) {
+          const int col = dn * 8 + t4 * 2 + j;
+          if (col < p.dv) store(out, p.elem, (b * p.s + row) * p.dv + col, o[dn][r * 2 + j] * inv);
+        }
+      }
+      if (t4 == 0) lse[b * p.s + row] = l[r] > 0.0f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+    }
+  }
+}
+
+// dsum[row] = dout[row] . out[row]: one warp per row.
+__global__ void dsum_kernel(const void* out, const void* dout, Elem e, int64_t rows, int32_t dv, float* dsum) {
+  const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  float acc = 0.0f;
+  for (int c = lane; c < dv; c += 32) acc += load(out, e, row * dv + c) * load(dout, e, row * dv + c);
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) dsum[row] = acc;
+}
+
+__global__ void convert_kernel(const float* src, void* dst, Elem e, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    store(dst, e, i, src[i]);
+  }
+}
+
+template <int DP>
+__global__ void __launch_bounds__(kBlockThreads)
+    backward_kernel(Problem p, const void* q, const void* k, const void* v, const void* dout, const float* lse,
+                    const float* dsum, float* dq_accum, void* dk, void* dv) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kLd = DP + kPad;
+  bf16* ks = reinterpret_cast<bf16*>(smem);  // [64][kLd] keys x d
+  bf16* vs = ks + kTile * kLd;                // [64][kLd] keys x dv
+  bf16* qs = vs + kTile * kLd;                // [64][kLd] queries x d
+  bf16* dos = qs + kTile * kLd;               // [64][kLd] queries x dv
+  bf16* dss = dos + kTile * kLd;              // [64][kTLd] queries x keys
+  float* lse2 = reinterpret_cast<float*>(dss + kTile * kTLd);  // [64] lse in base 2; +inf: P = 0
+  float* dsums = lse2 + kTile;                                 // [64]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+  const int kt = blockIdx.x;
+  const int64_t key0 = int64_t{kt} * kTile;
+  for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
+    int64_t bias_base, flag_base;
+    lead_offsets(p, b, bias_base, flag_base);
+    __syncthreads();
+    load_tile<DP>(ks, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
+    load_tile<DP>(vs, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
+    float dk_acc[DP / 8][4] = {}, dv_acc[DP / 8][4] = {};
+    for (int qt = 0; qt < p.q_tiles; ++qt) {
+      const uint8_t flag = p.flags[flag_base + int64_t{qt} * p.k_tiles + kt];
+      if (flag == kTileMasked) continue;
+      const int64_t row0 = int64_t{qt} * kTile;
+      __syncthreads();
+      load_tile<DP>(qs, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
+      load_tile<DP>(dos, kLd, dout, p.elem, (b * p.s + row0) * p.dv, p.s - row0, p.dv);
+      if (threadIdx.x < kTile) {
+        const int64_t row = row0 + threadIdx.x;
+        const float l = row < p.s ? lse[b * p.s + row] : -INFINITY;
+        lse2[threadIdx.x] = l == -INFINITY ? INFINITY : l * kLog2e;
+        dsums[threadIdx.x] = row < p.s ? dsum[b * p.s + row] : 0.0f;
+      }
+      __syncthreads();
+      // S^T (this warp's 16 keys x 64 queries) -> P^T; dP^T = V . dO^T; dS^T = P^T (dP^T - dsum).
+      float pt[8][4] = {}, dpt[8][4] = {};
+      for (int kk = 0; kk < DP / 16; ++kk) {
+        uint32_t a[4], av[4];
+        load_a(a, ks, kLd, warp * 16, kk * 16);
+        load_a(av, vs, kLd, warp * 16, kk * 16);
+        for (int nt = 0; nt < 8; ++nt) {
+          uint32_t b0, b1;
+          load_b(b0, b1, qs, kLd, nt * 8, kk * 16);
+          mma(pt[nt], a, b0, b1);
+          load_b(b0, b1, dos, kLd, nt * 8, kk * 16);
+          mma(dpt[nt], av, b0, b1);
+        }
+      }
+      for (int nt = 0; nt < 8; ++nt) {
+        for (int e = 0; e < 4; ++e) {
+          const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
+          const int64_t key = key0 + local_key, row = row0 + local_q;
+          float x = pt[nt][e] * p.scale;
+          if (flag != kTileZero && row < p.s && key < p.t) x += bias_at(p, bias_base, row, key);
+          const float prob = key < p.t ? exp2f(x * kLog2e - lse2[local_q]) : 0.0f;
+          pt[nt][e] = prob;
+          dpt[nt][e] = prob * (dpt[nt][e] - dsums[local_q]);
+          dss[local_q * kTLd + local_key] = __float2bfloat16_rn(dpt[nt][e]);
+        }
+      }
+      // dV += P^T . dO and dK += dS^T . Q over the 64 queries.
+      for (int c = 0; c < 4; ++c) {
+        uint32_t ap[4], ad[4];
+        acc_to_a(ap, pt, c);
+        acc_to_a(ad, dpt, c);
+        for (int dn = 0; dn < DP / 8; ++dn) {
+          uint32_t b0, b1;
+          load_b_trans(b0, b1, dos, kLd, c * 16, dn * 8);
+          mma(dv_acc[dn], ap, b0, b1);
+          load_b_trans(b0, b1, qs, kLd, c * 16, dn * 8);
+          mma(dk_acc[dn], ad, b0, b1);
+        }
+      }
+      __syncthreads();  // dS complete
+      // dQ (this warp's 16 queries) += dS . K over the block's 64 keys, added into the fp32 scratch.
+      float dq[DP / 8][4] = {};
+      for (int c = 0; c < 4; ++c) {
+        uint32_t a[4];
+        load_a(a, dss, kTLd, warp * 16, c * 16);
+        for (int dn = 0; dn < DP / 8; ++dn) {
+          uint32_t b0, b1;
+          load_b_trans(b0, b1, ks, kLd, c * 16, dn * 8);
+          mma(dq[dn], a, b0, b1);
+        }
+      }
+      for (int r = 0; r < 2; ++r) {
+        const int64_t row = row0 + warp * 16 + g + r * 8;
+        if (row >= p.s) continue;
+        for (int dn = 0; dn < DP / 8; ++dn) {
+          for (int j = 0; j < 2; ++j) {
+            const int col = dn * 8 + t4 * 2 + j;
+            if (col < p.d) atomicAdd(dq_accum + (b * p.s + row) * p.d + col, dq[dn][r * 2 + j] * p.scale);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < 2; ++r) {
+      const int64_t key = key0 + warp * 16 + g + r * 8;
+      if (key >= p.t) continue;
+      for (int dn = 0; dn < DP / 8; ++dn) {
+        for (int j = 0; j < 2; ++j) {
+          const int col = dn * 8 + t4 * 2 + j;
+          if (col < p.d) store(dk, p.elem, (b * p.t + key) * p.d + col, dk_acc[dn][r * 2 + j] * p.scale);
+          if (col < p.dv) store(dv, p.elem, (b * p.t + key) * p.dv + col, dv_acc[dn][r * 2 + j]);
+        }
+      }
+    }
+  }
+}
+
+constexpr size_t forward_smem(int dp) { return sizeof(bf16) * 3 * kTile * (dp + kPad); }
+constexpr size_t backward_smem(int dp) {
+  return sizeof(bf16) * (4 * kTile * (dp + kPad) + kTile * kTLd) + 2 * kTile * sizeof(float);
+}
+
+// The padded head dim the kernels are built for: the smallest of these >= max(d, dv).
+constexpr int kPadded[] = {16, 32, 64, 80, 96, 128};
+
+int padded_dim(int64_t d) {
+  for (int dp : kPadded) {
+    if (d <= dp) return dp;
+  }
+  return 0;
+}
+
+int64_t flag_bytes(const Problem& p) {
+  int64_t count = 1;
+  for (int32_t i = 0; i < p.lead_rank; ++i) {
+    if (p.bias_lead_stride[i] != 0) count *= p.lead_shape[i];
+  }
+  return count * p.q_tiles * p.k_tiles;
+}
+
+Expected<Problem> make_problem(const AttentionProblem& a, Elem elem) {
+  if (a.bias_view.rank < 2 || a.bias_view.rank > kMaxRank) {
+    return make_error("", "inputs[3]", "bias view must span the scores' [..., S, T]");
+  }
+  if (a.d < 1 || a.dv < 1 || padded_dim(std::max(a.d, a.dv)) == 0) {
+    return make_error("", "inputs[0]", "head dim must be in [1, 128], got " + std::to_string(std::max(a.d, a.dv)));
+  }
+  if (elem == Elem::i32 || a.bias_elem == Elem::i32) return make_error("", "inputs", "attention takes float tensors");
+  Problem p;
+  p.batch = a.batch;
+  p.s = a.s;
+  p.t = a.t;
+  p.d = static_cast<int32_t>(a.d);
+  p.dv = static_cast<int32_t>(a.dv);
+  p.scale = a.scale;
+  p.elem = elem;
+  p.bias = a.bias;
+  p.bias_elem = a.bias_elem;
+  p.lead_rank = a.bias_view.rank - 2;
+  int64_t lead = 1, flag_stride = 1;
+  for (int32_t i = p.lead_rank - 1; i >= 0; --i) {
+    p.lead_shape[i] = a.bias_view.shape[i];
+    p.bias_lead_stride[i] = a.bias_view.stride[i];
+    p.flag_lead_stride[i] = p.bias_lead_stride[i] != 0 ? flag_stride : 0;
+    if (p.bias_lead_stride[i] != 0) flag_stride *= p.lead_shape[i];
+    lead *= p.lead_shape[i];
+  }
+  if (lead != a.batch) return make_error("", "inputs[3]", "bias view's leading dims do not cover the batch");
+  p.bias_offset = a.bias_view.offset;
+  p.bias_s = a.bias_view.stride[p.lead_rank];
+  p.bias_t = a.bias_view.stride[p.lead_rank + 1];
+  p.q_tiles = static_cast<int32_t>((a.s + kTile - 1) / kTile);
+  p.k_tiles = static_cast<int32_t>((a.t + kTile - 1) / kTile);
+  return p;
+}
+
+Status run_flags(Problem& p, uint8_t* flags, cudaStream_t stream) {
+  const int64_t blocks = flag_bytes(p);
+  p.flags = flags;
+  if (blocks == 0) return Status::ok();
+  flag_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p, flags, blocks);
+  STRATA_CUDA_LAUNCHED("attention_flags");
+  return Status::ok();
+}
+
+dim3 grid_of(int tiles, int64_t batch) { return dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(std::min<int64_t>(batch, 65535))); }
+
+template <int DP>
+Status forward_dp(const Problem& p, const void* q, const void* k, const void* v, void* out, float* lse,
+                  cudaStream_t stream) {
+  const size_t smem = forward_smem(DP);
+  STRATA_CUDA_CALL(cudaFuncSetAttribute(forward_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  forward_kernel<DP><<<grid_of(p.q_tiles, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, out, lse);
+  STRATA_CUDA_LAUNCHED("attention_forward");
+  return Status::ok();
+}
+
+template <int DP>
+Status backward_dp(const Problem& p, const void* q, const void* k, const void* v, const void* dout, const float* lse,
+                   const float* dsum, float* dq_accum, void* dk, void* dv, cudaStream_t stream) {
+  const size_t smem = backward_smem(DP);
+  STRATA_CUDA_CALL(cudaFuncSetAttribute(backward_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  backward_kernel<DP><<<grid_of(p.k_tiles, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, dout, lse, dsum,
+                                                                                    dq_accum, dk, dv);
+  STRATA_CUDA_LAUNCHED("attention_backward");
+  return Status::ok();
+}
+
+Status backward_any(const Problem& p, const void* q, const void* k, const void* v, const void* dout, const float* lse,
+                    const float* dsum, float* dq_accum, void* dk, void* dv, cudaStream_t stream) {
+  switch (padded_dim(std::max(p.d, p.dv))) {
+    case 16: return backward_dp<16>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
+    case 32: return backward_dp<32>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
+    case 64: return backward_dp<64>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
+    case 80: return backward_dp<80>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
+    case 96: return backward_dp<96>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
+    default: return backward_dp<128>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
+  }
+}
+
+int64_t align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
+
+}  // namespace
+
+int64_t attention_workspace_bytes(const AttentionProblem& a, bool backward) {
+  auto p = make_problem(a, Elem::bf16);
+  if (!p.is_ok()) return 0;
+  int64_t bytes = align16(flag_bytes(*p));
+  if (backward) bytes += align16(a.batch * a.s * a.d * 4) + align16(a.batch * a.s * 4);
+  return bytes;
+}
+
+Status attention_forward(const AttentionProblem& a, const void* q, const void* k, const void* v, Elem elem, void* out,
+                         float* lse, void* workspace, cudaStream_t stream) {
+  STRATA_ASSIGN_OR_RETURN(Problem p, make_problem(a, elem));
+  if (a.batch == 0 || a.s == 0) return Status::ok();
+  STRATA_RETURN_IF_ERROR(run_flags(p, static_cast<uint8_t*>(workspace), stream));
+  switch (padded_dim(std::max(a.d, a.dv))) {
+    case 16: return forward_dp<16>(p, q, k, v, out, lse, stream);
+    case 32: return forward_dp<32>(p, q, k, v, out, lse, stream);
+    case 64: return forward_dp<64>(p, q, k, v, out, lse, stream);
+    case 80: return forward_dp<80>(p, q, k, v, out, lse, stream);
+    case 96: return forward_dp<96>(p, q, k, v, out, lse, stream);
+    default: return forward_dp<128>(p, q, k, v, out, lse, stream);
+  }
+}
+
+Status attention_backward(const AttentionProblem& a, const void* q, const void* k, const void* v, const void* out,
+                          const void* dout, const float* lse, Elem elem, void* dq, void* dk, void* dv, void* workspace,
+                          cudaStream_t stream) {
+  STRATA_ASSIGN_OR_RETURN(Problem p, make_problem(a, elem));
+  if (a.batch == 0 || (a.s == 0 && a.t == 0)) return Status::ok();
+  auto* bytes = static_cast<char*>(workspace);
+  STRATA_RETURN_IF_ERROR(run_flags(p, reinterpret_cast<uint8_t*>(bytes), stream));
+  bytes += align16(flag_bytes(p));
+  auto* dq_accum = reinterpret_cast<float*>(bytes);
+  const int64_t dq_count = a.batch * a.s * a.d;
+  bytes += align16(dq_count * 4);
+  auto* dsum = reinterpret_cast<float*>(bytes);
+  STRATA_CUDA_CALL(cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(dq_count) * 4, stream));
+  const int64_t rows = a.batch * a.s;
+  if (rows > 0) {
+    dsum_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(out, dout, elem, rows,
+                                                                                    static_cast<int32_t>(a.dv), dsum);
+    STRATA_CUDA_LAUNCHED("attention_dsum");
+  }
+  STRATA_RETURN_IF_ERROR(backward_any(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream));
+  if (dq_count > 0) {
+    const auto blocks = static_cast<unsigned>(std::min<int64_t>((dq_count + 255) / 256, 65535));
+    convert_kernel<<<blocks, 256, 0, stream>>>(dq_accum, dq, elem, dq_count);
+    STRATA_CUDA_LAUNCHED("attention_dq");
+  }
+  return Status::ok();
+}
+
+}  // namespace strata::runtime::cuda::kernels
