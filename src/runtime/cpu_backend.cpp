@@ -161,21 +161,22 @@ void fast_dot(const ir::Op& op, const interp::Tensor& lhs, const interp::Tensor&
 
 class MpiRequest : public Request {
  public:
-  MpiRequest(TensorPtr tensor, MPI_Request request, bool is_recv)
-      : tensor_(std::move(tensor)), request_(request), is_recv_(is_recv) {}
+  // `round` (a receive or a sum) rounds the tensor to its dtype once the transfer is done.
+  MpiRequest(TensorPtr tensor, MPI_Request request, bool round)
+      : tensor_(std::move(tensor)), request_(request), round_(round) {}
   ~MpiRequest() override {
     if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
   Status wait() override {
     STRATA_MPI_CALL(MPI_Wait(&request_, MPI_STATUS_IGNORE));
-    if (is_recv_) round_all(cpu(*tensor_));
+    if (round_) round_all(cpu(*tensor_));
     return Status::ok();
   }
 
  private:
   TensorPtr tensor_;
   MPI_Request request_;
-  bool is_recv_;
+  bool round_;
 };
 
 class CpuCommunicator : public Communicator {
@@ -198,6 +199,16 @@ class CpuCommunicator : public Communicator {
                                      MPI_SUM, comm_));
     round_all(t);
     return Status::ok();
+  }
+
+  // MPI_Iallreduce in place over the doubles; the sum is rounded to the dtype at wait(), as the
+  // blocking all_reduce rounds it.
+  Expected<std::unique_ptr<Request>> all_reduce_async(TensorPtr tensor) override {
+    MPI_Request request = MPI_REQUEST_NULL;
+    CpuTensor& t = cpu(*tensor);
+    STRATA_MPI_CALL(MPI_Iallreduce(MPI_IN_PLACE, t.host.data.data(), static_cast<int>(t.host.data.size()), MPI_DOUBLE,
+                                      MPI_SUM, comm_, &request));
+    return std::unique_ptr<Request>(std::make_unique<MpiRequest>(std::move(tensor), request, true));
   }
 
   Expected<TensorPtr> all_gather(const DeviceTensor& tensor, int dim) override {

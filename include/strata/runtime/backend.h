@@ -47,6 +47,12 @@ class Request {
   virtual Status wait() = 0;
 };
 
+// A request that is done when made (the default non-blocking all-reduce: it ran blocking).
+class DoneRequest : public Request {
+ public:
+  Status wait() override { return Status::ok(); }
+};
+
 // Collectives and point-to-point over one rank group (an MPI communicator: a mesh, one axis of a
 // mesh, or the world). Ranks are ranks of this group. Every rank of the group must make the same
 // collective calls in the same order. Collectives sum in the tensor's dtype.
@@ -57,6 +63,14 @@ class Communicator {
   virtual int size() const = 0;
   // In place: every rank ends with the element-wise sum over the group.
   virtual Status all_reduce(DeviceTensor& tensor) = 0;
+  // all_reduce started without waiting for it: the tensor is the sum once the request's wait()
+  // returned (on a device backend: for the work queued after wait()), and neither read nor written
+  // in between. The request keeps the tensor alive. Non-blocking and blocking collectives of one
+  // group must still be issued in the same order on every rank. The default runs all_reduce at once.
+  virtual Expected<std::unique_ptr<Request>> all_reduce_async(TensorPtr tensor) {
+    STRATA_RETURN_IF_ERROR(all_reduce(*tensor));
+    return std::unique_ptr<Request>(std::make_unique<DoneRequest>());
+  }
   // The group's tensors concatenated along `dim` in rank order (dim grows size() times).
   virtual Expected<TensorPtr> all_gather(const DeviceTensor& tensor, int dim) = 0;
   // The sum over the group, split into size() blocks along `dim`; rank r keeps block r.

@@ -1,5 +1,6 @@
 // The cuda backend's communicators. NcclCommunicator: collectives through NCCL on the backend's
-// stream (so they order with the kernels around them). MpiCommunicator (--collectives mpi): the
+// stream (so they order with the kernels around them); all_reduce_async on a stream and NCCL
+// communicator of its own, so that it overlaps the kernels queued after it. MpiCommunicator (--collectives mpi): the
 // same collectives staged through host memory and MPI, for several ranks sharing one GPU (NCCL
 // refuses that) and clusters without NCCL. Both send point-to-point through MPI with host staging:
 // MPI honours the message tags of the Communicator contract and a send never blocks the device
@@ -214,10 +215,37 @@ class StagedCommunicator : public Communicator {
   int rank_ = 0, size_ = 1, max_tag_ = 32767;
 };
 
+// An all-reduce running on the communication stream: wait() makes the compute stream wait for
+// its done event (no host block). Dropped without wait(), it still orders the compute stream after
+// the all-reduce, so that the tensor's stream-ordered free cannot come first.
+class NcclAllReduceRequest : public Request {
+ public:
+  NcclAllReduceRequest(TensorPtr tensor, cudaEvent_t done, cudaStream_t compute)
+      : tensor_(std::move(tensor)), done_(done), compute_(compute) {}
+  ~NcclAllReduceRequest() override {
+    if (!waited_) cudaStreamWaitEvent(compute_, done_, 0);
+    cudaEventDestroy(done_);
+  }
+  Status wait() override {
+    if (waited_) return Status::ok();
+    waited_ = true;
+    STRATA_CUDA_CALL(cudaStreamWaitEvent(compute_, done_, 0));
+    return Status::ok();
+  }
+
+ private:
+  TensorPtr tensor_;
+  cudaEvent_t done_;
+  cudaStream_t compute_;
+  bool waited_ = false;
+};
+
 class NcclCommunicator : public StagedCommunicator {
  public:
   using StagedCommunicator::StagedCommunicator;
   ~NcclCommunicator() override {
+    if (async_nccl_ != nullptr) ncclCommDestroy(async_nccl_);
+    if (comm_stream_ != nullptr) cudaStreamDestroy(comm_stream_);
     if (nccl_ != nullptr) ncclCommDestroy(nccl_);
   }
 
@@ -236,6 +264,32 @@ class NcclCommunicator : public StagedCommunicator {
     STRATA_NCCL_CALL(ncclAllReduce(t->data(), t->data(), static_cast<size_t>(t->numel()), nccl_type(t->elem()),
                                    ncclSum, nccl_, stream_));
     return Status::ok();
+  }
+
+  // The all-reduce on comm_stream_ through async_nccl_, a second NCCL communicator over the same
+  // ranks: NCCL wants every rank to issue one communicator's operations in one order, and the
+  // blocking collectives the compute stream queues meanwhile (resharding inside the backward) stay
+  // on nccl_ in their own order. comm_stream_ starts after the work queued on the compute stream
+  // so far (the tensor's producer), the compute stream waits for the result at wait().
+  Expected<std::unique_ptr<Request>> all_reduce_async(TensorPtr tensor) override {
+    STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(*tensor, "tensor"));
+    STRATA_RETURN_IF_ERROR(init_async());
+    cudaEvent_t ready = nullptr, done = nullptr;
+    STRATA_CUDA_CALL(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    const cudaError_t created = cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
+    if (created != cudaSuccess) {
+      cudaEventDestroy(ready);
+      STRATA_CUDA_CALL(created);
+    }
+    auto request = std::make_unique<NcclAllReduceRequest>(tensor, done, stream_);
+    const cudaError_t recorded = cudaEventRecord(ready, stream_);
+    const cudaError_t waited = recorded == cudaSuccess ? cudaStreamWaitEvent(comm_stream_, ready, 0) : recorded;
+    cudaEventDestroy(ready);  // released once the recorded work completes
+    STRATA_CUDA_CALL(waited);
+    STRATA_NCCL_CALL(ncclAllReduce(t->data(), t->data(), static_cast<size_t>(t->numel()), nccl_type(t->elem()), ncclSum,
+                                   async_nccl_, comm_stream_));
+    STRATA_CUDA_CALL(cudaEventRecord(done, comm_stream_));
+    return std::unique_ptr<Request>(std::move(request));
   }
 
   Expected<TensorPtr> all_gather(const DeviceTensor& tensor, int dim) override {
@@ -301,6 +355,19 @@ class NcclCommunicator : public StagedCommunicator {
   }
 
  private:
+  // The second communicator and its stream, made at the first all_reduce_async. Collective over
+  // the group: every rank reaches its first all_reduce_async at the same point of the same program
+  // (the executor issues them in one order on all ranks), so all of them make it together.
+  Status init_async() {
+    if (async_nccl_ != nullptr) return Status::ok();
+    if (comm_stream_ == nullptr) STRATA_CUDA_CALL(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+    ncclUniqueId id;
+    if (rank_ == 0) STRATA_NCCL_CALL(ncclGetUniqueId(&id));
+    STRATA_MPI_CALL(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm_));
+    STRATA_NCCL_CALL(ncclCommInitRank(&async_nccl_, size_, id, rank_));
+    return Status::ok();
+  }
+
   // NCCL refuses two ranks of one communicator on one GPU ("Duplicate GPU detected") with an
   // error that names neither the cause nor the way out; the devices' UUIDs, gathered over MPI,
   // let every rank say both before NCCL is asked.
@@ -318,11 +385,17 @@ class NcclCommunicator : public StagedCommunicator {
   }
 
   ncclComm_t nccl_ = nullptr;
+  ncclComm_t async_nccl_ = nullptr;
+  cudaStream_t comm_stream_ = nullptr;
 };
 
 // The same collectives as NcclCommunicator, each one a host round trip: the operand is copied to
 // host memory after the work queued before it, combined by the MPI collective, and copied back
 // before the work queued after it. Slower than NCCL, but any number of ranks may share a GPU.
+// all_reduce_async keeps the blocking default (Communicator): the host round trip synchronises the
+// compute stream to copy the operand out anyway, the ranks it serves share one GPU (nothing to
+// overlap with on another device), and MPI progresses a non-blocking collective only inside MPI
+// calls, so starting one here would mostly move the same work to wait().
 class MpiCommunicator : public StagedCommunicator {
  public:
   using StagedCommunicator::StagedCommunicator;

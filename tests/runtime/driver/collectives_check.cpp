@@ -1,7 +1,8 @@
-// Every Communicator operation of a backend against values computed on the host: all_reduce,
-// all_gather and reduce_scatter along each dim of a rank-3 tensor, all_to_all for every (split,
-// concat) pair, and a tagged send/recv ring, in f32, bf16 and i32, over the world and over two
-// interleaved halves of it (MPI_Comm_split, so group ranks differ from world ranks). Values are
+// Every Communicator operation of a backend against values computed on the host: all_reduce
+// (blocking, and started with all_reduce_async while a blocking one runs), all_gather and
+// reduce_scatter along each dim of a rank-3 tensor, all_to_all for every (split, concat) pair, and
+// a tagged send/recv ring, in f32, bf16 and i32, over the world and over two interleaved halves of
+// it (MPI_Comm_split, so group ranks differ from world ranks). Values are
 // small integers, so every result is exact in bf16 too and must match to the last bit.
 //   mpirun -np 4 collectives_check --backend cpu|cuda [--collectives nccl|mpi]
 // On one GPU: --backend cuda --collectives mpi, any number of ranks (bench/gpu_multirank_check.sh).
@@ -128,6 +129,24 @@ void check_group(Checker& c, MPI_Comm comm, int color, const std::string& label)
       auto t = upload();
       Status s = t ? comm_.all_reduce(**t) : Status(t.error());
       c.expect(tag + " all_reduce", s.is_ok() ? c.backend.download(**t) : Expected<Tensor>(s.error()), sum);
+    }
+    {
+      // Started, then a blocking all-reduce issued while it is in flight, then waited for (on
+      // NCCL: a second communicator and stream beside the blocking one's).
+      auto t = upload();
+      auto between = upload();
+      Status s = t && between ? Status::ok() : Status(make_error("", "upload", "failed"));
+      std::unique_ptr<runtime::Request> request;
+      if (s.is_ok()) {
+        auto started = comm_.all_reduce_async(*t);
+        if (started) request = std::move(*started);
+        else s = started.error();
+      }
+      if (s.is_ok()) s = comm_.all_reduce(**between);
+      if (s.is_ok()) s = request->wait();
+      c.expect(tag + " all_reduce_async", s.is_ok() ? c.backend.download(**t) : Expected<Tensor>(s.error()), sum);
+      c.expect(tag + " all_reduce beside all_reduce_async",
+               s.is_ok() ? c.backend.download(**between) : Expected<Tensor>(s.error()), sum);
     }
     for (int dim = 0; dim < 3; ++dim) {
       const std::string d = std::to_string(dim);
