@@ -100,6 +100,20 @@ struct Executor::Impl {
   std::vector<std::map<std::pair<ir::Value, std::string>, TensorPtr>> resharded;  // per micro-batch
   std::map<ir::Value, TensorPtr> accumulated;                  // gradients summed over micro-batches
   std::map<ir::Value, TensorPtr> synced;                       // accumulated, in the update op's spec
+  // Overlapping the gradient all-reduce with backward compute (issue 8): the gradients whose sum
+  // reaches the update's spec by exactly one all-reduce, made on this stage (overlap_grads; the
+  // mesh axis of the all-reduce beside each), and the micro-batch of the stream's last backward
+  // instruction. There, right after the op that makes such a gradient, its sum is complete: it is
+  // scaled and its all-reduce started; grad_sync waits for it (in_flight, in issue order).
+  bool overlap = true;
+  std::map<ir::Value, int> overlap_grads;
+  int last_backward_micro_batch = -1;
+  struct InFlight {
+    ir::Value grad;
+    TensorPtr sum;
+    std::unique_ptr<Request> request;
+  };
+  std::vector<InFlight> in_flight;
   std::vector<std::unique_ptr<Request>> pending_sends;
   std::vector<std::set<int>> sent, received;                   // transfer ids done, per micro-batch
   double loss_sum = 0;
@@ -119,13 +133,16 @@ struct Executor::Impl {
   bool free_after_last_use = true;
   MemoryStats memory;
   bool tracing = false;
+  int64_t current_step = 0;
   double trace_origin = 0;
   std::vector<TraceEvent> trace;
+  std::vector<TraceEvent> nested_trace;  // events inside the running instruction, recorded after it
 
   Impl(const ir::Graph& g, std::unique_ptr<ir::Graph> owned, const plan::Plan& p, Backend& b)
       : owned_graph(std::move(owned)), graph(owned_graph ? *owned_graph : g), plan(p), backend(b) {}
 
   ~Impl() {
+    in_flight.clear();
     pending_sends.clear();
     for (MPI_Comm* c : {&axis_comm[0], &axis_comm[1], &mesh_comm}) {
       if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
@@ -169,6 +186,7 @@ struct Executor::Impl {
     STRATA_RETURN_IF_ERROR(agree(mine, world));
     schedule = sched::from_plan(plan);
     count_reads();
+    STRATA_RETURN_IF_ERROR(find_overlap_grads());
     STRATA_ASSIGN_OR_RETURN(world_c, backend.communicator(world));
     STRATA_ASSIGN_OR_RETURN(axis_c[0], backend.communicator(axis_comm[0]));
     STRATA_ASSIGN_OR_RETURN(axis_c[1], backend.communicator(axis_comm[1]));
@@ -201,6 +219,35 @@ struct Executor::Impl {
     }
   }
 
+  // The gradients whose all-reduce may start inside the last backward phase (overlap_grads):
+  // made on this stage, summed here, read by an update op here (the first one in update_grad
+  // order is the one grad_sync reshards for) and not sent to another stage once per step, with a
+  // reshard from its spec to that update's of exactly one all-reduce (the data-parallel case).
+  // Everything here is a function of the plan, the partition and the mesh shape, never of this
+  // rank's coordinate (reshard_steps' collectives come from the two specs alone): every rank of
+  // the stage's mesh picks the same gradients, so all of them issue the same collectives.
+  Status find_overlap_grads() {
+    overlap_grads.clear();
+    last_backward_micro_batch = -1;
+    for (const sched::Instruction& in : schedule.streams[stage]) {
+      if (in.op == sched::Op::backward) last_backward_micro_batch = in.micro_batch;
+    }
+    std::set<ir::Value> seen;
+    for (const auto& [update, g] : sg.update_grad) {
+      if (sg.stage_of[update] != stage || !seen.insert(g).second) continue;
+      if (sg.stage_of[g.op] != stage || !accumulates_here(g)) continue;
+      bool sent_per_step = false;
+      for (const Transfer& t : sg.transfers) sent_per_step = sent_per_step || (t.per_step && t.value == g && t.from_stage == stage);
+      if (sent_per_step) continue;
+      STRATA_ASSIGN_OR_RETURN(intra::ShardingSpec have, sg.spec_on(g, stage));
+      const intra::ShardingSpec& want = sg.sharding[update].inputs[1];
+      if (have == want) continue;
+      STRATA_ASSIGN_OR_RETURN(auto steps, reshard_steps(have, want, graph.type(g).shape, mesh, coord));
+      if (steps.size() == 1 && steps[0].kind == StepKind::all_reduce) overlap_grads[g] = steps[0].axis;
+    }
+    return Status::ok();
+  }
+
   // One read of `v` by micro-batch `micro_batch` is done: the last one drops it.
   void release(ir::Value v, int micro_batch) {
     if (!free_after_last_use) return;
@@ -231,6 +278,7 @@ struct Executor::Impl {
     for (const auto& per : resharded) for (const auto& [k, t] : per) add(t);
     for (const auto& [g, t] : accumulated) add(t);
     for (const auto& [g, t] : synced) add(t);
+    for (const InFlight& f : in_flight) add(f.sum);
     return bytes;
   }
   void note_memory() {
@@ -464,8 +512,24 @@ struct Executor::Impl {
   }
 
   Status run_phase(ir::Role role, int micro_batch, const Feeder& feed) {
+    // In the last backward phase a gradient of overlap_grads is summed and its all-reduce started
+    // right after the op that makes it, while the ops after it run. The order of these
+    // all-reduces (and of every other collective) is the same on every rank of the mesh: all run
+    // the same stage_ops in the same order, and overlap_grads is the same set on all of them.
+    const bool early = overlap && role == ir::Role::backward && micro_batch == last_backward_micro_batch &&
+                       !overlap_grads.empty();
+    std::set<ir::Value> done;
     for (ir::OpId id : sg.stage_ops[stage]) {
-      if (graph.op(id).role == role) STRATA_RETURN_IF_ERROR(run_op(id, micro_batch, feed));
+      if (graph.op(id).role != role) continue;
+      STRATA_RETURN_IF_ERROR(run_op(id, micro_batch, feed));
+      if (!early) continue;
+      for (size_t k = 0; k < graph.op(id).outputs.size(); ++k) {
+        const ir::Value g{id, static_cast<int32_t>(k)};
+        auto axis = overlap_grads.find(g);
+        if (axis == overlap_grads.end() || !done.insert(g).second) continue;
+        STRATA_RETURN_IF_ERROR(accumulate(g, micro_batch));
+        STRATA_RETURN_IF_ERROR(start_all_reduce(g, axis->second, micro_batch));
+      }
     }
     STRATA_RETURN_IF_ERROR(send_matching(micro_batch, role, -1));
     if (role == ir::Role::forward) {
@@ -478,31 +542,72 @@ struct Executor::Impl {
       }
       return Status::ok();
     }
-    std::set<ir::Value> done;
     for (const auto& [update, g] : sg.update_grad) {
       if (done.count(g) || !accumulates_here(g)) continue;
       done.insert(g);
-      STRATA_ASSIGN_OR_RETURN(TensorPtr value, value_on_stage(g, micro_batch));
-      auto it = accumulated.find(g);
-      if (it != accumulated.end()) {
-        STRATA_RETURN_IF_ERROR(backend.add_into(*it->second, *value));
-        note_memory();
-        release(g, micro_batch);
-        continue;
-      }
-      release(g, micro_batch);
-      // The first micro-batch's gradient becomes the sum itself when nothing else holds it (its
-      // last read on this stage); otherwise the sum starts from a copy.
-      if (value.use_count() > 1) {
-        STRATA_ASSIGN_OR_RETURN(value, copy(*value));
-      }
-      accumulated[g] = std::move(value);
+      STRATA_RETURN_IF_ERROR(accumulate(g, micro_batch));
+    }
+    return Status::ok();
+  }
+
+  // Adds micro-batch `micro_batch`'s gradient `g` into its sum over micro-batches.
+  Status accumulate(ir::Value g, int micro_batch) {
+    STRATA_ASSIGN_OR_RETURN(TensorPtr value, value_on_stage(g, micro_batch));
+    auto it = accumulated.find(g);
+    if (it != accumulated.end()) {
+      STRATA_RETURN_IF_ERROR(backend.add_into(*it->second, *value));
       note_memory();
+      release(g, micro_batch);
+      return Status::ok();
+    }
+    release(g, micro_batch);
+    // The first micro-batch's gradient becomes the sum itself when nothing else holds it (its
+    // last read on this stage); otherwise the sum starts from a copy.
+    if (value.use_count() > 1) {
+      STRATA_ASSIGN_OR_RETURN(value, copy(*value));
+    }
+    accumulated[g] = std::move(value);
+    note_memory();
+    return Status::ok();
+  }
+
+  // g's sum is complete (the last backward phase added it): the mean over micro-batches, then its
+  // all-reduce over mesh axis `axis` started in place. The sum moves from `accumulated` to
+  // in_flight (held there and by the request until grad_sync waits), so nothing touches it before.
+  Status start_all_reduce(ir::Value g, int axis, int micro_batch) {
+    const double start = tracing ? MPI_Wtime() : 0;
+    auto it = accumulated.find(g);
+    STRATA_CHECK(it != accumulated.end(), "a gradient to all-reduce was not accumulated");
+    TensorPtr sum = std::move(it->second);
+    accumulated.erase(it);
+    if (sum.use_count() > 1) {
+      STRATA_ASSIGN_OR_RETURN(sum, copy(*sum));
+    }
+    if (num_micro_batches() > 1) STRATA_RETURN_IF_ERROR(backend.scale(*sum, 1.0 / num_micro_batches()));
+    STRATA_ASSIGN_OR_RETURN(auto request, axis_c[axis]->all_reduce_async(sum));
+    in_flight.push_back(InFlight{g, std::move(sum), std::move(request)});
+    note_memory();
+    if (tracing) {
+      nested_trace.push_back(TraceEvent{"all_reduce_gradient", current_step, micro_batch, -1, start - trace_origin,
+                                 MPI_Wtime() - start});
     }
     return Status::ok();
   }
 
   Status grad_sync() {
+    // The all-reduces started in the last backward phase: their results are the synced gradients.
+    for (InFlight& f : in_flight) {
+      const double start = tracing ? MPI_Wtime() : 0;
+      STRATA_RETURN_IF_ERROR(f.request->wait());
+      f.request.reset();
+      synced[f.grad] = std::move(f.sum);
+      if (tracing) {
+        nested_trace.push_back(TraceEvent{"wait_all_reduce_gradient", current_step, -1, -1, start - trace_origin,
+                                   MPI_Wtime() - start});
+      }
+    }
+    in_flight.clear();
+    note_memory();
     const double inverse = 1.0 / num_micro_batches();
     if (num_micro_batches() > 1) {
       for (auto& [g, t] : accumulated) STRATA_RETURN_IF_ERROR(backend.scale(*t, inverse));
@@ -555,13 +660,16 @@ struct Executor::Impl {
 
   Status run_stream(const Feeder& feed, int64_t step_number) {
     start_stream();
+    current_step = step_number;
     for (const sched::Instruction& in : schedule.streams[stage]) {
       const double start = tracing ? MPI_Wtime() : 0;
       STRATA_RETURN_IF_ERROR(run_instruction(in, feed, step_number));
       if (tracing) {
         trace.push_back(TraceEvent{sched::op_name(in.op), step_number, in.micro_batch, in.peer, start - trace_origin,
                                    MPI_Wtime() - start});
+        trace.insert(trace.end(), nested_trace.begin(), nested_trace.end());
       }
+      nested_trace.clear();
     }
     for (auto& r : pending_sends) STRATA_RETURN_IF_ERROR(r->wait());
     pending_sends.clear();
@@ -582,6 +690,7 @@ struct Executor::Impl {
     reads_left.assign(static_cast<size_t>(b), reads);
     accumulated.clear();
     synced.clear();
+    in_flight.clear();
     loss_sum = 0;
     losses.clear();
     memory.peak_live_bytes = 0;
@@ -734,6 +843,8 @@ Status Executor::load_local_state(const std::vector<CheckpointTensor>& tensors) 
 }
 
 void Executor::set_free_after_last_use(bool on) { impl_->free_after_last_use = on; }
+void Executor::set_overlap_grad_sync(bool on) { impl_->overlap = on; }
+int Executor::num_overlapped_gradients() const { return static_cast<int>(impl_->overlap_grads.size()); }
 void Executor::set_memory_tracking(bool on) { impl_->track_memory = on; }
 void Executor::set_trace(bool on, double origin) {
   impl_->tracing = on;

@@ -77,3 +77,15 @@ target_compile_definitions(executor_copy_test PRIVATE STRATA_SOURCE_DIR="${CMAKE
 add_test(NAME runtime_executor_copies
          COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root -np 1 $<TARGET_FILE:executor_copy_test>)
 set_tests_properties(runtime_executor_copies PROPERTIES TIMEOUT 300 PASS_REGULAR_EXPRESSION "PASSED.*2 tests")
+
+# Gradient all-reduces overlapped with the backward (issue 8): on the data-parallel plan of
+# gpt-tiny over 2 ranks they start inside the last backward (a recording wrapper of the cpu
+# backend), and the losses equal the non-overlapped run's. Every rank prints its gtest summary.
+add_executable(executor_overlap_test ${CMAKE_SOURCE_DIR}/tests/runtime/driver/executor_overlap_test.cpp)
+target_link_libraries(executor_overlap_test PRIVATE strata_runtime strata_baselines GTest::gtest)
+target_compile_definitions(executor_overlap_test PRIVATE STRATA_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+add_test(NAME runtime_executor_overlap
+         COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 2
+                 $<TARGET_FILE:executor_overlap_test>)
+set_tests_properties(runtime_executor_overlap PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "PASSED.*2 tests" FAIL_REGULAR_EXPRESSION "FAILED")

@@ -67,12 +67,19 @@ resumed=$(losses "$work/part2.log")
 check "resumed losses equal the uninterrupted ones" $?
 
 # --trace: every rank's instructions, in stream order, without overlap on a rank; each micro-batch's
-# backward after its forward, each step ending with optimizer_update.
+# backward after its forward, each step ending with optimizer_update. A gradient all-reduce started
+# inside the last backward (all_reduce_gradient) or waited for in grad_sync follows its instruction
+# and lies within it.
 "${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --steps 2 --trace "$work/trace.json" > "$work/trace.log" 2>&1
 check "train 2 steps with --trace" $?
 sed -nE 's/.*"name":"([a-z_]+)".*"ph":"X","pid":([0-9]+),"tid":[0-9]+,"ts":([0-9.]+),"dur":([0-9.]+),"args":\{"step":([0-9]+),"micro_batch":(-?[0-9]+).*/\2 \1 \3 \4 \5 \6/p' \
   "$work/trace.json" > "$work/events.txt"
 awk '{ pid = $1; name = $2; ts = $3; dur = $4; key = pid " " $5
+       if (name ~ /all_reduce_gradient$/) {
+         want = name == "all_reduce_gradient" ? "backward" : "grad_sync"
+         if (last[key] != want || ts + 0.005 < begin[pid] || ts + dur > end[pid] + 0.005) bad = "rank " pid ": " name " outside " want
+         nested++; next }
+       begin[pid] = ts
        if ((pid in end) && ts + 0.002 < end[pid]) bad = "rank " pid ": " name " starts before the previous event ends"
        end[pid] = ts + dur
        if (name == "forward") fwd[key " " $6] = 1
@@ -83,7 +90,7 @@ awk '{ pid = $1; name = $2; ts = $3; dur = $4; key = pid " " $5
            n = 0; for (r in ranks) n++
            if (n != 8 || !(1 in steps) || !(2 in steps)) bad = n " ranks in the trace, steps 1 and 2 expected"
            if (bad != "") { print "trace: " bad; exit 1 }
-           print "trace: " NR " events on " n " ranks in stream order" }' "$work/events.txt"
+           print "trace: " NR " events on " n " ranks in stream order, " nested + 0 " gradient all-reduce events inside them" }' "$work/events.txt"
 check "the trace holds every rank's instructions in order" $?
 grep -c '"process_name"' "$work/trace.json" | grep -qx 8
 check "the trace names 8 ranks" $?

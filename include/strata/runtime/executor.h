@@ -39,7 +39,10 @@ struct MemoryStats {
 
 // One instruction of this rank's stream as it ran (set_trace): seconds since `origin`.
 struct TraceEvent {
-  std::string name;      // sched::op_name: forward, backward, send_activation, ...
+  // sched::op_name: forward, backward, send_activation, ...; all_reduce_gradient (a gradient's
+  // all-reduce started inside the last backward, seconds = issuing it) and wait_all_reduce_gradient
+  // (grad_sync waiting for one).
+  std::string name;
   int64_t step = 0;
   int micro_batch = -1;  // -1 for grad_sync / optimizer_update
   int peer = -1;         // the other stage of a send/recv
@@ -74,6 +77,12 @@ class Executor {
   // Values are freed after their last read within a micro-batch (default on); off keeps every
   // value of a micro-batch until the stream's free instruction (the old behaviour, to measure).
   void set_free_after_last_use(bool on);
+  // Gradients whose reshard to the update's spec is exactly one all-reduce (data parallelism) start
+  // it in the last micro-batch's backward, right after the op that makes them, and grad_sync waits
+  // for it (default on); off runs every gradient's reshard in grad_sync (the old behaviour).
+  void set_overlap_grad_sync(bool on);
+  // How many of this rank's gradients take that path (when it is on).
+  int num_overlapped_gradients() const;
   // Sampling of live bytes (a sum over the held tensors after each op; off by default).
   void set_memory_tracking(bool on);
   MemoryStats memory_stats() const;
