@@ -58,6 +58,13 @@ __device__ __forceinline__ void lead_offsets(const Problem& p, int64_t b, int64_
   flags *= int64_t{p.q_tiles} * p.k_tiles;
 }
 
+// 2^x in one MUFU instruction (flush to zero below 2^-126; 2^-inf = 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ uint32_t pack(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
@@ -114,6 +121,7 @@ __device__ void load_tile(bf16* dst, int ld, const void* src, Elem e, int64_t fi
     if (r < valid && vec && c + 8 <= width) {
       v.word = *reinterpret_cast<const uint4*>(static_cast<const bf16*>(src) + first + int64_t{r} * width + c);
     } else {
+      #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const bool in = r < valid && c + j < width;
         v.h[j] = __float2bfloat16_rn(in ? load(src, e, first + int64_t{r} * width + c + j) : 0.0f);
@@ -121,6 +129,53 @@ __device__ void load_tile(bf16* dst, int ld, const void* src, Elem e, int64_t fi
     }
     *reinterpret_cast<uint4*>(dst + r * ld + c) = v.word;
   }
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// load_tile, but bf16 rows of a multiple of 8 go through cp.async (complete after cp_async_commit
+// and cp_async_wait); other element types and widths load synchronously.
+template <int DP>
+__device__ void load_tile_async(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width) {
+  if (e != Elem::bf16 || width % 8 != 0) {
+    load_tile<DP>(dst, ld, src, e, first, valid, width);
+    return;
+  }
+  constexpr int kChunks = DP / 8;
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kBlockThreads) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    if (r < valid && c < width) {
+      cp_async16(dst + r * ld + c, static_cast<const bf16*>(src) + first + int64_t{r} * width + c);
+    } else {
+      *reinterpret_cast<uint4*>(dst + r * ld + c) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+// The indices of the tiles along one row (forward: key tiles of a query tile; backward: query tiles
+// of a key tile) that are not masked, into `live`; returns their count. `stride` steps the flags.
+__device__ int live_tiles(const uint8_t* flags, int count, int64_t stride, int16_t* live, uint8_t* kinds) {
+  __syncthreads();  // the previous user of `live` is done
+  if (threadIdx.x == 0) {
+    int n = 0;
+    for (int i = 0; i < count; ++i) {
+      const uint8_t f = flags[i * stride];
+      if (f == kTileMasked) continue;
+      live[n] = static_cast<int16_t>(i);
+      kinds[n++] = f;
+    }
+    live[count] = static_cast<int16_t>(n);
+  }
+  __syncthreads();
+  return live[count];
 }
 
 __device__ __forceinline__ float bias_at(const Problem& p, int64_t base, int64_t row, int64_t col) {
@@ -158,30 +213,43 @@ __global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kLd = DP + kPad;
   bf16* qs = reinterpret_cast<bf16*>(smem);  // [64][kLd]
-  bf16* ks = qs + kTile * kLd;                // [64][kLd]
-  bf16* vs = ks + kTile * kLd;                // [64][kLd]
+  bf16* kv = qs + kTile * kLd;                // two buffers of K [64][kLd] then V [64][kLd]
+  auto* live = reinterpret_cast<int16_t*>(kv + 4 * kTile * kLd);  // [k_tiles + 1]
+  auto* kinds = reinterpret_cast<uint8_t*>(live + p.k_tiles + 1);  // [k_tiles]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
   const int qt = blockIdx.x;
   const int64_t row0 = int64_t{qt} * kTile;
   for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
     int64_t bias_base, flag_base;
     lead_offsets(p, b, bias_base, flag_base);
-    __syncthreads();  // the previous index's tiles are read
-    load_tile<DP>(qs, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
+    const int n_live = live_tiles(p.flags + flag_base + int64_t{qt} * p.k_tiles, p.k_tiles, 1, live, kinds);
+    // K/V of live tile i go to buffer i % 2, fetched one tile ahead of the math.
+    auto fetch = [&](int i) {
+      const int64_t key0 = int64_t{live[i]} * kTile;
+      bf16* buffer = kv + (i % 2) * 2 * kTile * kLd;
+      load_tile_async<DP>(buffer, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
+      load_tile_async<DP>(buffer + kTile * kLd, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
+    };
+    load_tile_async<DP>(qs, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
+    if (n_live > 0) fetch(0);
+    cp_async_commit();
     float o[DP / 8][4] = {};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    for (int kt = 0; kt < p.k_tiles; ++kt) {
-      const uint8_t flag = p.flags[flag_base + int64_t{qt} * p.k_tiles + kt];
-      if (flag == kTileMasked) continue;
-      const int64_t key0 = int64_t{kt} * kTile;
+    for (int i = 0; i < n_live; ++i) {
+      if (i + 1 < n_live) fetch(i + 1);
+      cp_async_commit();
+      cp_async_wait<1>();
       __syncthreads();
-      load_tile<DP>(ks, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
-      load_tile<DP>(vs, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
-      __syncthreads();
+      const uint8_t flag = kinds[i];
+      const int64_t key0 = int64_t{live[i]} * kTile;
+      const bf16* ks = kv + (i % 2) * 2 * kTile * kLd;
+      const bf16* vs = ks + kTile * kLd;
       float s[8][4] = {};
+      #pragma unroll
       for (int kk = 0; kk < DP / 16; ++kk) {
         uint32_t a[4];
         load_a(a, qs, kLd, warp * 16, kk * 16);
+        #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
           uint32_t b0, b1;
           load_b(b0, b1, ks, kLd, nt * 8, kk * 16);
@@ -189,57 +257,86 @@ __global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const
         }
       }
       // Logits in base 2, the row max over the quad that shares a row.
+      // A whole tile with a zero bias (below the causal diagonal) needs no bias and no bounds.
       float mx[2] = {-INFINITY, -INFINITY};
-      for (int nt = 0; nt < 8; ++nt) {
-        for (int e = 0; e < 4; ++e) {
-          const int64_t row = row0 + warp * 16 + g + (e >= 2 ? 8 : 0);
-          const int64_t col = key0 + nt * 8 + t4 * 2 + (e & 1);
-          float x = s[nt][e] * p.scale;
-          if (flag != kTileZero && row < p.s && col < p.t) x += bias_at(p, bias_base, row, col);
-          x = col < p.t ? x * kLog2e : -INFINITY;
-          s[nt][e] = x;
-          mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      const float scale2 = p.scale * kLog2e;
+      if (flag == kTileZero && key0 + kTile <= p.t) {
+        #pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          #pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            s[nt][e] *= scale2;
+            mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+          }
+        }
+      } else {
+        const int keys_left = static_cast<int>(p.t - key0 < kTile ? p.t - key0 : kTile);
+        const int rows_left = static_cast<int>(p.s - row0 < kTile ? p.s - row0 : kTile);
+        #pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          #pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int row = warp * 16 + g + (e >= 2 ? 8 : 0), col = nt * 8 + t4 * 2 + (e & 1);
+            float x = s[nt][e] * p.scale;
+            if (flag != kTileZero && row < rows_left && col < keys_left) {
+              x += bias_at(p, bias_base, row0 + row, key0 + col);
+            }
+            x = col < keys_left ? x * kLog2e : -INFINITY;
+            s[nt][e] = x;
+            mx[e >> 1] = fmaxf(mx[e >> 1], x);
+          }
         }
       }
       float alpha[2], m_use[2];
+      #pragma unroll
       for (int r = 0; r < 2; ++r) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
         const float m_new = fmaxf(m[r], mx[r]);
         m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row all -inf so far: exp2 gives 0, not NaN
-        alpha[r] = exp2f(m[r] - m_use[r]);
+        alpha[r] = fast_exp2(m[r] - m_use[r]);
         m[r] = m_new;
         l[r] *= alpha[r];
       }
+      #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
+        #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          s[nt][e] = exp2f(s[nt][e] - m_use[e >> 1]);
+          s[nt][e] = fast_exp2(s[nt][e] - m_use[e >> 1]);
           l[e >> 1] += s[nt][e];
         }
       }
+      #pragma unroll
       for (int dn = 0; dn < DP / 8; ++dn) {
         o[dn][0] *= alpha[0];
         o[dn][1] *= alpha[0];
         o[dn][2] *= alpha[1];
         o[dn][3] *= alpha[1];
       }
+      #pragma unroll
       for (int c = 0; c < 4; ++c) {
         uint32_t a[4];
         acc_to_a(a, s, c);
+        #pragma unroll
         for (int dn = 0; dn < DP / 8; ++dn) {
           uint32_t b0, b1;
           load_b_trans(b0, b1, vs, kLd, c * 16, dn * 8);
           mma(o[dn], a, b0, b1);
         }
       }
+      __syncthreads();  // this buffer is refilled two tiles on
     }
+    cp_async_wait<0>();
+    #pragma unroll
     for (int r = 0; r < 2; ++r) {
       l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
       l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
       const int64_t row = row0 + warp * 16 + g + r * 8;
       if (row >= p.s) continue;
       const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+      #pragma unroll
       for (int dn = 0; dn < DP / 8; ++dn) {
+        #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const int col = dn * 8 + t4 * 2 + j;
           if (col < p.dv) store(out, p.elem, (b * p.s + row) * p.dv + col, o[dn][r * 2 + j] * inv);
@@ -250,15 +347,16 @@ __global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const
   }
 }
 
-// dsum[row] = dout[row] . out[row]: one warp per row.
-__global__ void dsum_kernel(const void* out, const void* dout, Elem e, int64_t rows, int32_t dv, float* dsum) {
+// stats[row] = (lse in base 2, +inf for -inf so that P = 0; dout[row] . out[row]): one warp per row.
+__global__ void row_stats_kernel(const void* out, const void* dout, const float* lse, Elem e, int64_t rows, int32_t dv,
+                                 float2* stats) {
   const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   float acc = 0.0f;
   for (int c = lane; c < dv; c += 32) acc += load(out, e, row * dv + c) * load(dout, e, row * dv + c);
   for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0) dsum[row] = acc;
+  if (lane == 0) stats[row] = make_float2(lse[row] == -INFINITY ? INFINITY : lse[row] * kLog2e, acc);
 }
 
 __global__ void convert_kernel(const float* src, void* dst, Elem e, int64_t count) {
@@ -269,47 +367,64 @@ __global__ void convert_kernel(const float* src, void* dst, Elem e, int64_t coun
 
 template <int DP>
 __global__ void __launch_bounds__(kBlockThreads)
-    backward_kernel(Problem p, const void* q, const void* k, const void* v, const void* dout, const float* lse,
-                    const float* dsum, float* dq_accum, void* dk, void* dv) {
+    backward_kernel(Problem p, const void* q, const void* k, const void* v, const void* dout, const float2* row_stats,
+                    float* dq_accum, void* dk, void* dv) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kLd = DP + kPad;
   bf16* ks = reinterpret_cast<bf16*>(smem);  // [64][kLd] keys x d
   bf16* vs = ks + kTile * kLd;                // [64][kLd] keys x dv
-  bf16* qs = vs + kTile * kLd;                // [64][kLd] queries x d
-  bf16* dos = qs + kTile * kLd;               // [64][kLd] queries x dv
-  bf16* dss = dos + kTile * kLd;              // [64][kTLd] queries x keys
-  float* lse2 = reinterpret_cast<float*>(dss + kTile * kTLd);  // [64] lse in base 2; +inf: P = 0
-  float* dsums = lse2 + kTile;                                 // [64]
+  bf16* qdo = vs + kTile * kLd;               // two buffers of Q [64][kLd] then dO [64][kLd]
+  bf16* dss = qdo + 4 * kTile * kLd;          // [64][kTLd] queries x keys
+  auto* stats = reinterpret_cast<float2*>(dss + kTile * kTLd);  // two buffers of [64] (lse2, dsum)
+  auto* live = reinterpret_cast<int16_t*>(stats + 2 * kTile);    // [q_tiles + 1]
+  auto* kinds = reinterpret_cast<uint8_t*>(live + p.q_tiles + 1);  // [q_tiles]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
   const int kt = blockIdx.x;
   const int64_t key0 = int64_t{kt} * kTile;
   for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
     int64_t bias_base, flag_base;
     lead_offsets(p, b, bias_base, flag_base);
-    __syncthreads();
-    load_tile<DP>(ks, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
-    load_tile<DP>(vs, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
-    float dk_acc[DP / 8][4] = {}, dv_acc[DP / 8][4] = {};
-    for (int qt = 0; qt < p.q_tiles; ++qt) {
-      const uint8_t flag = p.flags[flag_base + int64_t{qt} * p.k_tiles + kt];
-      if (flag == kTileMasked) continue;
-      const int64_t row0 = int64_t{qt} * kTile;
-      __syncthreads();
-      load_tile<DP>(qs, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
-      load_tile<DP>(dos, kLd, dout, p.elem, (b * p.s + row0) * p.dv, p.s - row0, p.dv);
+    const int n_live = live_tiles(p.flags + flag_base + kt, p.q_tiles, p.k_tiles, live, kinds);
+    // Q, dO and the rows' (lse2, dsum) of live tile i go to buffer i % 2, one tile ahead.
+    auto fetch = [&](int i) {
+      const int64_t row0 = int64_t{live[i]} * kTile;
+      bf16* buffer = qdo + (i % 2) * 2 * kTile * kLd;
+      load_tile_async<DP>(buffer, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
+      load_tile_async<DP>(buffer + kTile * kLd, kLd, dout, p.elem, (b * p.s + row0) * p.dv, p.s - row0, p.dv);
       if (threadIdx.x < kTile) {
+        float2* slot = stats + (i % 2) * kTile + threadIdx.x;
         const int64_t row = row0 + threadIdx.x;
-        const float l = row < p.s ? lse[b * p.s + row] : -INFINITY;
-        lse2[threadIdx.x] = l == -INFINITY ? INFINITY : l * kLog2e;
-        dsums[threadIdx.x] = row < p.s ? dsum[b * p.s + row] : 0.0f;
+        if (row < p.s) {
+          const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(slot));
+          asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(address), "l"(row_stats + b * p.s + row));
+        } else {
+          *slot = make_float2(INFINITY, 0.0f);  // P = 0
+        }
       }
+    };
+    load_tile_async<DP>(ks, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
+    load_tile_async<DP>(vs, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
+    if (n_live > 0) fetch(0);
+    cp_async_commit();
+    float dk_acc[DP / 8][4] = {}, dv_acc[DP / 8][4] = {};
+    for (int i = 0; i < n_live; ++i) {
+      if (i + 1 < n_live) fetch(i + 1);
+      cp_async_commit();
+      cp_async_wait<1>();
       __syncthreads();
+      const uint8_t flag = kinds[i];
+      const int64_t row0 = int64_t{live[i]} * kTile;
+      const bf16* qs = qdo + (i % 2) * 2 * kTile * kLd;
+      const bf16* dos = qs + kTile * kLd;
+      const float2* st = stats + (i % 2) * kTile;
       // S^T (this warp's 16 keys x 64 queries) -> P^T; dP^T = V . dO^T; dS^T = P^T (dP^T - dsum).
       float pt[8][4] = {}, dpt[8][4] = {};
+      #pragma unroll
       for (int kk = 0; kk < DP / 16; ++kk) {
         uint32_t a[4], av[4];
         load_a(a, ks, kLd, warp * 16, kk * 16);
         load_a(av, vs, kLd, warp * 16, kk * 16);
+        #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
           uint32_t b0, b1;
           load_b(b0, b1, qs, kLd, nt * 8, kk * 16);
@@ -318,23 +433,38 @@ __global__ void __launch_bounds__(kBlockThreads)
           mma(dpt[nt], av, b0, b1);
         }
       }
+      const float scale2 = p.scale * kLog2e;
+      const int keys_left = static_cast<int>(p.t - key0 < kTile ? p.t - key0 : kTile);
+      const int rows_left = static_cast<int>(p.s - row0 < kTile ? p.s - row0 : kTile);
+      const bool full = flag == kTileZero && keys_left == kTile && rows_left == kTile;
+      #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
+        #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
-          const int64_t key = key0 + local_key, row = row0 + local_q;
-          float x = pt[nt][e] * p.scale;
-          if (flag != kTileZero && row < p.s && key < p.t) x += bias_at(p, bias_base, row, key);
-          const float prob = key < p.t ? exp2f(x * kLog2e - lse2[local_q]) : 0.0f;
+          const float2 row_stat = st[local_q];
+          float prob;
+          if (full) {
+            prob = fast_exp2(pt[nt][e] * scale2 - row_stat.x);
+          } else {
+            float x = pt[nt][e] * p.scale;
+            if (flag != kTileZero && local_q < rows_left && local_key < keys_left) {
+              x += bias_at(p, bias_base, row0 + local_q, key0 + local_key);
+            }
+            prob = local_key < keys_left ? fast_exp2(x * kLog2e - row_stat.x) : 0.0f;
+          }
           pt[nt][e] = prob;
-          dpt[nt][e] = prob * (dpt[nt][e] - dsums[local_q]);
+          dpt[nt][e] = prob * (dpt[nt][e] - row_stat.y);
           dss[local_q * kTLd + local_key] = __float2bfloat16_rn(dpt[nt][e]);
         }
       }
       // dV += P^T . dO and dK += dS^T . Q over the 64 queries.
+      #pragma unroll
       for (int c = 0; c < 4; ++c) {
         uint32_t ap[4], ad[4];
         acc_to_a(ap, pt, c);
         acc_to_a(ad, dpt, c);
+        #pragma unroll
         for (int dn = 0; dn < DP / 8; ++dn) {
           uint32_t b0, b1;
           load_b_trans(b0, b1, dos, kLd, c * 16, dn * 8);
@@ -346,30 +476,44 @@ __global__ void __launch_bounds__(kBlockThreads)
       __syncthreads();  // dS complete
       // dQ (this warp's 16 queries) += dS . K over the block's 64 keys, added into the fp32 scratch.
       float dq[DP / 8][4] = {};
+      #pragma unroll
       for (int c = 0; c < 4; ++c) {
         uint32_t a[4];
         load_a(a, dss, kTLd, warp * 16, c * 16);
+        #pragma unroll
         for (int dn = 0; dn < DP / 8; ++dn) {
           uint32_t b0, b1;
           load_b_trans(b0, b1, ks, kLd, c * 16, dn * 8);
           mma(dq[dn], a, b0, b1);
         }
       }
+      #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int64_t row = row0 + warp * 16 + g + r * 8;
         if (row >= p.s) continue;
+        float* dq_row = dq_accum + (b * p.s + row) * p.d;
+        #pragma unroll
         for (int dn = 0; dn < DP / 8; ++dn) {
-          for (int j = 0; j < 2; ++j) {
-            const int col = dn * 8 + t4 * 2 + j;
-            if (col < p.d) atomicAdd(dq_accum + (b * p.s + row) * p.d + col, dq[dn][r * 2 + j] * p.scale);
+          const int col = dn * 8 + t4 * 2;
+          const float x0 = dq[dn][r * 2] * p.scale, x1 = dq[dn][r * 2 + 1] * p.scale;
+          if (p.d % 2 == 0 && col + 1 < p.d) {
+            atomicAdd(reinterpret_cast<float2*>(dq_row + col), make_float2(x0, x1));  // one 8-byte add
+          } else {
+            if (col < p.d) atomicAdd(dq_row + col, x0);
+            if (col + 1 < p.d) atomicAdd(dq_row + col + 1, x1);
           }
         }
       }
+      __syncthreads();  // this buffer and dS are rewritten on
     }
+    cp_async_wait<0>();
+    #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int64_t key = key0 + warp * 16 + g + r * 8;
       if (key >= p.t) continue;
+      #pragma unroll
       for (int dn = 0; dn < DP / 8; ++dn) {
+        #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const int col = dn * 8 + t4 * 2 + j;
           if (col < p.d) store(dk, p.elem, (b * p.t + key) * p.d + col, dk_acc[dn][r * 2 + j] * p.scale);
@@ -380,9 +524,10 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
 }
 
-constexpr size_t forward_smem(int dp) { return sizeof(bf16) * 3 * kTile * (dp + kPad); }
-constexpr size_t backward_smem(int dp) {
-  return sizeof(bf16) * (4 * kTile * (dp + kPad) + kTile * kTLd) + 2 * kTile * sizeof(float);
+// Shared memory of a block: the tiles, then the live-tile list of `tiles` entries.
+size_t forward_smem(int dp, int tiles) { return sizeof(bf16) * 5 * kTile * (dp + kPad) + 3 * size_t(tiles) + 2; }
+size_t backward_smem(int dp, int tiles) {
+  return sizeof(bf16) * (6 * kTile * (dp + kPad) + kTile * kTLd) + 2 * kTile * sizeof(float2) + 3 * size_t(tiles) + 2;
 }
 
 // The padded head dim the kernels are built for: the smallest of these >= max(d, dv).
@@ -453,7 +598,7 @@ dim3 grid_of(int tiles, int64_t batch) { return dim3(static_cast<unsigned>(tiles
 template <int DP>
 Status forward_dp(const Problem& p, const void* q, const void* k, const void* v, void* out, float* lse,
                   cudaStream_t stream) {
-  const size_t smem = forward_smem(DP);
+  const size_t smem = forward_smem(DP, p.k_tiles);
   STRATA_CUDA_CALL(cudaFuncSetAttribute(forward_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   forward_kernel<DP><<<grid_of(p.q_tiles, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, out, lse);
   STRATA_CUDA_LAUNCHED("attention_forward");
@@ -461,25 +606,25 @@ Status forward_dp(const Problem& p, const void* q, const void* k, const void* v,
 }
 
 template <int DP>
-Status backward_dp(const Problem& p, const void* q, const void* k, const void* v, const void* dout, const float* lse,
-                   const float* dsum, float* dq_accum, void* dk, void* dv, cudaStream_t stream) {
-  const size_t smem = backward_smem(DP);
+Status backward_dp(const Problem& p, const void* q, const void* k, const void* v, const void* dout, const float2* stats,
+                   float* dq_accum, void* dk, void* dv, cudaStream_t stream) {
+  const size_t smem = backward_smem(DP, p.q_tiles);
   STRATA_CUDA_CALL(cudaFuncSetAttribute(backward_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  backward_kernel<DP><<<grid_of(p.k_tiles, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, dout, lse, dsum,
-                                                                                    dq_accum, dk, dv);
+  backward_kernel<DP><<<grid_of(p.k_tiles, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, dout, stats, dq_accum,
+                                                                                    dk, dv);
   STRATA_CUDA_LAUNCHED("attention_backward");
   return Status::ok();
 }
 
-Status backward_any(const Problem& p, const void* q, const void* k, const void* v, const void* dout, const float* lse,
-                    const float* dsum, float* dq_accum, void* dk, void* dv, cudaStream_t stream) {
+Status backward_any(const Problem& p, const void* q, const void* k, const void* v, const void* dout, const float2* stats,
+                    float* dq_accum, void* dk, void* dv, cudaStream_t stream) {
   switch (padded_dim(std::max(p.d, p.dv))) {
-    case 16: return backward_dp<16>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
-    case 32: return backward_dp<32>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
-    case 64: return backward_dp<64>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
-    case 80: return backward_dp<80>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
-    case 96: return backward_dp<96>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
-    default: return backward_dp<128>(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream);
+    case 16: return backward_dp<16>(p, q, k, v, dout, stats, dq_accum, dk, dv, stream);
+    case 32: return backward_dp<32>(p, q, k, v, dout, stats, dq_accum, dk, dv, stream);
+    case 64: return backward_dp<64>(p, q, k, v, dout, stats, dq_accum, dk, dv, stream);
+    case 80: return backward_dp<80>(p, q, k, v, dout, stats, dq_accum, dk, dv, stream);
+    case 96: return backward_dp<96>(p, q, k, v, dout, stats, dq_accum, dk, dv, stream);
+    default: return backward_dp<128>(p, q, k, v, dout, stats, dq_accum, dk, dv, stream);
   }
 }
 
@@ -491,7 +636,7 @@ int64_t attention_workspace_bytes(const AttentionProblem& a, bool backward) {
   auto p = make_problem(a, Elem::bf16);
   if (!p.is_ok()) return 0;
   int64_t bytes = align16(flag_bytes(*p));
-  if (backward) bytes += align16(a.batch * a.s * a.d * 4) + align16(a.batch * a.s * 4);
+  if (backward) bytes += align16(a.batch * a.s * a.d * 4) + align16(a.batch * a.s * 8);
   return bytes;
 }
 
@@ -521,15 +666,15 @@ Status attention_backward(const AttentionProblem& a, const void* q, const void* 
   auto* dq_accum = reinterpret_cast<float*>(bytes);
   const int64_t dq_count = a.batch * a.s * a.d;
   bytes += align16(dq_count * 4);
-  auto* dsum = reinterpret_cast<float*>(bytes);
+  auto* stats = reinterpret_cast<float2*>(bytes);
   STRATA_CUDA_CALL(cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(dq_count) * 4, stream));
   const int64_t rows = a.batch * a.s;
   if (rows > 0) {
-    dsum_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(out, dout, elem, rows,
-                                                                                    static_cast<int32_t>(a.dv), dsum);
-    STRATA_CUDA_LAUNCHED("attention_dsum");
+    row_stats_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(
+        out, dout, lse, elem, rows, static_cast<int32_t>(a.dv), stats);
+    STRATA_CUDA_LAUNCHED("attention_row_stats");
   }
-  STRATA_RETURN_IF_ERROR(backward_any(p, q, k, v, dout, lse, dsum, dq_accum, dk, dv, stream));
+  STRATA_RETURN_IF_ERROR(backward_any(p, q, k, v, dout, stats, dq_accum, dk, dv, stream));
   if (dq_count > 0) {
     const auto blocks = static_cast<unsigned>(std::min<int64_t>((dq_count + 255) / 256, 65535));
     convert_kernel<<<blocks, 256, 0, stream>>>(dq_accum, dq, elem, dq_count);
