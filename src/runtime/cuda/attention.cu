@@ -69,7 +69,6 @@ __device__ __forceinline__ uint32_t pack(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
-__device__ __forceinline__ uint32_t ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // c += a . b for one m16n8k16 tile.
 __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -80,27 +79,36 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// The A fragment of rows [r0, r0 + 16) and columns [c0, c0 + 16) of a row-major bf16 tile.
-__device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf16* x, int ld, int r0, int c0) {
-  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  a[0] = ld32(x + (r0 + g) * ld + c0 + t * 2);
-  a[1] = ld32(x + (r0 + g + 8) * ld + c0 + t * 2);
-  a[2] = ld32(x + (r0 + g) * ld + c0 + t * 2 + 8);
-  a[3] = ld32(x + (r0 + g + 8) * ld + c0 + t * 2 + 8);
+__device__ __forceinline__ uint32_t shared_address(const bf16* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-// The B fragment (k in [k0, k0 + 16), n in [n0, n0 + 8)) of a tile stored n-major: y[n * ld + k].
-__device__ __forceinline__ void load_b(uint32_t& b0, uint32_t& b1, const bf16* y, int ld, int n0, int k0) {
-  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  b0 = ld32(y + (n0 + g) * ld + k0 + t * 2);
-  b1 = ld32(y + (n0 + g) * ld + k0 + t * 2 + 8);
-}
-// The B fragment (k in [k0, k0 + 16), n in [n0, n0 + 8)) of a tile stored k-major, x[k * ld + n],
-// through ldmatrix.trans (rows of 16 bytes: ld * 2 and n0 * 2 multiples of 16).
-__device__ __forceinline__ void load_b_trans(uint32_t& b0, uint32_t& b1, const bf16* x, int ld, int k0, int n0) {
+// Fragments through ldmatrix.x4 (four 8 x 8 matrices in one instruction; rows of 16 bytes):
+// the A fragment of rows [r0, r0 + 16) x columns [c0, c0 + 16) of a row-major tile;
+__device__ __forceinline__ void load_a4(uint32_t (&a)[4], const bf16* x, int ld, int r0, int c0) {
   const int lane = threadIdx.x % 32;
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(x + (k0 + (lane & 15)) * ld + n0));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(b0), "=r"(b1) : "r"(address));
+  const uint32_t address = shared_address(x + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+               : "r"(address));
 }
+// the B fragments of n-tiles [n0, n0 + 8) (b[0], b[1]) and [n0 + 8, n0 + 16) (b[2], b[3]), k in
+// [k0, k0 + 16), of a tile stored n-major (y[n * ld + k]);
+__device__ __forceinline__ void load_b4(uint32_t (&b)[4], const bf16* y, int ld, int n0, int k0) {
+  const int lane = threadIdx.x % 32;
+  const uint32_t address = shared_address(y + (n0 + (lane & 7) + ((lane >> 4) << 3)) * ld + k0 + ((lane >> 3) & 1) * 8);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(address));
+}
+// the same of a tile stored k-major (x[k * ld + n]), through the transposing load.
+__device__ __forceinline__ void load_b4_trans(uint32_t (&b)[4], const bf16* x, int ld, int k0, int n0) {
+  const int lane = threadIdx.x % 32;
+  const uint32_t address = shared_address(x + (k0 + (lane & 15)) * ld + n0 + (lane >> 4) * 8);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(address));
+}
+
 // Accumulators of a 16 x 64 tile (8 n-tiles) as the A fragment of k-chunk c (16 columns).
 __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[8][4], int c) {
   a[0] = pack(acc[2 * c][0], acc[2 * c][1]);
@@ -208,7 +216,7 @@ __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
 }
 
 template <int DP>
-__global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const void* q, const void* k, const void* v,
+__global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kernel(Problem p, const void* q, const void* k, const void* v,
                                                                  void* out, float* lse) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kLd = DP + kPad;
@@ -235,6 +243,7 @@ __global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const
     cp_async_commit();
     float o[DP / 8][4] = {};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    uint32_t qa[DP / 16][4];  // this warp's Q rows as A fragments, loaded with the first tile
     for (int i = 0; i < n_live; ++i) {
       if (i + 1 < n_live) fetch(i + 1);
       cp_async_commit();
@@ -244,16 +253,19 @@ __global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const
       const int64_t key0 = int64_t{live[i]} * kTile;
       const bf16* ks = kv + (i % 2) * 2 * kTile * kLd;
       const bf16* vs = ks + kTile * kLd;
+      if (i == 0) {
+        #pragma unroll
+        for (int kk = 0; kk < DP / 16; ++kk) load_a4(qa[kk], qs, kLd, warp * 16, kk * 16);
+      }
       float s[8][4] = {};
       #pragma unroll
       for (int kk = 0; kk < DP / 16; ++kk) {
-        uint32_t a[4];
-        load_a(a, qs, kLd, warp * 16, kk * 16);
         #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          uint32_t b0, b1;
-          load_b(b0, b1, ks, kLd, nt * 8, kk * 16);
-          mma(s[nt], a, b0, b1);
+        for (int nt = 0; nt < 8; nt += 2) {
+          uint32_t b[4];
+          load_b4(b, ks, kLd, nt * 8, kk * 16);
+          mma(s[nt], qa[kk], b[0], b[1]);
+          mma(s[nt + 1], qa[kk], b[2], b[3]);
         }
       }
       // Logits in base 2, the row max over the quad that shares a row.
@@ -318,10 +330,11 @@ __global__ void __launch_bounds__(kBlockThreads) forward_kernel(Problem p, const
         uint32_t a[4];
         acc_to_a(a, s, c);
         #pragma unroll
-        for (int dn = 0; dn < DP / 8; ++dn) {
-          uint32_t b0, b1;
-          load_b_trans(b0, b1, vs, kLd, c * 16, dn * 8);
-          mma(o[dn], a, b0, b1);
+        for (int dn = 0; dn < DP / 8; dn += 2) {
+          uint32_t b[4];
+          load_b4_trans(b, vs, kLd, c * 16, dn * 8);
+          mma(o[dn], a, b[0], b[1]);
+          mma(o[dn + 1], a, b[2], b[3]);
         }
       }
       __syncthreads();  // this buffer is refilled two tiles on
@@ -366,7 +379,7 @@ __global__ void convert_kernel(const float* src, void* dst, Elem e, int64_t coun
 }
 
 template <int DP>
-__global__ void __launch_bounds__(kBlockThreads)
+__global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
     backward_kernel(Problem p, const void* q, const void* k, const void* v, const void* dout, const float2* row_stats,
                     float* dq_accum, void* dk, void* dv) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -422,15 +435,17 @@ __global__ void __launch_bounds__(kBlockThreads)
       #pragma unroll
       for (int kk = 0; kk < DP / 16; ++kk) {
         uint32_t a[4], av[4];
-        load_a(a, ks, kLd, warp * 16, kk * 16);
-        load_a(av, vs, kLd, warp * 16, kk * 16);
+        load_a4(a, ks, kLd, warp * 16, kk * 16);
+        load_a4(av, vs, kLd, warp * 16, kk * 16);
         #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          uint32_t b0, b1;
-          load_b(b0, b1, qs, kLd, nt * 8, kk * 16);
-          mma(pt[nt], a, b0, b1);
-          load_b(b0, b1, dos, kLd, nt * 8, kk * 16);
-          mma(dpt[nt], av, b0, b1);
+        for (int nt = 0; nt < 8; nt += 2) {
+          uint32_t b[4];
+          load_b4(b, qs, kLd, nt * 8, kk * 16);
+          mma(pt[nt], a, b[0], b[1]);
+          mma(pt[nt + 1], a, b[2], b[3]);
+          load_b4(b, dos, kLd, nt * 8, kk * 16);
+          mma(dpt[nt], av, b[0], b[1]);
+          mma(dpt[nt + 1], av, b[2], b[3]);
         }
       }
       const float scale2 = p.scale * kLog2e;
@@ -465,12 +480,14 @@ __global__ void __launch_bounds__(kBlockThreads)
         acc_to_a(ap, pt, c);
         acc_to_a(ad, dpt, c);
         #pragma unroll
-        for (int dn = 0; dn < DP / 8; ++dn) {
-          uint32_t b0, b1;
-          load_b_trans(b0, b1, dos, kLd, c * 16, dn * 8);
-          mma(dv_acc[dn], ap, b0, b1);
-          load_b_trans(b0, b1, qs, kLd, c * 16, dn * 8);
-          mma(dk_acc[dn], ad, b0, b1);
+        for (int dn = 0; dn < DP / 8; dn += 2) {
+          uint32_t b[4];
+          load_b4_trans(b, dos, kLd, c * 16, dn * 8);
+          mma(dv_acc[dn], ap, b[0], b[1]);
+          mma(dv_acc[dn + 1], ap, b[2], b[3]);
+          load_b4_trans(b, qs, kLd, c * 16, dn * 8);
+          mma(dk_acc[dn], ad, b[0], b[1]);
+          mma(dk_acc[dn + 1], ad, b[2], b[3]);
         }
       }
       __syncthreads();  // dS complete
@@ -479,12 +496,13 @@ __global__ void __launch_bounds__(kBlockThreads)
       #pragma unroll
       for (int c = 0; c < 4; ++c) {
         uint32_t a[4];
-        load_a(a, dss, kTLd, warp * 16, c * 16);
+        load_a4(a, dss, kTLd, warp * 16, c * 16);
         #pragma unroll
-        for (int dn = 0; dn < DP / 8; ++dn) {
-          uint32_t b0, b1;
-          load_b_trans(b0, b1, ks, kLd, c * 16, dn * 8);
-          mma(dq[dn], a, b0, b1);
+        for (int dn = 0; dn < DP / 8; dn += 2) {
+          uint32_t b[4];
+          load_b4_trans(b, ks, kLd, c * 16, dn * 8);
+          mma(dq[dn], a, b[0], b[1]);
+          mma(dq[dn + 1], a, b[2], b[3]);
         }
       }
       #pragma unroll
