@@ -316,7 +316,8 @@ double attention_logits(const Args& a, const AttentionShape& n, int64_t b, int64
   for (int64_t j = 0; j < n.t; ++j) {
     double dot = 0.0;
     for (int64_t x = 0; x < n.d; ++x) dot += q[(b * n.s + row) * n.d + x] * k[(b * n.t + j) * n.d + x];
-    logits[j] = scale * dot + bias[base + j * n.bias_stride[r - 1]];
+    const double b_j = bias[base + j * n.bias_stride[r - 1]];
+    logits[j] = b_j <= ir::kAttentionMaskedBias ? -std::numeric_limits<double>::infinity() : scale * dot + b_j;
     max = std::max(max, logits[j]);
   }
   if (max == -std::numeric_limits<double>::infinity()) return max;

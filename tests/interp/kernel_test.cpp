@@ -285,6 +285,17 @@ TEST(Kernels, AttentionFullyMaskedRow) {
   for (const Tensor& t : grads) {
     for (int64_t i = 0; i < t.numel(); ++i) EXPECT_EQ(t[i], 0.0);  // dout is zero on the live row
   }
+  // Finite entries at or below kAttentionMaskedBias mask as -inf does (not a softmax over them).
+  Tensor finite({2, 2}, {-1e9, ir::kAttentionMaskedBias, 0.0, 0.0});
+  auto masked = run_op(OpKind::Attention, {q, k, v, finite}, {{"scale", 1.0}});
+  EXPECT_EQ(masked[0][0], 0.0);
+  EXPECT_EQ(masked[1][0], -inf);
+  EXPECT_NEAR(masked[0][1], (3.0 * e0 - e1) / (e0 + e1), 1e-12);
+  // Just above the threshold an entry still counts.
+  Tensor open({2, 2}, {-1e9, 0.999 * ir::kAttentionMaskedBias, 0.0, 0.0});
+  auto kept = run_op(OpKind::Attention, {q, k, v, open}, {{"scale", 1.0}});
+  EXPECT_NEAR(kept[0][0], -1.0, 1e-12);  // all weight on key 1 (value -1)
+  EXPECT_NEAR(kept[1][0], -1.0 + 0.999 * ir::kAttentionMaskedBias, 1e-6);  // lse: q0 . k1 + its bias
 }
 
 TEST(Kernels, OptimizerUpdates) {

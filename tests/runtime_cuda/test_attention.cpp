@@ -152,7 +152,7 @@ TEST(CudaFusion, AttentionLeftAloneWhenAnIntermediateEscapes) {
 
 // --- the kernels on the device --------------------------------------------------------------
 
-enum class BiasKind { causal, random, broadcast };
+enum class BiasKind { causal, random, broadcast, sparse };
 
 struct AttentionCase {
   std::string name;
@@ -161,14 +161,15 @@ struct AttentionCase {
   BiasKind bias = BiasKind::causal;
   DType activations = DType::bf16;
   bool bias_bf16 = false;
-  std::vector<int64_t> dead_rows;  // query rows whose every bias entry is -inf
+  std::vector<int64_t> dead_rows;  // query rows whose every bias entry is -inf (or -1e9: dead_finite)
+  bool dead_finite = false;
 };
 
 std::ostream& operator<<(std::ostream& os, const AttentionCase& c) { return os << c.name; }
 
 AttentionCase make_case(std::string name, ir::Shape lead, int64_t s, int64_t t, int64_t d, int64_t dv,
                         BiasKind bias = BiasKind::causal, DType activations = DType::bf16, bool bias_bf16 = false,
-                        std::vector<int64_t> dead_rows = {}) {
+                        std::vector<int64_t> dead_rows = {}, bool dead_finite = false) {
   AttentionCase c;
   c.name = std::move(name);
   c.lead = std::move(lead);
@@ -180,6 +181,7 @@ AttentionCase make_case(std::string name, ir::Shape lead, int64_t s, int64_t t, 
   c.activations = activations;
   c.bias_bf16 = bias_bf16;
   c.dead_rows = std::move(dead_rows);
+  c.dead_finite = dead_finite;
   return c;
 }
 
@@ -210,7 +212,7 @@ TEST_P(AttentionKernelTest, MatchesInterpreter) {
   Backend& be = backend(c.activations);
   std::mt19937 rng(1234);
   ir::Shape bias_shape = c.bias == BiasKind::causal ? ir::Shape{c.s, c.t}
-                         : c.bias == BiasKind::random ? with(c.lead, {c.s, c.t})
+                         : c.bias == BiasKind::random || c.bias == BiasKind::sparse ? with(c.lead, {c.s, c.t})
                                                       : ir::Shape{c.lead[0], 1, 1, c.t};
   ir::Graph g;
   const ir::Value q = g.input("q", with(c.lead, {c.s, c.d})), k = g.input("k", with(c.lead, {c.t, c.d}));
@@ -231,7 +233,11 @@ TEST_P(AttentionKernelTest, MatchesInterpreter) {
   }
   for (int64_t row : c.dead_rows) {
     STRATA_CHECK(c.bias == BiasKind::causal, "dead rows need the [S, T] bias");
-    for (int64_t j = 0; j < c.t; ++j) b[row * c.t + j] = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < c.t; ++j) b[row * c.t + j] = c.dead_finite ? -1e9 : -std::numeric_limits<double>::infinity();
+  }
+  if (c.bias == BiasKind::sparse) {  // about half the entries masked, rows and tiles in every pattern
+    std::bernoulli_distribution masked(0.5);
+    for (int64_t i = 0; i < b.numel(); ++i) b[i] = masked(rng) ? -1e9 : b[i];
   }
   feeds["bias"] = b;
   auto want = interp::run(g, feeds, interp::Precision::f64);
@@ -262,7 +268,7 @@ TEST_P(AttentionKernelTest, MatchesInterpreter) {
     EXPECT_LE(err, 3e-2) << names[i];
     std::printf("attention %s: %s relative error %.2e\n", c.name.c_str(), names[i], err);
   }
-  for (int64_t row : c.dead_rows) {  // out 0, lse -inf for every leading index
+  for (int64_t row : c.dead_rows) {  // out 0, lse -inf for every leading index (a masked row attends to nothing)
     for (int64_t l = 0; l < want->values[att][1].numel() / c.s; ++l) {
       EXPECT_EQ((*lse)[l * c.s + row], -std::numeric_limits<double>::infinity());
       for (int64_t j = 0; j < c.dv; ++j) EXPECT_EQ((*out)[(l * c.s + row) * c.dv + j], 0.0);
@@ -279,7 +285,12 @@ INSTANTIATE_TEST_SUITE_P(
                       make_case("CausalHead128", {1, 2}, 200, 200, 128, 128),
                       make_case("RandomD32Dv48Bf16Bias", {2}, 50, 60, 32, 48, BiasKind::random, DType::bf16, true),
                       make_case("CausalFp32Activations", {2, 2}, 96, 96, 64, 64, BiasKind::causal, DType::f32),
-                      make_case("FullyMaskedRows", {2}, 80, 80, 64, 64, BiasKind::causal, DType::bf16, false, {5, 70})),
+                      make_case("FullyMaskedRows", {2}, 80, 80, 64, 64, BiasKind::causal, DType::bf16, false, {5, 70}),
+                      // Rows of finite -1e9s: masked (<= -1e6) entries only, so out 0 and lse -inf as for -inf.
+                      make_case("FiniteMaskedRows", {2}, 160, 160, 64, 64, BiasKind::causal, DType::bf16, false,
+                                {5, 130}, true),
+                      // Half of a random bias masked: rows whose first tiles are all masked, then not.
+                      make_case("SparseMask130", {2}, 130, 200, 64, 64, BiasKind::sparse)),
     [](const ::testing::TestParamInfo<AttentionCase>& info) { return info.param.name; });
 
 }  // namespace

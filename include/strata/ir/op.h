@@ -75,7 +75,9 @@ enum class OpKind : uint16_t {
   // (q[..., S, D], k[..., T, D], v[..., T, Dv], bias) {scale} -> 2 outputs: out[..., S, Dv] (q's
   // dtype) = softmax(scale * q.k^T + bias over T) . v, and lse[..., S] f32, the row logsumexp of
   // scale * q.k^T + bias. q, k and v share the leading dims; bias broadcasts (numpy rules) into
-  // [..., S, T]. A row whose every logit is -inf has lse -inf and out 0.
+  // [..., S, T]. A bias entry at or below kAttentionMaskedBias (-1e6) masks its logit (as -inf),
+  // so a row whose every entry is masked has lse -inf and out 0 (the unfused Add + Softmax gives a
+  // softmax over the masked logits there; with any entry left the two agree: exp underflows).
   Attention,
   // (q, k, v, bias, out, lse, dout) {scale} -> 3 outputs: dq, dk, dv (the types of q, k, v). No
   // gradient flows to bias; out and lse are Attention's outputs for the same q, k, v, bias.
@@ -89,6 +91,10 @@ enum class OpKind : uint16_t {
 
   kCount  // number of kinds; not an op
 };
+
+// Attention's bias: an entry at or below this masks its logit (the cuda kernels use the same
+// value, kMaskedBias in src/runtime/cuda/kernels.h, to skip all-masked blocks exactly).
+inline constexpr double kAttentionMaskedBias = -1e6;
 
 const char* op_kind_name(OpKind kind);
 Expected<OpKind> parse_op_kind(const std::string& name);  // the name as op_kind_name prints it

@@ -186,12 +186,14 @@ __device__ int live_tiles(const uint8_t* flags, int count, int64_t stride, int16
   return live[count];
 }
 
+// A bias entry; one at or below kMaskedBias masks its logit (-inf), as the op defines.
 __device__ __forceinline__ float bias_at(const Problem& p, int64_t base, int64_t row, int64_t col) {
-  return load(p.bias, p.bias_elem, base + row * p.bias_s + col * p.bias_t);
+  const float x = load(p.bias, p.bias_elem, base + row * p.bias_s + col * p.bias_t);
+  return x <= kMaskedBias ? -INFINITY : x;
 }
 
 // One block per (query tile, key tile, bias leading index) of the bias: kTileMasked when every entry
-// is <= kMaskedBias, kTileZero when every entry is 0, else kTileMixed.
+// is masked (<= kMaskedBias), kTileZero when every entry is 0, else kTileMixed.
 __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
   const int64_t block = blockIdx.x;
   if (block >= flag_blocks) return;
@@ -207,7 +209,7 @@ __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
     const int64_t row = int64_t{qt} * kTile + i / kTile, col = int64_t{kt} * kTile + i % kTile;
     if (row >= p.s || col >= p.t) continue;
     const float x = bias_at(p, base, row, col);
-    masked = masked && x <= kMaskedBias;
+    masked = masked && x == -INFINITY;
     zero = zero && x == 0.0f;
   }
   masked = __syncthreads_and(masked);
@@ -602,6 +604,10 @@ Expected<Problem> make_problem(const AttentionProblem& a, Elem elem) {
   return p;
 }
 
+int64_t align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
+
+int64_t flag_region_bytes(const Problem& p) { return align16(flag_bytes(p)); }
+
 Status run_flags(Problem& p, uint8_t* flags, cudaStream_t stream) {
   const int64_t blocks = flag_bytes(p);
   p.flags = flags;
@@ -646,14 +652,12 @@ Status backward_any(const Problem& p, const void* q, const void* k, const void* 
   }
 }
 
-int64_t align16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
-
 }  // namespace
 
 int64_t attention_workspace_bytes(const AttentionProblem& a, bool backward) {
   auto p = make_problem(a, Elem::bf16);
   if (!p.is_ok()) return 0;
-  int64_t bytes = align16(flag_bytes(*p));
+  int64_t bytes = flag_region_bytes(*p);
   if (backward) bytes += align16(a.batch * a.s * a.d * 4) + align16(a.batch * a.s * 8);
   return bytes;
 }
@@ -680,7 +684,7 @@ Status attention_backward(const AttentionProblem& a, const void* q, const void* 
   if (a.batch == 0 || (a.s == 0 && a.t == 0)) return Status::ok();
   auto* bytes = static_cast<char*>(workspace);
   STRATA_RETURN_IF_ERROR(run_flags(p, reinterpret_cast<uint8_t*>(bytes), stream));
-  bytes += align16(flag_bytes(p));
+  bytes += flag_region_bytes(p);
   auto* dq_accum = reinterpret_cast<float*>(bytes);
   const int64_t dq_count = a.batch * a.s * a.d;
   bytes += align16(dq_count * 4);

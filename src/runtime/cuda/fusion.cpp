@@ -14,7 +14,9 @@
 //    -> Transposes of q, k, v to [B, N, ., D] and one Attention; in a training graph also the
 //    backward (dP Dot, SoftmaxGrad, its Scale, the dq/dk/dv Dots and their Transposes) -> one
 //    AttentionGrad and Transposes back. Only when no intermediate (scores, P, dP, dS) has a user
-//    outside the pattern and D, Dv <= kMaxAttentionHeadDim.
+//    outside the pattern and D, Dv <= kMaxAttentionHeadDim. The values stay equal except in a row
+//    whose every mask entry is <= ir::kAttentionMaskedBias: the Softmax spreads it over the masked
+//    keys, Attention gives it out 0 (a query that may attend to nothing, as in flash attention).
 #include <algorithm>
 #include <map>
 #include <optional>

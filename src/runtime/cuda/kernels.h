@@ -85,11 +85,11 @@ struct AttentionProblem {
   Elem bias_elem = Elem::f32;
   View bias_view;
 };
-// A bias entry at or below this counts as masked: a 64 x 64 (query, key) block of the bias whose
-// every entry is masked is skipped. That is exact (exp underflows to 0 in fp32) while each row keeps
-// an entry above the threshold and |scale q.k| stays far below 1e6. A row whose every entry is
-// masked gets the softmax over the blocks that were not skipped (the reference gives the softmax of
-// the whole row), and out 0, lse -inf when all its blocks were skipped or every entry is -inf.
+// A bias entry at or below kMaskedBias masks its logit (-inf; the op's definition, see
+// ir::kAttentionMaskedBias), so a 64 x 64 (query, key) block of the bias whose every entry is
+// masked is skipped exactly, and a row whose every entry is masked gets out 0 and lse -inf.
+// (Recomputing P from lse in the backward could not be exact for a row of finite -1e9s: fp32 keeps
+// neither the scores nor log T next to 1e9.)
 inline constexpr float kMaskedBias = -1e6f;
 // Scratch the launchers need (device memory, any contents): the block flags, and for the backward
 // an fp32 dq accumulator and the rows' dout . out.
