@@ -4,62 +4,38 @@
 // the cpu backend, and the losses must equal the unwrapped run's (the wrapper only counts).
 #include <gtest/gtest.h>
 
-#include <random>
 #include <string>
 
 #include "strata/autodiff/autodiff.h"
 #include "strata/models/models.h"
 #include "strata/runtime/executor.h"
 #include "strata/runtime/train.h"
+#include "executor_test_util.h"
 
 namespace strata::runtime {
 namespace {
 
-// Forwards every call to the cpu backend and counts full-tensor copies (a slice of the whole
-// tensor), add_into and scale calls.
-class CountingBackend : public Backend {
+// Counts full-tensor copies (a slice of the whole tensor), add_into and scale calls.
+class CountingBackend : public testing::ForwardingBackend {
  public:
-  std::string name() const override { return inner_->name(); }
-  DType storage_dtype(DType d) const override { return inner_->storage_dtype(d); }
-  Expected<TensorPtr> alloc(const ir::TensorType& t) override { return inner_->alloc(t); }
-  Expected<TensorPtr> upload(const interp::Tensor& h, DType d) override { return inner_->upload(h, d); }
-  Expected<interp::Tensor> download(const DeviceTensor& t) override { return inner_->download(t); }
-  Expected<std::vector<TensorPtr>> run_op(const ir::Op& op, const std::vector<const DeviceTensor*>& in) override {
-    return inner_->run_op(op, in);
-  }
   Status add_into(DeviceTensor& dst, const DeviceTensor& src) override {
     ++adds;
-    return inner_->add_into(dst, src);
+    return ForwardingBackend::add_into(dst, src);
   }
   Status scale(DeviceTensor& t, double factor) override {
     ++scales;
-    return inner_->scale(t, factor);
+    return ForwardingBackend::scale(t, factor);
   }
   Expected<TensorPtr> slice(const DeviceTensor& t, const std::vector<int64_t>& starts,
                             const std::vector<int64_t>& sizes) override {
     bool whole = sizes == t.shape();
     for (int64_t s : starts) whole = whole && s == 0;
     if (whole) ++copies;
-    return inner_->slice(t, starts, sizes);
+    return ForwardingBackend::slice(t, starts, sizes);
   }
-  Status insert(DeviceTensor& dst, const DeviceTensor& block, const std::vector<int64_t>& starts) override {
-    return inner_->insert(dst, block, starts);
-  }
-  Expected<std::unique_ptr<Communicator>> communicator(MPI_Comm comm) override { return inner_->communicator(comm); }
-  Status synchronize() override { return inner_->synchronize(); }
 
   int copies = 0, adds = 0, scales = 0;
-
- private:
-  std::unique_ptr<Backend> inner_ = make_cpu_backend();
 };
-
-interp::Tensor random_ids(const ir::Shape& shape, int64_t vocab, std::mt19937& rng) {
-  interp::Tensor t(shape);
-  std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<double>(pick(rng));
-  return t;
-}
 
 struct Counts {
   int copies = 0, adds = 0, scales = 0, updates = 0;
@@ -94,15 +70,7 @@ Counts train(int micro_batches, bool count) {
   }
   p.stages.push_back(stage);
 
-  const int64_t S = spec->seq_len;
-  std::mt19937 rng(3);
-  std::map<std::string, interp::Tensor> feeds;
-  feeds["tokens"] = random_ids({2, S}, spec->vocab, rng);
-  feeds["labels"] = random_ids({2 * S}, spec->vocab, rng);
-  interp::Tensor mask({S, S});
-  for (int64_t q = 0; q < S; ++q)
-    for (int64_t k = 0; k < S; ++k) mask[q * S + k] = k <= q ? 0.0 : -1e9;
-  feeds["causal_mask"] = mask;
+  const auto feeds = testing::random_gpt_inputs(*spec, 2, 3);
 
   CountingBackend counting;
   std::unique_ptr<Backend> plain = make_cpu_backend();

@@ -6,7 +6,6 @@
 // equal those of the same run with the overlap off (the all-reduces in grad_sync, the old path).
 #include <gtest/gtest.h>
 
-#include <random>
 #include <string>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "strata/planner/planner.h"
 #include "strata/runtime/executor.h"
 #include "strata/runtime/train.h"
+#include "executor_test_util.h"
 
 namespace strata::runtime {
 namespace {
@@ -59,36 +59,18 @@ class RecordingCommunicator : public Communicator {
   Log& log_;
 };
 
-class RecordingBackend : public Backend {
+class RecordingBackend : public testing::ForwardingBackend {
  public:
-  std::string name() const override { return inner_->name(); }
-  DType storage_dtype(DType d) const override { return inner_->storage_dtype(d); }
-  Expected<TensorPtr> alloc(const ir::TensorType& t) override { return inner_->alloc(t); }
-  Expected<TensorPtr> upload(const interp::Tensor& h, DType d) override { return inner_->upload(h, d); }
-  Expected<interp::Tensor> download(const DeviceTensor& t) override { return inner_->download(t); }
   Expected<std::vector<TensorPtr>> run_op(const ir::Op& op, const std::vector<const DeviceTensor*>& in) override {
     log.push_back(op.role == ir::Role::backward ? "backward" : op.role == ir::Role::forward ? "forward" : "update");
-    return inner_->run_op(op, in);
-  }
-  Status add_into(DeviceTensor& dst, const DeviceTensor& src) override { return inner_->add_into(dst, src); }
-  Status scale(DeviceTensor& t, double factor) override { return inner_->scale(t, factor); }
-  Expected<TensorPtr> slice(const DeviceTensor& t, const std::vector<int64_t>& starts,
-                            const std::vector<int64_t>& sizes) override {
-    return inner_->slice(t, starts, sizes);
-  }
-  Status insert(DeviceTensor& dst, const DeviceTensor& block, const std::vector<int64_t>& starts) override {
-    return inner_->insert(dst, block, starts);
+    return ForwardingBackend::run_op(op, in);
   }
   Expected<std::unique_ptr<Communicator>> communicator(MPI_Comm comm) override {
-    STRATA_ASSIGN_OR_RETURN(auto inner, inner_->communicator(comm));
+    STRATA_ASSIGN_OR_RETURN(auto inner, ForwardingBackend::communicator(comm));
     return std::unique_ptr<Communicator>(std::make_unique<RecordingCommunicator>(std::move(inner), log));
   }
-  Status synchronize() override { return inner_->synchronize(); }
 
   Log log;
-
- private:
-  std::unique_ptr<Backend> inner_ = make_cpu_backend();
 };
 
 // The data-parallel baseline plan of gpt-tiny on 2 devices (weights replicated) with
@@ -142,15 +124,7 @@ Run train(int micro_batches, bool overlap) {
   auto graph = autodiff::build_training_graph(*forward, plan::autodiff_options(p.training));
   STRATA_CHECK(graph.is_ok(), graph.error().message());
 
-  const int64_t S = spec->seq_len, batch = spec->global_batch;
-  std::mt19937 rng(5);
-  std::uniform_int_distribution<int64_t> pick(0, spec->vocab - 1);
-  std::map<std::string, interp::Tensor> feeds;
-  feeds["tokens"] = interp::Tensor({batch, S});
-  feeds["labels"] = interp::Tensor({batch * S});
-  for (double& x : feeds["tokens"].data) x = static_cast<double>(pick(rng));
-  for (double& x : feeds["labels"].data) x = static_cast<double>(pick(rng));
-  feeds["causal_mask"] = causal_mask(S);
+  const auto feeds = testing::random_gpt_inputs(*spec, spec->global_batch, 5);
 
   RecordingBackend backend;
   auto exec = Executor::create(*graph, p, backend, MPI_COMM_WORLD, 9);
