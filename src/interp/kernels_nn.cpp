@@ -278,16 +278,20 @@ Status pool(const Args& a, PoolMode mode) {
 // their logsumexp, then out (forward) or dq, dk, dv (backward, with P recomputed from lse).
 struct AttentionShape {
   int64_t batch = 1, s = 0, t = 0, d = 0, dv = 0;
+  int64_t heads = 0;  // layout bsnd: N of q[B, S, N, D]; 0 for the default [..., S, D]
   std::vector<int64_t> bias_stride;  // per scores dim [lead..., S, T]; 0 where the bias broadcasts
   ir::Shape lead;
   explicit AttentionShape(const Args& a) {
     const ir::Shape& q = a.in(0).shape;
     const size_t r = q.size();
-    s = q[r - 2];
+    const auto layout = a.op.attrs.get_string("layout");  // absent: the default layout
+    if (layout.is_ok() && *layout == "bsnd") heads = q[2];
+    s = q[heads ? 1 : r - 2];
     d = q[r - 1];
-    t = a.in(1).shape[r - 2];
+    t = a.in(1).shape[heads ? 1 : r - 2];
     dv = a.in(2).shape[r - 1];
     lead.assign(q.begin(), q.end() - 2);
+    if (heads) lead = {q[0], q[2]};
     for (int64_t x : lead) batch *= x;
     const ir::Shape& b = a.in(3).shape;
     const std::vector<int64_t> strides = row_major_strides(b);
@@ -295,6 +299,12 @@ struct AttentionShape {
     for (size_t i = 0; i < b.size(); ++i) {
       if (b[i] != 1) bias_stride[i + r - b.size()] = strides[i];
     }
+  }
+  // The offset of row `row` (of `rows`: S or T) of leading index b in a q/k/v/out-like tensor of
+  // row width `width`.
+  int64_t row_at(int64_t b, int64_t rows, int64_t row, int64_t width) const {
+    if (heads == 0) return (b * rows + row) * width;
+    return ((b / heads * rows + row) * heads + b % heads) * width;
   }
   int64_t bias_base(int64_t index) const {  // the offset of (index's lead dims, 0, 0)
     int64_t offset = 0;
@@ -315,7 +325,7 @@ double attention_logits(const Args& a, const AttentionShape& n, int64_t b, int64
   double max = -std::numeric_limits<double>::infinity();
   for (int64_t j = 0; j < n.t; ++j) {
     double dot = 0.0;
-    for (int64_t x = 0; x < n.d; ++x) dot += q[(b * n.s + row) * n.d + x] * k[(b * n.t + j) * n.d + x];
+    for (int64_t x = 0; x < n.d; ++x) dot += q[n.row_at(b, n.s, row, n.d) + x] * k[n.row_at(b, n.t, j, n.d) + x];
     const double b_j = bias[base + j * n.bias_stride[r - 1]];
     logits[j] = b_j <= ir::kAttentionMaskedBias ? -std::numeric_limits<double>::infinity() : scale * dot + b_j;
     max = std::max(max, logits[j]);
@@ -338,7 +348,7 @@ Status attention(const Args& a) {
       if (lse == -std::numeric_limits<double>::infinity()) continue;  // out stays 0
       for (int64_t j = 0; j < n.t; ++j) {
         const double p = std::exp(logits[j] - lse);
-        for (int64_t x = 0; x < n.dv; ++x) a.out(0)[(b * n.s + row) * n.dv + x] += p * v[(b * n.t + j) * n.dv + x];
+        for (int64_t x = 0; x < n.dv; ++x) a.out(0)[n.row_at(b, n.s, row, n.dv) + x] += p * v[n.row_at(b, n.t, j, n.dv) + x];
       }
     }
   }
@@ -356,17 +366,17 @@ Status attention_grad(const Args& a) {
     for (int64_t row = 0; row < n.s; ++row) {
       const double lse = attention_logits(a, n, b, row, scale, logits);
       if (lse == -std::numeric_limits<double>::infinity()) continue;
-      const int64_t qo = (b * n.s + row) * n.d, oo = (b * n.s + row) * n.dv;
+      const int64_t qo = n.row_at(b, n.s, row, n.d), oo = n.row_at(b, n.s, row, n.dv);
       double dsum = 0.0;
       for (int64_t j = 0; j < n.t; ++j) {
         p[j] = std::exp(logits[j] - lse);
         dp[j] = 0.0;
-        for (int64_t x = 0; x < n.dv; ++x) dp[j] += dout[oo + x] * v[(b * n.t + j) * n.dv + x];
+        for (int64_t x = 0; x < n.dv; ++x) dp[j] += dout[oo + x] * v[n.row_at(b, n.t, j, n.dv) + x];
         dsum += p[j] * dp[j];
       }
       for (int64_t j = 0; j < n.t; ++j) {
         const double ds = scale * p[j] * (dp[j] - dsum);
-        const int64_t ko = (b * n.t + j) * n.d, vo = (b * n.t + j) * n.dv;
+        const int64_t ko = n.row_at(b, n.t, j, n.d), vo = n.row_at(b, n.t, j, n.dv);
         for (int64_t x = 0; x < n.d; ++x) {
           a.out(0)[qo + x] += ds * k[ko + x];
           a.out(1)[ko + x] += ds * q[qo + x];

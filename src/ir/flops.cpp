@@ -55,16 +55,22 @@ double layer_norm_grad_flops(const Types& in, const Types&, const Attrs&) { retu
 // Attention: its two GEMMs (2 S T D for the scores, 2 S T Dv for out, per leading index) and the
 // softmax (5 per score). AttentionGrad: five GEMMs (the recomputed scores 2 S T D, dP and dv
 // 2 S T Dv each, dq and dk 2 S T D each) and 9 per score (the recomputed softmax, then dS).
-double attention_flops(const Types& in, const Types&, const Attrs&) {
+// The key count T of k: [..., T, D], or [B, T, N, D] in the bsnd layout.
+double attention_keys(const Types& in, const Attrs& attrs) {
+  const auto layout = attrs.get_string("layout");
+  const Shape& k = in[1].shape;
+  return static_cast<double>(layout.is_ok() && *layout == "bsnd" ? k[1] : k[k.size() - 2]);
+}
+double attention_flops(const Types& in, const Types&, const Attrs& attrs) {
   const Shape& q = in[0].shape;
-  const double t = static_cast<double>(in[1].shape[in[1].shape.size() - 2]);
+  const double t = attention_keys(in, attrs);
   const double dv = static_cast<double>(in[2].shape.back());
   const double rows = numel(in[0]) / static_cast<double>(q.back());  // batch * S
   return rows * t * (2.0 * static_cast<double>(q.back()) + 2.0 * dv + 5.0);
 }
-double attention_grad_flops(const Types& in, const Types&, const Attrs&) {
+double attention_grad_flops(const Types& in, const Types&, const Attrs& attrs) {
   const Shape& q = in[0].shape;
-  const double t = static_cast<double>(in[1].shape[in[1].shape.size() - 2]);
+  const double t = attention_keys(in, attrs);
   const double dv = static_cast<double>(in[2].shape.back());
   const double rows = numel(in[0]) / static_cast<double>(q.back());
   return rows * t * (6.0 * static_cast<double>(q.back()) + 4.0 * dv + 9.0);

@@ -162,8 +162,24 @@ Expected<Types> layer_norm_grad(const Types& inputs, const Attrs& attrs) {
 
 namespace {
 
-// (q[..., S, D], k[..., T, D], v[..., T, Dv], bias) of Attention and AttentionGrad: the out type
-// [..., S, Dv] in q's dtype, or an Error naming the operand at fault.
+// Attention's {layout}: false for "bnsd" (the default: [..., S, D]), true for "bsnd" ([B, S, N, D]).
+Expected<bool> attention_bsnd(const Types& inputs, const Attrs& attrs) {
+  if (!attrs.has("layout")) return false;
+  STRATA_ASSIGN_OR_RETURN(std::string layout, attrs.get_string("layout"));
+  if (layout == "bnsd") return false;
+  if (layout != "bsnd") return make_error("", "layout", "must be bnsd or bsnd, got '" + layout + "'");
+  if (inputs[0].rank() != 4) return input_error(0, "layout bsnd needs [B, S, N, D], got " + shape_string(inputs[0].shape));
+  return true;
+}
+
+// [B, S, N, D] <-> [B, N, S, D]: the bsnd operands seen in the default layout.
+TensorType swap_seq_heads(TensorType t) {
+  if (t.rank() == 4) std::swap(t.shape[1], t.shape[2]);
+  return t;
+}
+
+// (q[..., S, D], k[..., T, D], v[..., T, Dv], bias) of Attention and AttentionGrad in the default
+// layout: the out type [..., S, Dv] in q's dtype, or an Error naming the operand at fault.
 Expected<TensorType> attention_out(const Types& inputs, const Attrs& attrs) {
   for (size_t i = 0; i < 4; ++i) STRATA_RETURN_IF_ERROR(require_float(inputs, i));
   const TensorType &q = inputs[0], &k = inputs[1], &v = inputs[2], &bias = inputs[3];
@@ -195,13 +211,26 @@ Expected<TensorType> attention_out(const Types& inputs, const Attrs& attrs) {
 
 }  // namespace
 
-Expected<Types> attention(const Types& inputs, const Attrs& attrs) {
-  STRATA_ASSIGN_OR_RETURN(TensorType out, attention_out(inputs, attrs));
-  const Shape lse(inputs[0].shape.begin(), inputs[0].shape.end() - 1);
-  return Types{out, TensorType{lse, DType::f32}};
+// The inputs in the default layout (q, k, v and, of AttentionGrad, out and dout swapped for bsnd).
+Types attention_default_layout(Types inputs, bool bsnd) {
+  if (!bsnd) return inputs;
+  for (size_t i : {0, 1, 2, 4, 6}) {
+    if (i < inputs.size()) inputs[i] = swap_seq_heads(inputs[i]);
+  }
+  return inputs;
 }
 
-Expected<Types> attention_grad(const Types& inputs, const Attrs& attrs) {
+Expected<Types> attention(const Types& given, const Attrs& attrs) {
+  STRATA_ASSIGN_OR_RETURN(bool bsnd, attention_bsnd(given, attrs));
+  const Types inputs = attention_default_layout(given, bsnd);
+  STRATA_ASSIGN_OR_RETURN(TensorType out, attention_out(inputs, attrs));
+  const Shape lse(inputs[0].shape.begin(), inputs[0].shape.end() - 1);
+  return Types{bsnd ? swap_seq_heads(out) : out, TensorType{lse, DType::f32}};
+}
+
+Expected<Types> attention_grad(const Types& given, const Attrs& attrs) {
+  STRATA_ASSIGN_OR_RETURN(bool bsnd, attention_bsnd(given, attrs));
+  const Types inputs = attention_default_layout(given, bsnd);
   STRATA_ASSIGN_OR_RETURN(TensorType out, attention_out(inputs, attrs));
   if (inputs[4].shape != out.shape) return input_error(4, "expected Attention's out " + shape_string(out.shape));
   const Shape lse(inputs[0].shape.begin(), inputs[0].shape.end() - 1);
@@ -209,7 +238,7 @@ Expected<Types> attention_grad(const Types& inputs, const Attrs& attrs) {
     return input_error(5, "expected Attention's lse, f32 " + shape_string(lse));
   }
   if (inputs[6].shape != out.shape) return input_error(6, "expected the gradient of out " + shape_string(out.shape));
-  return Types{inputs[0], inputs[1], inputs[2]};
+  return Types{given[0], given[1], given[2]};
 }
 
 // --- convolution ---

@@ -265,6 +265,56 @@ TEST(Kernels, AttentionMatchesTheUnfusedComposition) {
   EXPECT_GT(std::abs(r->values[grad][0][0]), 1e-6);
 }
 
+// Layout bsnd ([B, S, N, D] operands) gives the default layout's values, transposed: the same
+// graph built both ways on the same random values.
+TEST(Kernels, AttentionBsndLayoutEqualsTheTransposedDefault) {
+  const int64_t B = 2, N = 3, S = 4, T = 6, D = 5, Dv = 2;
+  const Ints swap{0, 2, 1, 3};
+  ir::Graph g;
+  const Value q = g.input("q", {B, S, N, D}), k = g.input("k", {B, T, N, D}), v = g.input("v", {B, T, N, Dv});
+  const Value bias = g.input("bias", {N, S, T}), dout = g.input("dout", {B, S, N, Dv});
+  const Attrs scale{{"scale", 0.7}};
+  Attrs bsnd = scale;
+  bsnd.set("layout", std::string("bsnd"));
+  const ir::OpId att = g.add(OpKind::Attention, {q, k, v, bias}, bsnd, "att");
+  const ir::OpId grad = g.add(OpKind::AttentionGrad, {q, k, v, bias, Value{att, 0}, Value{att, 1}, dout}, bsnd, "grad");
+  auto t = [&](Value x, const char* name) { return g.add_value(OpKind::Transpose, {x}, {{"perm", swap}}, name); };
+  const Value tq = t(q, "tq"), tk = t(k, "tk"), tv = t(v, "tv"), tdout = t(dout, "tdout");
+  const ir::OpId ref = g.add(OpKind::Attention, {tq, tk, tv, bias}, scale, "ref");
+  const ir::OpId ref_grad = g.add(OpKind::AttentionGrad, {tq, tk, tv, bias, Value{ref, 0}, Value{ref, 1}, tdout}, scale,
+                                  "ref_grad");
+  const ir::OpId out_back = g.add(OpKind::Transpose, {Value{ref, 0}}, {{"perm", swap}}, "out_back");
+  std::vector<ir::OpId> grads_back;
+  for (int32_t i = 0; i < 3; ++i) {
+    grads_back.push_back(g.add(OpKind::Transpose, {Value{ref_grad, i}}, {{"perm", swap}}, "grad_back" + std::to_string(i)));
+  }
+  Feeds feeds;
+  uint64_t state = 11;
+  for (const char* name : {"q", "k", "v", "dout", "bias"}) {
+    Tensor x(g.type(Value{*g.find(name), 0}).shape);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      x[i] = static_cast<double>(state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+    }
+    feeds[name] = x;
+  }
+  for (int64_t h = 0; h < N; ++h)  // a causal mask in head 1 only
+    for (int64_t i = 0; i < S; ++i)
+      for (int64_t j = i + 1; j < T; ++j) if (h == 1) feeds["bias"][(h * S + i) * T + j] = -1e9;
+  auto r = run(g, feeds, Precision::f64);
+  ASSERT_TRUE(r.is_ok()) << r.error().message();
+  auto expect_equal = [](const Tensor& got, const Tensor& want, const char* what) {
+    ASSERT_EQ(got.shape, want.shape) << what;
+    for (int64_t i = 0; i < want.numel(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12) << what << " at " << i;
+  };
+  expect_equal(r->values[att][0], r->values[out_back][0], "out");
+  expect_equal(r->values[att][1], r->values[ref][1], "lse");
+  for (int32_t i = 0; i < 3; ++i) expect_equal(r->values[grad][i], r->values[grads_back[i]][0], "grads");
+  EXPECT_GT(std::abs(r->values[grad][0][0]), 1e-6);
+  // FLOPs count the keys from k's [B, T, N, D] in this layout.
+  EXPECT_DOUBLE_EQ(g.op_flops(att), g.op_flops(ref));
+}
+
 // A row whose every logit is -inf: out 0 and lse -inf (the composition gives NaN there), no gradient
 // from it, and the other rows unaffected.
 TEST(Kernels, AttentionFullyMaskedRow) {

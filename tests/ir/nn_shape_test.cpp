@@ -160,6 +160,21 @@ TEST(NnShapes, AttentionAndGrad) {
                scale, "inputs[5]", "expected Attention's lse, f32 [2, 16]");
   expect_error(OpKind::AttentionGrad, {q, k, v, f32({16, 24}), bf16({2, 16, 32}), f32({2, 16}), bf16({2, 16, 64})},
                scale, "inputs[6]", "expected the gradient of out [2, 16, 32]");
+  // Layout bsnd: q [B, S, N, D], k [B, T, N, D], v [B, T, N, Dv] -> out [B, S, N, Dv], lse [B, N, S].
+  Attrs bsnd = scale;
+  bsnd.set("layout", std::string("bsnd"));
+  const TensorType bq = bf16({2, 16, 4, 64}), bk = bf16({2, 24, 4, 64}), bv = bf16({2, 24, 4, 80});
+  expect_types(OpKind::Attention, {bq, bk, bv, f32({16, 24})}, bsnd, {bf16({2, 16, 4, 80}), f32({2, 4, 16})});
+  expect_types(OpKind::AttentionGrad, {bq, bk, bv, f32({2, 4, 16, 24}), bf16({2, 16, 4, 80}), f32({2, 4, 16}),
+                                       bf16({2, 16, 4, 80})}, bsnd, {bq, bk, bv});
+  expect_error(OpKind::Attention, {bq, bf16({2, 24, 3, 64}), bv, f32({16, 24})}, bsnd, "inputs[1]", "leading dims differ");
+  expect_error(OpKind::Attention, {bq, bk, bv, f32({24, 16})}, bsnd, "inputs[3]",
+               "does not broadcast into the scores [2, 4, 16, 24]");
+  expect_error(OpKind::Attention, {f32({3, 5, 8}), f32({3, 7, 8}), f32({3, 7, 8}), f32({5, 7})}, bsnd, "inputs[0]",
+               "layout bsnd needs [B, S, N, D]");
+  Attrs odd = scale;
+  odd.set("layout", std::string("nsbd"));
+  expect_error(OpKind::Attention, {bq, bk, bv, f32({16, 24})}, odd, "layout", "must be bnsd or bsnd");
 }
 
 TEST(NnShapes, OptimizerUpdates) {

@@ -102,12 +102,21 @@ TEST(CudaFusion, AttentionFiresOnAGpt13bLayer) {
   EXPECT_EQ(stats.attentions, 1);
   const ir::Op& att = fused->op(fused->ops_of_kind(OpKind::Attention).at(0));
   EXPECT_EQ(att.name, "layer0.attn.context");
-  EXPECT_EQ(att.outputs[0].shape, (ir::Shape{8, 32, 1024, 64}));
+  // The [B, S, N, D] layout: q, k, v straight from the model, no head Transposes left.
+  EXPECT_EQ(att.attrs.get_string("layout").value(), "bsnd");
+  EXPECT_EQ(att.outputs[0].shape, (ir::Shape{8, 1024, 32, 64}));
   EXPECT_EQ(att.outputs[1].shape, (ir::Shape{8, 32, 1024}));
+  auto head_transposes = [](const ir::Graph& x) {
+    int n = 0;
+    for (ir::OpId t : x.ops_of_kind(OpKind::Transpose)) n += x.op(t).outputs[0].rank() == 4;
+    return n;
+  };
+  EXPECT_EQ(head_transposes(*fused), 0);
+  EXPECT_EQ(head_transposes(graph), 5);  // merge_heads, its gradient, and the dq, dk, dv Transposes
   EXPECT_NEAR(att.attrs.real_or("scale", 0.0), 0.125, 1e-15);
   EXPECT_EQ(fused->type(att.inputs[3]).shape, (ir::Shape{1024, 1024}));
   const ir::Op& grad = fused->op(fused->ops_of_kind(OpKind::AttentionGrad).at(0));
-  EXPECT_EQ(grad.outputs[0].shape, (ir::Shape{8, 32, 1024, 64}));
+  EXPECT_EQ(grad.outputs[0].shape, (ir::Shape{8, 1024, 32, 64}));
   EXPECT_EQ(count_kind(*fused, OpKind::Softmax) + count_kind(*fused, OpKind::SoftmaxGrad), 0);
   // No Dot over the [8, 32, 1024, 1024] scores is left.
   for (ir::OpId id : fused->ops_of_kind(OpKind::Dot)) {
@@ -163,9 +172,17 @@ struct AttentionCase {
   bool bias_bf16 = false;
   std::vector<int64_t> dead_rows;  // query rows whose every bias entry is -inf (or -1e9: dead_finite)
   bool dead_finite = false;
+  bool bsnd = false;  // layout bsnd: lead {B, N}, tensors [B, S, N, D]
 };
 
 std::ostream& operator<<(std::ostream& os, const AttentionCase& c) { return os << c.name; }
+
+// The same case in the [B, S, N, D] layout (lead = {B, N}).
+AttentionCase bsnd_case(AttentionCase c) {
+  c.name = "Bsnd" + c.name;
+  c.bsnd = true;
+  return c;
+}
 
 AttentionCase make_case(std::string name, ir::Shape lead, int64_t s, int64_t t, int64_t d, int64_t dv,
                         BiasKind bias = BiasKind::causal, DType activations = DType::bf16, bool bias_bf16 = false,
@@ -215,10 +232,15 @@ TEST_P(AttentionKernelTest, MatchesInterpreter) {
                          : c.bias == BiasKind::random || c.bias == BiasKind::sparse ? with(c.lead, {c.s, c.t})
                                                       : ir::Shape{c.lead[0], 1, 1, c.t};
   ir::Graph g;
-  const ir::Value q = g.input("q", with(c.lead, {c.s, c.d})), k = g.input("k", with(c.lead, {c.t, c.d}));
-  const ir::Value v = g.input("v", with(c.lead, {c.t, c.dv})), bias = g.input("bias", bias_shape);
-  const ir::Value dout = g.input("dout", with(c.lead, {c.s, c.dv}));
-  const ir::Attrs scale{{"scale", 1.0 / std::sqrt(static_cast<double>(c.d))}};
+  // [lead..., rows, width], or [B, rows, N, width] in the bsnd layout.
+  auto operand = [&](int64_t rows, int64_t width) {
+    return c.bsnd ? ir::Shape{c.lead[0], rows, c.lead[1], width} : with(c.lead, {rows, width});
+  };
+  const ir::Value q = g.input("q", operand(c.s, c.d)), k = g.input("k", operand(c.t, c.d));
+  const ir::Value v = g.input("v", operand(c.t, c.dv)), bias = g.input("bias", bias_shape);
+  const ir::Value dout = g.input("dout", operand(c.s, c.dv));
+  ir::Attrs scale{{"scale", 1.0 / std::sqrt(static_cast<double>(c.d))}};
+  if (c.bsnd) scale.set("layout", std::string("bsnd"));
   const ir::OpId att = g.add(OpKind::Attention, {q, k, v, bias}, scale, "att");
   const ir::OpId grad = g.add(OpKind::AttentionGrad, {q, k, v, bias, ir::Value{att, 0}, ir::Value{att, 1}, dout}, scale,
                               "att_grad");
@@ -268,6 +290,7 @@ TEST_P(AttentionKernelTest, MatchesInterpreter) {
     EXPECT_LE(err, 3e-2) << names[i];
     std::printf("attention %s: %s relative error %.2e\n", c.name.c_str(), names[i], err);
   }
+  STRATA_CHECK(!c.bsnd || c.dead_rows.empty(), "the dead-row check indexes the default layout");
   for (int64_t row : c.dead_rows) {  // out 0, lse -inf for every leading index (a masked row attends to nothing)
     for (int64_t l = 0; l < want->values[att][1].numel() / c.s; ++l) {
       EXPECT_EQ((*lse)[l * c.s + row], -std::numeric_limits<double>::infinity());
@@ -290,7 +313,13 @@ INSTANTIATE_TEST_SUITE_P(
                       make_case("FiniteMaskedRows", {2}, 160, 160, 64, 64, BiasKind::causal, DType::bf16, false,
                                 {5, 130}, true),
                       // Half of a random bias masked: rows whose first tiles are all masked, then not.
-                      make_case("SparseMask130", {2}, 130, 200, 64, 64, BiasKind::sparse)),
+                      make_case("SparseMask130", {2}, 130, 200, 64, 64, BiasKind::sparse),
+                      // [B, S, N, D] operands (strided heads), as fuse_for_cuda emits them.
+                      bsnd_case(make_case("Causal100", {2, 3}, 100, 100, 64, 64)),
+                      bsnd_case(make_case("BroadcastHead80", {2, 2}, 70, 90, 80, 80, BiasKind::broadcast)),
+                      bsnd_case(make_case("SparseHead8", {2, 2}, 60, 130, 8, 8, BiasKind::sparse)),
+                      bsnd_case(make_case("RandomD32Dv48Bf16Bias", {2, 3}, 50, 60, 32, 48, BiasKind::random,
+                                          DType::bf16, true))),
     [](const ::testing::TestParamInfo<AttentionCase>& info) { return info.param.name; });
 
 }  // namespace

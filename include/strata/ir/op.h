@@ -78,6 +78,8 @@ enum class OpKind : uint16_t {
   // [..., S, T]. A bias entry at or below kAttentionMaskedBias (-1e6) masks its logit (as -inf),
   // so a row whose every entry is masked has lse -inf and out 0 (the unfused Add + Softmax gives a
   // softmax over the masked logits there; with any entry left the two agree: exp underflows).
+  // {layout: "bsnd"} takes q, k, v and gives out (and AttentionGrad's out, dout, dq, dk, dv) as
+  // [B, S, N, D] instead (rank 4; lse stays [B, N, S], the bias broadcasts into [B, N, S, T]).
   Attention,
   // (q, k, v, bias, out, lse, dout) {scale} -> 3 outputs: dq, dk, dv (the types of q, k, v). No
   // gradient flows to bias; out and lse are Attention's outputs for the same q, k, v, bias.

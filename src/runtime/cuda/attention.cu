@@ -43,7 +43,18 @@ struct Problem {
   int64_t bias_offset = 0, bias_s = 0, bias_t = 0;
   int32_t q_tiles = 0, k_tiles = 0;
   const uint8_t* flags = nullptr;
+  int64_t heads = 0;  // layout bsnd: q, k, v, out (and gradients) are [B, S, N, D] with N = heads
 };
+
+// The element offset of row `row` (of `rows`: S or T) of leading index b in a q/k/v/out-like
+// tensor of row width `width`, and the distance between two of its rows.
+__host__ __device__ __forceinline__ int64_t row_at(const Problem& p, int64_t b, int64_t rows, int64_t row, int64_t width) {
+  if (p.heads == 0) return (b * rows + row) * width;
+  return ((b / p.heads * rows + row) * p.heads + b % p.heads) * width;
+}
+__host__ __device__ __forceinline__ int64_t row_stride(const Problem& p, int64_t width) {
+  return p.heads == 0 ? width : p.heads * width;
+}
 
 // The bias offset and flag block of leading index b.
 __device__ __forceinline__ void lead_offsets(const Problem& p, int64_t b, int64_t& bias, int64_t& flags) {
@@ -120,19 +131,20 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[8]
 // Rows [0, 64) x columns [0, DP) of a [rows, width] tensor starting at element `first`, as bf16 into
 // `dst` (row-major, row length ld). Rows at or past `valid` and columns at or past `width` are zeros.
 template <int DP>
-__device__ void load_tile(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width) {
+__device__ void load_tile(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width,
+                          int64_t src_ld) {
   constexpr int kChunks = DP / 8;
   const bool vec = e == Elem::bf16 && width % 8 == 0;
   for (int i = threadIdx.x; i < kTile * kChunks; i += kBlockThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     device::Bf16x8 v;
     if (r < valid && vec && c + 8 <= width) {
-      v.word = *reinterpret_cast<const uint4*>(static_cast<const bf16*>(src) + first + int64_t{r} * width + c);
+      v.word = *reinterpret_cast<const uint4*>(static_cast<const bf16*>(src) + first + r * src_ld + c);
     } else {
       #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const bool in = r < valid && c + j < width;
-        v.h[j] = __float2bfloat16_rn(in ? load(src, e, first + int64_t{r} * width + c + j) : 0.0f);
+        v.h[j] = __float2bfloat16_rn(in ? load(src, e, first + r * src_ld + c + j) : 0.0f);
       }
     }
     *reinterpret_cast<uint4*>(dst + r * ld + c) = v.word;
@@ -152,16 +164,17 @@ __device__ __forceinline__ void cp_async_wait() {
 // load_tile, but bf16 rows of a multiple of 8 go through cp.async (complete after cp_async_commit
 // and cp_async_wait); other element types and widths load synchronously.
 template <int DP>
-__device__ void load_tile_async(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width) {
+__device__ void load_tile_async(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width,
+                                int64_t src_ld) {
   if (e != Elem::bf16 || width % 8 != 0) {
-    load_tile<DP>(dst, ld, src, e, first, valid, width);
+    load_tile<DP>(dst, ld, src, e, first, valid, width, src_ld);
     return;
   }
   constexpr int kChunks = DP / 8;
   for (int i = threadIdx.x; i < kTile * kChunks; i += kBlockThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     if (r < valid && c < width) {
-      cp_async16(dst + r * ld + c, static_cast<const bf16*>(src) + first + int64_t{r} * width + c);
+      cp_async16(dst + r * ld + c, static_cast<const bf16*>(src) + first + r * src_ld + c);
     } else {
       *reinterpret_cast<uint4*>(dst + r * ld + c) = make_uint4(0, 0, 0, 0);
     }
@@ -237,10 +250,11 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
     auto fetch = [&](int i) {
       const int64_t key0 = int64_t{live[i]} * kTile;
       bf16* buffer = kv + (i % 2) * 2 * kTile * kLd;
-      load_tile_async<DP>(buffer, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
-      load_tile_async<DP>(buffer + kTile * kLd, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
+      load_tile_async<DP>(buffer, kLd, k, p.elem, row_at(p, b, p.t, key0, p.d), p.t - key0, p.d, row_stride(p, p.d));
+      load_tile_async<DP>(buffer + kTile * kLd, kLd, v, p.elem, row_at(p, b, p.t, key0, p.dv), p.t - key0, p.dv,
+                          row_stride(p, p.dv));
     };
-    load_tile_async<DP>(qs, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
+    load_tile_async<DP>(qs, kLd, q, p.elem, row_at(p, b, p.s, row0, p.d), p.s - row0, p.d, row_stride(p, p.d));
     if (n_live > 0) fetch(0);
     cp_async_commit();
     float o[DP / 8][4] = {};
@@ -349,12 +363,13 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
       const int64_t row = row0 + warp * 16 + g + r * 8;
       if (row >= p.s) continue;
       const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+      const int64_t at = row_at(p, b, p.s, row, p.dv);
       #pragma unroll
       for (int dn = 0; dn < DP / 8; ++dn) {
         #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const int col = dn * 8 + t4 * 2 + j;
-          if (col < p.dv) store(out, p.elem, (b * p.s + row) * p.dv + col, o[dn][r * 2 + j] * inv);
+          if (col < p.dv) store(out, p.elem, at + col, o[dn][r * 2 + j] * inv);
         }
       }
       if (t4 == 0) lse[b * p.s + row] = l[r] > 0.0f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
@@ -363,21 +378,24 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
 }
 
 // stats[row] = (lse in base 2, +inf for -inf so that P = 0; dout[row] . out[row]): one warp per row.
-__global__ void row_stats_kernel(const void* out, const void* dout, const float* lse, Elem e, int64_t rows, int32_t dv,
+__global__ void row_stats_kernel(Problem p, const void* out, const void* dout, const float* lse, int64_t rows,
                                  float2* stats) {
   const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
+  const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.dv);
   float acc = 0.0f;
-  for (int c = lane; c < dv; c += 32) acc += load(out, e, row * dv + c) * load(dout, e, row * dv + c);
+  for (int c = lane; c < p.dv; c += 32) acc += load(out, p.elem, at + c) * load(dout, p.elem, at + c);
   for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
   if (lane == 0) stats[row] = make_float2(lse[row] == -INFINITY ? INFINITY : lse[row] * kLog2e, acc);
 }
 
-__global__ void convert_kernel(const float* src, void* dst, Elem e, int64_t count) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
-    store(dst, e, i, src[i]);
-  }
+// dq from its fp32 accumulator ([batch, S, D] whatever the layout) into dq's layout: a warp per row.
+__global__ void convert_kernel(Problem p, const float* src, void* dst, int64_t rows) {
+  const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
+  if (row >= rows) return;
+  const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.d);
+  for (int c = threadIdx.x % 32; c < p.d; c += 32) store(dst, p.elem, at + c, src[row * p.d + c]);
 }
 
 template <int DP>
@@ -404,8 +422,9 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
     auto fetch = [&](int i) {
       const int64_t row0 = int64_t{live[i]} * kTile;
       bf16* buffer = qdo + (i % 2) * 2 * kTile * kLd;
-      load_tile_async<DP>(buffer, kLd, q, p.elem, (b * p.s + row0) * p.d, p.s - row0, p.d);
-      load_tile_async<DP>(buffer + kTile * kLd, kLd, dout, p.elem, (b * p.s + row0) * p.dv, p.s - row0, p.dv);
+      load_tile_async<DP>(buffer, kLd, q, p.elem, row_at(p, b, p.s, row0, p.d), p.s - row0, p.d, row_stride(p, p.d));
+      load_tile_async<DP>(buffer + kTile * kLd, kLd, dout, p.elem, row_at(p, b, p.s, row0, p.dv), p.s - row0, p.dv,
+                          row_stride(p, p.dv));
       if (threadIdx.x < kTile) {
         float2* slot = stats + (i % 2) * kTile + threadIdx.x;
         const int64_t row = row0 + threadIdx.x;
@@ -417,8 +436,8 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
         }
       }
     };
-    load_tile_async<DP>(ks, kLd, k, p.elem, (b * p.t + key0) * p.d, p.t - key0, p.d);
-    load_tile_async<DP>(vs, kLd, v, p.elem, (b * p.t + key0) * p.dv, p.t - key0, p.dv);
+    load_tile_async<DP>(ks, kLd, k, p.elem, row_at(p, b, p.t, key0, p.d), p.t - key0, p.d, row_stride(p, p.d));
+    load_tile_async<DP>(vs, kLd, v, p.elem, row_at(p, b, p.t, key0, p.dv), p.t - key0, p.dv, row_stride(p, p.dv));
     if (n_live > 0) fetch(0);
     cp_async_commit();
     float dk_acc[DP / 8][4] = {}, dv_acc[DP / 8][4] = {};
@@ -531,13 +550,14 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
     for (int r = 0; r < 2; ++r) {
       const int64_t key = key0 + warp * 16 + g + r * 8;
       if (key >= p.t) continue;
+      const int64_t dk_at = row_at(p, b, p.t, key, p.d), dv_at = row_at(p, b, p.t, key, p.dv);
       #pragma unroll
       for (int dn = 0; dn < DP / 8; ++dn) {
         #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const int col = dn * 8 + t4 * 2 + j;
-          if (col < p.d) store(dk, p.elem, (b * p.t + key) * p.d + col, dk_acc[dn][r * 2 + j] * p.scale);
-          if (col < p.dv) store(dv, p.elem, (b * p.t + key) * p.dv + col, dv_acc[dn][r * 2 + j]);
+          if (col < p.d) store(dk, p.elem, dk_at + col, dk_acc[dn][r * 2 + j] * p.scale);
+          if (col < p.dv) store(dv, p.elem, dv_at + col, dv_acc[dn][r * 2 + j]);
         }
       }
     }
@@ -599,6 +619,7 @@ Expected<Problem> make_problem(const AttentionProblem& a, Elem elem) {
   p.bias_offset = a.bias_view.offset;
   p.bias_s = a.bias_view.stride[p.lead_rank];
   p.bias_t = a.bias_view.stride[p.lead_rank + 1];
+  p.heads = a.heads;
   p.q_tiles = static_cast<int32_t>((a.s + kTile - 1) / kTile);
   p.k_tiles = static_cast<int32_t>((a.t + kTile - 1) / kTile);
   return p;
@@ -692,14 +713,12 @@ Status attention_backward(const AttentionProblem& a, const void* q, const void* 
   STRATA_CUDA_CALL(cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(dq_count) * 4, stream));
   const int64_t rows = a.batch * a.s;
   if (rows > 0) {
-    row_stats_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(
-        out, dout, lse, elem, rows, static_cast<int32_t>(a.dv), stats);
+    row_stats_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(p, out, dout, lse, rows, stats);
     STRATA_CUDA_LAUNCHED("attention_row_stats");
   }
   STRATA_RETURN_IF_ERROR(backward_any(p, q, k, v, dout, stats, dq_accum, dk, dv, stream));
   if (dq_count > 0) {
-    const auto blocks = static_cast<unsigned>(std::min<int64_t>((dq_count + 255) / 256, 65535));
-    convert_kernel<<<blocks, 256, 0, stream>>>(dq_accum, dq, elem, dq_count);
+    convert_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(p, dq_accum, dq, rows);
     STRATA_CUDA_LAUNCHED("attention_dq");
   }
   return Status::ok();

@@ -642,13 +642,18 @@ class CudaBackend : public Backend {
         const ir::Shape& q = in[0]->shape();
         const size_t r = q.size();
         kernels::AttentionProblem a;
-        a.s = q[r - 2];
+        // layout bsnd: [B, S, N, D] (checked by the op's shape rule); the scores are [B, N, S, T].
+        const auto layout = op.attrs.get_string("layout");
+        const bool bsnd = layout.is_ok() && *layout == "bsnd";
+        a.heads = bsnd ? q[2] : 0;
+        a.s = q[bsnd ? 1 : r - 2];
         a.d = q[r - 1];
-        a.t = in[1]->shape()[r - 2];
+        a.t = in[1]->shape()[bsnd ? 1 : r - 2];
         a.dv = in[2]->shape()[r - 1];
         a.batch = a.s * a.d == 0 ? 0 : in[0]->numel() / (a.s * a.d);
         a.scale = static_cast<float>(op.attrs.real_or("scale", 1.0));
         ir::Shape scores(q.begin(), q.end() - 1);
+        if (bsnd) scores = {q[0], q[2], q[1]};
         scores.push_back(a.t);
         a.bias = in[3]->data();
         a.bias_elem = in[3]->elem();

@@ -11,9 +11,9 @@
 //    attribute changes no value; the interpreter ignores it).
 //  - Attention (first, so the rewrites above see only what is left): the scores Dot of q[B, S, N, D]
 //    and k[B, T, N, D], its Scale, the mask Add, the Softmax and the context Dot with v[B, T, N, Dv]
-//    -> Transposes of q, k, v to [B, N, ., D] and one Attention; in a training graph also the
-//    backward (dP Dot, SoftmaxGrad, its Scale, the dq/dk/dv Dots and their Transposes) -> one
-//    AttentionGrad and Transposes back. Only when no intermediate (scores, P, dP, dS) has a user
+//    -> one Attention in the [B, S, N, D] layout (q, k, v as the model made them; the context's
+//    head Transpose is its result); in a training graph also the backward (dP Dot, SoftmaxGrad, its
+//    Scale, the dq/dk/dv Dots, their Transposes and dcontext's head Transpose) -> one AttentionGrad. Only when no intermediate (scores, P, dP, dS) has a user
 //    outside the pattern and D, Dv <= kMaxAttentionHeadDim. The values stay equal except in a row
 //    whose every mask entry is <= ir::kAttentionMaskedBias: the Softmax spreads it over the masked
 //    keys, Attention gives it out 0 (a query that may attend to nothing, as in flash attention).
@@ -102,8 +102,30 @@ struct AttentionMatch {
   OpId dq_dot = ir::kNoOp, dk_dot = ir::kNoOp;
   Value dcontext;
   OpId dq = ir::kNoOp, dk = ir::kNoOp, dv = ir::kNoOp;  // the last op of each gradient chain
+  // The head Transposes the [B, S, N, D] layout makes unneeded: the context's only user (to
+  // [B, S, N, Dv]) and the op that makes dcontext from the gradient in [B, S, N, Dv] when only the
+  // pattern reads it. kNoOp when absent (Transposes are emitted instead).
+  OpId merge = ir::kNoOp, split_grad = ir::kNoOp;
   bool training() const { return dp != ir::kNoOp; }
 };
+
+const std::vector<int64_t> kHeadsFirst{0, 2, 1, 3};  // [B, X, N, D] <-> [B, N, X, D]
+
+// The head Transposes next to the pattern that Attention's [B, S, N, D] layout absorbs.
+void find_head_transposes(const ir::Graph& g, AttentionMatch& m) {
+  const Value context{m.context, 0};
+  if (single_use(g, context)) {
+    const ir::Op& t = g.op(g.uses(context)[0].user);
+    if (t.kind == OpKind::Transpose && ints_or_empty(t, "perm") == kHeadsFirst) m.merge = t.id;
+  }
+  if (!m.training()) return;
+  const ir::Op& t = g.op(m.dcontext.op);
+  if (t.kind != OpKind::Transpose || ints_or_empty(t, "perm") != kHeadsFirst) return;
+  for (const ir::Use& u : g.uses(m.dcontext)) {
+    if (u.user != m.dp && u.user != m.dv_dot) return;
+  }
+  m.split_grad = t.id;
+}
 
 // The op whose output is the whole gradient of a [B, X, N, D] operand, given the Dot that computes
 // it in a layout [B, N, ...]: the Dot's only user, a Transpose by `perm` to the operand's shape
@@ -213,7 +235,7 @@ std::optional<AttentionMatch> match_attention(const ir::Graph& g, OpId softmax_i
 bool intermediates_stay_inside(const ir::Graph& g, const AttentionMatch& m) {
   for (Value out : g.outputs()) {
     for (OpId op : {m.scores, m.scale, m.mask, m.softmax, m.dp, m.dv_dot, m.softmax_grad, m.grad_scale, m.dq_dot,
-                    m.dk_dot}) {
+                    m.dk_dot, m.split_grad}) {
       if (op != ir::kNoOp && out.op == op) return false;
     }
   }
@@ -239,10 +261,12 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const 
   std::map<OpId, size_t> attention_forward_at, attention_backward_at;
   for (OpId id : options.attention ? g.ops_of_kind(OpKind::Softmax) : std::vector<OpId>{}) {
     auto m = match_attention(g, id);
-    if (!m || !intermediates_stay_inside(g, *m)) continue;
+    if (!m) continue;
+    find_head_transposes(g, *m);
+    if (!intermediates_stay_inside(g, *m)) continue;
     const size_t index = attentions.size();
     for (OpId op : {m->scores, m->scale, m->mask, m->softmax, m->context, m->dp, m->dv_dot, m->softmax_grad, m->grad_scale,
-                    m->dq_dot, m->dk_dot, m->dq, m->dk, m->dv}) {
+                    m->dq_dot, m->dk_dot, m->dq, m->dk, m->dv, m->merge, m->split_grad}) {
       if (op != ir::kNoOp) skip[op] = 1;
     }
     attention_forward_at[m->context] = index;
@@ -336,46 +360,59 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const 
     STRATA_ASSIGN_OR_RETURN(OpId t, add(OpKind::Transpose, {x}, ir::Attrs{{"perm", std::move(perm)}}, std::move(name), like));
     return Value{t, 0};
   };
-  const std::vector<int64_t> heads_first{0, 2, 1, 3};  // [B, X, N, D] <-> [B, N, X, D]
-  // Per attention block: q, k, v in [B, N, ., D], Attention's out and lse.
+  // Per attention block: q, k, v, bias, Attention's out and lse (all in the [B, S, N, D] layout).
   std::vector<std::vector<Value>> attention_values(attentions.size());
+  const ir::Attrs bsnd{{"layout", std::string("bsnd")}};
 
   for (OpId id = 0; id < n; ++id) {
     const ir::Op& op = g.op(id);
     if (auto at = attention_forward_at.find(id); at != attention_forward_at.end()) {
       const AttentionMatch& m = attentions[at->second];
       std::vector<Value> qkv;
-      const Value sources[3] = {m.q, m.k, m.v};
-      const char* suffixes[3] = {".fused_q", ".fused_k", ".fused_v"};
-      for (int i = 0; i < 3; ++i) {
-        STRATA_ASSIGN_OR_RETURN(Value in, mapped(sources[i]));
-        STRATA_ASSIGN_OR_RETURN(Value t, transpose(in, heads_first, fresh_name(g, out, op.name, suffixes[i]), op));
-        qkv.push_back(t);
+      for (Value source : {m.q, m.k, m.v}) {  // [B, S, N, D] as the model made them
+        STRATA_ASSIGN_OR_RETURN(Value in, mapped(source));
+        qkv.push_back(in);
       }
       STRATA_ASSIGN_OR_RETURN(Value bias, mapped(m.bias));
-      STRATA_ASSIGN_OR_RETURN(OpId made, add(OpKind::Attention, {qkv[0], qkv[1], qkv[2], bias},
-                                             ir::Attrs{{"scale", m.scalar}}, op.name, op));
+      ir::Attrs attrs = bsnd;
+      attrs.set("scale", m.scalar);
+      STRATA_ASSIGN_OR_RETURN(OpId made, add(OpKind::Attention, {qkv[0], qkv[1], qkv[2], bias}, attrs, op.name, op));
       for (OpId f : {m.scores, m.scale, m.mask, m.softmax}) {
         if (f != ir::kNoOp) id_map[f] = made;
       }
       id_map[id] = made;
-      value_map[id] = {Value{made, 0}};
-      attention_values[at->second] = {qkv[0], qkv[1], qkv[2], bias, Value{made, 0}, Value{made, 1}};
+      const Value result{made, 0};  // [B, S, N, Dv]
+      if (m.merge != ir::kNoOp) {  // the context's Transpose to [B, S, N, Dv] is the result itself
+        id_map[m.merge] = made;
+        value_map[m.merge] = {result};
+      } else {
+        STRATA_ASSIGN_OR_RETURN(Value context,
+                                transpose(result, kHeadsFirst, fresh_name(g, out, op.name, ".fused_context"), op));
+        value_map[id] = {context};
+      }
+      attention_values[at->second] = {qkv[0], qkv[1], qkv[2], bias, result, Value{made, 1}};
       continue;
     }
     if (auto at = attention_backward_at.find(id); at != attention_backward_at.end()) {
       const AttentionMatch& m = attentions[at->second];
       std::vector<Value> inputs = attention_values[at->second];
-      STRATA_ASSIGN_OR_RETURN(Value dcontext, mapped(m.dcontext));
-      inputs.push_back(dcontext);
-      STRATA_ASSIGN_OR_RETURN(OpId made, add(OpKind::AttentionGrad, inputs, ir::Attrs{{"scale", m.scalar}}, op.name, op));
-      int32_t index = 0;
-      for (OpId end : {m.dq, m.dk, m.dv}) {
-        const ir::Op& e = g.op(end);
-        STRATA_ASSIGN_OR_RETURN(Value t, transpose(Value{made, index++}, heads_first, e.name, e));
-        id_map[end] = t.op;
-        value_map[end] = {t};
+      Value dout;  // the gradient of Attention's result, [B, S, N, Dv]
+      if (m.split_grad != ir::kNoOp) {
+        STRATA_ASSIGN_OR_RETURN(dout, mapped(g.op(m.split_grad).inputs[0]));
+      } else {
+        STRATA_ASSIGN_OR_RETURN(Value dcontext, mapped(m.dcontext));
+        STRATA_ASSIGN_OR_RETURN(dout, transpose(dcontext, kHeadsFirst, fresh_name(g, out, op.name, ".fused_dout"), op));
       }
+      inputs.push_back(dout);
+      ir::Attrs attrs = bsnd;
+      attrs.set("scale", m.scalar);
+      STRATA_ASSIGN_OR_RETURN(OpId made, add(OpKind::AttentionGrad, inputs, attrs, op.name, op));
+      int32_t index = 0;
+      for (OpId end : {m.dq, m.dk, m.dv}) {  // dq, dk, dv come in q's, k's and v's [B, ., N, D] types
+        id_map[end] = made;
+        value_map[end] = {Value{made, index++}};
+      }
+      if (m.split_grad != ir::kNoOp) id_map[m.split_grad] = made;
       for (OpId b : {m.dp, m.dv_dot, m.softmax_grad, m.grad_scale, m.dq_dot, m.dk_dot}) {
         if (b != ir::kNoOp) id_map[b] = made;
       }

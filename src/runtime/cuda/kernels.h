@@ -80,6 +80,7 @@ Status cross_entropy_grad(const void* logits, Elem logits_elem, const int32_t* l
 // leading dims multiply to batch). d and dv at most 128.
 struct AttentionProblem {
   int64_t batch = 0, s = 0, t = 0, d = 0, dv = 0;
+  int64_t heads = 0;  // layout bsnd ([B, S, N, D] tensors, batch = B * N): N; 0 for [..., S, D]
   float scale = 1.0f;
   const void* bias = nullptr;
   Elem bias_elem = Elem::f32;
