@@ -284,8 +284,7 @@ struct AttentionShape {
   explicit AttentionShape(const Args& a) {
     const ir::Shape& q = a.in(0).shape;
     const size_t r = q.size();
-    const auto layout = a.op.attrs.get_string("layout");  // absent: the default layout
-    if (layout.is_ok() && *layout == "bsnd") heads = q[2];
+    if (ir::attention_bsnd(a.op.attrs)) heads = q[2];
     s = q[heads ? 1 : r - 2];
     d = q[r - 1];
     t = a.in(1).shape[heads ? 1 : r - 2];

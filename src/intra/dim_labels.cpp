@@ -117,8 +117,7 @@ std::vector<bool> only_last_fixed(int64_t rank) {
 DimLabels attention(const ir::Op& op, const std::vector<TensorType>& inputs) {
   DimLabels labels;
   // Layout bsnd ([B, S, N, D]): the batch dim only (the heads sit after the rows there).
-  const auto layout = op.attrs.get_string("layout");
-  const size_t lead = layout.is_ok() && *layout == "bsnd" ? 1 : inputs[0].shape.size() - 2;
+  const size_t lead = ir::attention_bsnd(op.attrs) ? 1 : inputs[0].shape.size() - 2;
   std::vector<int> dims;
   for (size_t d = 0; d < lead; ++d) dims.push_back(fresh(labels));
   // The bias aligns to the scores' [lead..., S, T] from the right, every other operand from the left.

@@ -57,9 +57,8 @@ double layer_norm_grad_flops(const Types& in, const Types&, const Attrs&) { retu
 // 2 S T Dv each, dq and dk 2 S T D each) and 9 per score (the recomputed softmax, then dS).
 // The key count T of k: [..., T, D], or [B, T, N, D] in the bsnd layout.
 double attention_keys(const Types& in, const Attrs& attrs) {
-  const auto layout = attrs.get_string("layout");
   const Shape& k = in[1].shape;
-  return static_cast<double>(layout.is_ok() && *layout == "bsnd" ? k[1] : k[k.size() - 2]);
+  return static_cast<double>(attention_bsnd(attrs) ? k[1] : k[k.size() - 2]);
 }
 double attention_flops(const Types& in, const Types&, const Attrs& attrs) {
   const Shape& q = in[0].shape;

@@ -95,6 +95,11 @@ Error wrong_type(const std::string& key, const char* expected) { return make_err
 
 const char* op_kind_name(OpKind kind) { return row(kind).info.name; }
 
+bool attention_bsnd(const Attrs& attrs) {
+  const auto layout = attrs.get_string("layout");
+  return layout.is_ok() && *layout == "bsnd";
+}
+
 Expected<OpKind> parse_op_kind(const std::string& name) {
   for (const Row& r : kTable) {
     if (name == r.info.name) return r.kind;

@@ -162,12 +162,13 @@ Expected<Types> layer_norm_grad(const Types& inputs, const Attrs& attrs) {
 
 namespace {
 
-// Attention's {layout}: false for "bnsd" (the default: [..., S, D]), true for "bsnd" ([B, S, N, D]).
-Expected<bool> attention_bsnd(const Types& inputs, const Attrs& attrs) {
+// Attention's {layout} checked: false for "bnsd" (the default: [..., S, D]), true for "bsnd"
+// ([B, S, N, D]); any other value, or bsnd on an operand not of rank 4, is an Error.
+Expected<bool> checked_layout(const Types& inputs, const Attrs& attrs) {
   if (!attrs.has("layout")) return false;
   STRATA_ASSIGN_OR_RETURN(std::string layout, attrs.get_string("layout"));
-  if (layout == "bnsd") return false;
-  if (layout != "bsnd") return make_error("", "layout", "must be bnsd or bsnd, got '" + layout + "'");
+  if (layout != "bnsd" && layout != "bsnd") return make_error("", "layout", "must be bnsd or bsnd, got '" + layout + "'");
+  if (!attention_bsnd(attrs)) return false;
   if (inputs[0].rank() != 4) return input_error(0, "layout bsnd needs [B, S, N, D], got " + shape_string(inputs[0].shape));
   return true;
 }
@@ -221,7 +222,7 @@ Types attention_default_layout(Types inputs, bool bsnd) {
 }
 
 Expected<Types> attention(const Types& given, const Attrs& attrs) {
-  STRATA_ASSIGN_OR_RETURN(bool bsnd, attention_bsnd(given, attrs));
+  STRATA_ASSIGN_OR_RETURN(bool bsnd, checked_layout(given, attrs));
   const Types inputs = attention_default_layout(given, bsnd);
   STRATA_ASSIGN_OR_RETURN(TensorType out, attention_out(inputs, attrs));
   const Shape lse(inputs[0].shape.begin(), inputs[0].shape.end() - 1);
@@ -229,7 +230,7 @@ Expected<Types> attention(const Types& given, const Attrs& attrs) {
 }
 
 Expected<Types> attention_grad(const Types& given, const Attrs& attrs) {
-  STRATA_ASSIGN_OR_RETURN(bool bsnd, attention_bsnd(given, attrs));
+  STRATA_ASSIGN_OR_RETURN(bool bsnd, checked_layout(given, attrs));
   const Types inputs = attention_default_layout(given, bsnd);
   STRATA_ASSIGN_OR_RETURN(TensorType out, attention_out(inputs, attrs));
   if (inputs[4].shape != out.shape) return input_error(4, "expected Attention's out " + shape_string(out.shape));

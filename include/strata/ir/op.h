@@ -133,6 +133,10 @@ class Attrs {
 
 std::string attr_value_string(const AttrValue& value);
 
+// Whether an Attention/AttentionGrad's attrs say {layout: "bsnd"} (the shape rule rejects any other
+// value than "bnsd" and "bsnd", so readers after it need only this).
+bool attention_bsnd(const Attrs& attrs);
+
 // Where an op sits in the training graph.
 enum class Role : uint8_t { forward, backward, update };
 const char* role_name(Role role);

@@ -643,8 +643,7 @@ class CudaBackend : public Backend {
         const size_t r = q.size();
         kernels::AttentionProblem a;
         // layout bsnd: [B, S, N, D] (checked by the op's shape rule); the scores are [B, N, S, T].
-        const auto layout = op.attrs.get_string("layout");
-        const bool bsnd = layout.is_ok() && *layout == "bsnd";
+        const bool bsnd = ir::attention_bsnd(op.attrs);
         a.heads = bsnd ? q[2] : 0;
         a.s = q[bsnd ? 1 : r - 2];
         a.d = q[r - 1];
