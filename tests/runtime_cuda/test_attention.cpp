@@ -314,9 +314,13 @@ INSTANTIATE_TEST_SUITE_P(
                                 {5, 130}, true),
                       // Half of a random bias masked: rows whose first tiles are all masked, then not.
                       make_case("SparseMask130", {2}, 130, 200, 64, 64, BiasKind::sparse),
+                      // A causal mask over S < T: diagonal tiles (the causal class, compared by index, not
+                      // read) whole and cut by S, and tiles past the last query masked.
+                      make_case("CausalCross130x200", {2}, 130, 200, 64, 64),
                       // [B, S, N, D] operands (strided heads), as fuse_for_cuda emits them.
                       bsnd_case(make_case("Causal100", {2, 3}, 100, 100, 64, 64)),
                       bsnd_case(make_case("BroadcastHead80", {2, 2}, 70, 90, 80, 80, BiasKind::broadcast)),
+                      bsnd_case(make_case("CausalHead80", {2, 2}, 192, 192, 80, 80)),
                       bsnd_case(make_case("SparseHead8", {2, 2}, 60, 130, 8, 8, BiasKind::sparse)),
                       bsnd_case(make_case("RandomD32Dv48Bf16Bias", {2, 3}, 50, 60, 32, 48, BiasKind::random,
                                           DType::bf16, true))),

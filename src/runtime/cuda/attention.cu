@@ -27,7 +27,9 @@ constexpr int kTLd = kTile + kPad;  // row length of the dS tile ([query][key])
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-enum : uint8_t { kTileMixed = 0, kTileMasked = 1, kTileZero = 2 };
+// kTileCausal: every entry is 0 where key <= query and masked where key > query (global indices),
+// the diagonal tiles of a causal mask: the kernels compare indices instead of reading the bias.
+enum : uint8_t { kTileMixed = 0, kTileMasked = 1, kTileZero = 2, kTileCausal = 3 };
 
 struct Problem {
   int64_t batch = 0, s = 0, t = 0;
@@ -67,6 +69,12 @@ __device__ __forceinline__ void lead_offsets(const Problem& p, int64_t b, int64_
     flags += index * p.flag_lead_stride[i];
   }
   flags *= int64_t{p.q_tiles} * p.k_tiles;
+}
+
+// row0 - key0 clamped to [-2 * kTile, 2 * kTile] (the same tests within a tile) as an int.
+__device__ __forceinline__ int diagonal(int64_t row0, int64_t key0) {
+  const int64_t d = row0 - key0;
+  return static_cast<int>(d < -2 * kTile ? -2 * kTile : d > 2 * kTile ? 2 * kTile : d);
 }
 
 // 2^x in one MUFU instruction (flush to zero below 2^-126; 2^-inf = 0).
@@ -183,17 +191,24 @@ __device__ void load_tile_async(bf16* dst, int ld, const void* src, Elem e, int6
 
 // The indices of the tiles along one row (forward: key tiles of a query tile; backward: query tiles
 // of a key tile) that are not masked, into `live`; returns their count. `stride` steps the flags.
+// The first warp reads 32 flags at a time and compacts them with a ballot.
 __device__ int live_tiles(const uint8_t* flags, int count, int64_t stride, int16_t* live, uint8_t* kinds) {
   __syncthreads();  // the previous user of `live` is done
-  if (threadIdx.x == 0) {
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
     int n = 0;
-    for (int i = 0; i < count; ++i) {
-      const uint8_t f = flags[i * stride];
-      if (f == kTileMasked) continue;
-      live[n] = static_cast<int16_t>(i);
-      kinds[n++] = f;
+    for (int first = 0; first < count; first += 32) {
+      const int i = first + lane;
+      const uint8_t f = i < count ? flags[i * stride] : uint8_t{kTileMasked};
+      const unsigned alive = __ballot_sync(0xffffffffu, f != kTileMasked);
+      if (f != kTileMasked) {
+        const int at = n + __popc(alive & ((1u << lane) - 1u));
+        live[at] = static_cast<int16_t>(i);
+        kinds[at] = f;
+      }
+      n += __popc(alive);
     }
-    live[count] = static_cast<int16_t>(n);
+    if (lane == 0) live[count] = static_cast<int16_t>(n);
   }
   __syncthreads();
   return live[count];
@@ -206,7 +221,8 @@ __device__ __forceinline__ float bias_at(const Problem& p, int64_t base, int64_t
 }
 
 // One block per (query tile, key tile, bias leading index) of the bias: kTileMasked when every entry
-// is masked (<= kMaskedBias), kTileZero when every entry is 0, else kTileMixed.
+// is masked (<= kMaskedBias), kTileZero when every entry is 0, kTileCausal when the entries are 0 at
+// and below the diagonal (key <= query) and masked above it, else kTileMixed.
 __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
   const int64_t block = blockIdx.x;
   if (block >= flag_blocks) return;
@@ -217,17 +233,19 @@ __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
     base += (c % p.lead_shape[i]) * p.bias_lead_stride[i];
     c /= p.lead_shape[i];
   }
-  bool masked = true, zero = true;
+  bool masked = true, zero = true, causal = true;
   for (int i = threadIdx.x; i < kTile * kTile; i += blockDim.x) {
     const int64_t row = int64_t{qt} * kTile + i / kTile, col = int64_t{kt} * kTile + i % kTile;
     if (row >= p.s || col >= p.t) continue;
     const float x = bias_at(p, base, row, col);
     masked = masked && x == -INFINITY;
     zero = zero && x == 0.0f;
+    causal = causal && x == (col <= row ? 0.0f : -INFINITY);
   }
   masked = __syncthreads_and(masked);
   zero = __syncthreads_and(zero);
-  if (threadIdx.x == 0) flags[block] = masked ? kTileMasked : zero ? kTileZero : kTileMixed;
+  causal = __syncthreads_and(causal);
+  if (threadIdx.x == 0) flags[block] = masked ? kTileMasked : zero ? kTileZero : causal ? kTileCausal : kTileMixed;
 }
 
 template <int DP>
@@ -246,15 +264,18 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
     int64_t bias_base, flag_base;
     lead_offsets(p, b, bias_base, flag_base);
     const int n_live = live_tiles(p.flags + flag_base + int64_t{qt} * p.k_tiles, p.k_tiles, 1, live, kinds);
+    // Row r of b's q (k, v, out) at q_at + r * qk_ld (k_at + r * qk_ld, v_at + r * v_ld, out_at + r * v_ld).
+    const int64_t qk_ld = row_stride(p, p.d), v_ld = row_stride(p, p.dv);
+    const int64_t q_at = row_at(p, b, p.s, 0, p.d), k_at = row_at(p, b, p.t, 0, p.d);
+    const int64_t v_at = row_at(p, b, p.t, 0, p.dv), out_at = row_at(p, b, p.s, 0, p.dv);
     // K/V of live tile i go to buffer i % 2, fetched one tile ahead of the math.
     auto fetch = [&](int i) {
       const int64_t key0 = int64_t{live[i]} * kTile;
       bf16* buffer = kv + (i % 2) * 2 * kTile * kLd;
-      load_tile_async<DP>(buffer, kLd, k, p.elem, row_at(p, b, p.t, key0, p.d), p.t - key0, p.d, row_stride(p, p.d));
-      load_tile_async<DP>(buffer + kTile * kLd, kLd, v, p.elem, row_at(p, b, p.t, key0, p.dv), p.t - key0, p.dv,
-                          row_stride(p, p.dv));
+      load_tile_async<DP>(buffer, kLd, k, p.elem, k_at + key0 * qk_ld, p.t - key0, p.d, qk_ld);
+      load_tile_async<DP>(buffer + kTile * kLd, kLd, v, p.elem, v_at + key0 * v_ld, p.t - key0, p.dv, v_ld);
     };
-    load_tile_async<DP>(qs, kLd, q, p.elem, row_at(p, b, p.s, row0, p.d), p.s - row0, p.d, row_stride(p, p.d));
+    load_tile_async<DP>(qs, kLd, q, p.elem, q_at + row0 * qk_ld, p.s - row0, p.d, qk_ld);
     if (n_live > 0) fetch(0);
     cp_async_commit();
     float o[DP / 8][4] = {};
@@ -284,18 +305,30 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
           mma(s[nt + 1], qa[kk], b[2], b[3]);
         }
       }
-      // Logits in base 2, the row max over the quad that shares a row.
-      // A whole tile with a zero bias (below the causal diagonal) needs no bias and no bounds.
+      // Logits in base 2 are s * mul; the row max over the quad that shares a row.
+      // The lean path: a whole tile in bounds whose bias is 0 (below the causal diagonal) or causal
+      // (on it: an index test), a positive scale; s keeps the raw dot products, and the exponent
+      // below is one FFMA with mul = scale * log2(e). The general path scales in place (mul = 1).
       float mx[2] = {-INFINITY, -INFINITY};
       const float scale2 = p.scale * kLog2e;
-      if (flag == kTileZero && key0 + kTile <= p.t) {
+      float mul = 1.0f;
+      if ((flag == kTileZero || flag == kTileCausal) && key0 + kTile <= p.t && p.scale > 0.0f) {
+        mul = scale2;
+        if (flag == kTileCausal) {  // key0 + col <= row0 + row, i.e. col - row <= row0 - key0
+          const int diag = diagonal(row0, key0);
+          #pragma unroll
+          for (int nt = 0; nt < 8; ++nt) {
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int row = warp * 16 + g + (e >= 2 ? 8 : 0), col = nt * 8 + t4 * 2 + (e & 1);
+              if (col - row > diag) s[nt][e] = -INFINITY;
+            }
+          }
+        }
         #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
           #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            s[nt][e] *= scale2;
-            mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
-          }
+          for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
         }
       } else {
         const int keys_left = static_cast<int>(p.t - key0 < kTile ? p.t - key0 : kTile);
@@ -320,6 +353,7 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
       for (int r = 0; r < 2; ++r) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        mx[r] *= mul;  // mul > 0 keeps the max
         const float m_new = fmaxf(m[r], mx[r]);
         m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row all -inf so far: exp2 gives 0, not NaN
         alpha[r] = fast_exp2(m[r] - m_use[r]);
@@ -330,7 +364,7 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
       for (int nt = 0; nt < 8; ++nt) {
         #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          s[nt][e] = fast_exp2(s[nt][e] - m_use[e >> 1]);
+          s[nt][e] = fast_exp2(fmaf(s[nt][e], mul, -m_use[e >> 1]));
           l[e >> 1] += s[nt][e];
         }
       }
@@ -363,13 +397,20 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
       const int64_t row = row0 + warp * 16 + g + r * 8;
       if (row >= p.s) continue;
       const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-      const int64_t at = row_at(p, b, p.s, row, p.dv);
+      const int64_t at = out_at + row * v_ld;
       #pragma unroll
       for (int dn = 0; dn < DP / 8; ++dn) {
+        const int col = dn * 8 + t4 * 2;
+        if (p.elem == Elem::bf16 && p.dv % 2 == 0) {  // a pair in one 4-byte store (at and col even)
+          if (col < p.dv) {
+            *reinterpret_cast<__nv_bfloat162*>(static_cast<bf16*>(out) + at + col) =
+                __floats2bfloat162_rn(o[dn][r * 2] * inv, o[dn][r * 2 + 1] * inv);
+          }
+          continue;
+        }
         #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          const int col = dn * 8 + t4 * 2 + j;
-          if (col < p.dv) store(out, p.elem, at + col, o[dn][r * 2 + j] * inv);
+          if (col + j < p.dv) store(out, p.elem, at + col + j, o[dn][r * 2 + j] * inv);
         }
       }
       if (t4 == 0) lse[b * p.s + row] = l[r] > 0.0f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
@@ -418,13 +459,16 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
     int64_t bias_base, flag_base;
     lead_offsets(p, b, bias_base, flag_base);
     const int n_live = live_tiles(p.flags + flag_base + kt, p.q_tiles, p.k_tiles, live, kinds);
+    // Row r of b's q (dout, k, v) at q_at + r * qk_ld (do_at + r * v_ld, k_at + r * qk_ld, v_at + r * v_ld).
+    const int64_t qk_ld = row_stride(p, p.d), v_ld = row_stride(p, p.dv);
+    const int64_t q_at = row_at(p, b, p.s, 0, p.d), do_at = row_at(p, b, p.s, 0, p.dv);
+    const int64_t k_at = row_at(p, b, p.t, 0, p.d), v_at = row_at(p, b, p.t, 0, p.dv);
     // Q, dO and the rows' (lse2, dsum) of live tile i go to buffer i % 2, one tile ahead.
     auto fetch = [&](int i) {
       const int64_t row0 = int64_t{live[i]} * kTile;
       bf16* buffer = qdo + (i % 2) * 2 * kTile * kLd;
-      load_tile_async<DP>(buffer, kLd, q, p.elem, row_at(p, b, p.s, row0, p.d), p.s - row0, p.d, row_stride(p, p.d));
-      load_tile_async<DP>(buffer + kTile * kLd, kLd, dout, p.elem, row_at(p, b, p.s, row0, p.dv), p.s - row0, p.dv,
-                          row_stride(p, p.dv));
+      load_tile_async<DP>(buffer, kLd, q, p.elem, q_at + row0 * qk_ld, p.s - row0, p.d, qk_ld);
+      load_tile_async<DP>(buffer + kTile * kLd, kLd, dout, p.elem, do_at + row0 * v_ld, p.s - row0, p.dv, v_ld);
       if (threadIdx.x < kTile) {
         float2* slot = stats + (i % 2) * kTile + threadIdx.x;
         const int64_t row = row0 + threadIdx.x;
@@ -436,8 +480,8 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
         }
       }
     };
-    load_tile_async<DP>(ks, kLd, k, p.elem, row_at(p, b, p.t, key0, p.d), p.t - key0, p.d, row_stride(p, p.d));
-    load_tile_async<DP>(vs, kLd, v, p.elem, row_at(p, b, p.t, key0, p.dv), p.t - key0, p.dv, row_stride(p, p.dv));
+    load_tile_async<DP>(ks, kLd, k, p.elem, k_at + key0 * qk_ld, p.t - key0, p.d, qk_ld);
+    load_tile_async<DP>(vs, kLd, v, p.elem, v_at + key0 * v_ld, p.t - key0, p.dv, v_ld);
     if (n_live > 0) fetch(0);
     cp_async_commit();
     float dk_acc[DP / 8][4] = {}, dv_acc[DP / 8][4] = {};
@@ -472,7 +516,11 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
       const float scale2 = p.scale * kLog2e;
       const int keys_left = static_cast<int>(p.t - key0 < kTile ? p.t - key0 : kTile);
       const int rows_left = static_cast<int>(p.s - row0 < kTile ? p.s - row0 : kTile);
-      const bool full = flag == kTileZero && keys_left == kTile && rows_left == kTile;
+      // The lean path: a whole tile whose bias is 0 or causal (an index test: key0 + local_key <=
+      // row0 + local_q), no bias read.
+      const bool full = (flag == kTileZero || flag == kTileCausal) && keys_left == kTile && rows_left == kTile;
+      const int diag = flag == kTileCausal ? diagonal(row0, key0)
+                                           : 2 * kTile;
       #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
         #pragma unroll
@@ -482,6 +530,7 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
           float prob;
           if (full) {
             prob = fast_exp2(pt[nt][e] * scale2 - row_stat.x);
+            if (local_key - local_q > diag) prob = 0.0f;
           } else {
             float x = pt[nt][e] * p.scale;
             if (flag != kTileZero && local_q < rows_left && local_key < keys_left) {
@@ -550,7 +599,7 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
     for (int r = 0; r < 2; ++r) {
       const int64_t key = key0 + warp * 16 + g + r * 8;
       if (key >= p.t) continue;
-      const int64_t dk_at = row_at(p, b, p.t, key, p.d), dv_at = row_at(p, b, p.t, key, p.dv);
+      const int64_t dk_at = k_at + key * qk_ld, dv_at = v_at + key * v_ld;
       #pragma unroll
       for (int dn = 0; dn < DP / 8; ++dn) {
         #pragma unroll
