@@ -23,7 +23,7 @@ constexpr int kTile = 64;  // query rows per forward block, keys per backward bl
 constexpr int kWarps = 4;  // each warp owns 16 rows (forward: queries, backward: keys) of a tile
 constexpr int kBlockThreads = 32 * kWarps;
 constexpr int kPad = 8;  // bf16 elements added to each shared-memory row (conflict-free fragment loads)
-constexpr int kTLd = kTile + kPad;  // row length of the dS tile ([query][key])
+constexpr int kTLd = kTile + kPad;  // row length of the dS tile ([key][query])
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -125,6 +125,16 @@ __device__ __forceinline__ void load_b4_trans(uint32_t (&b)[4], const bf16* x, i
   const uint32_t address = shared_address(x + (k0 + (lane & 15)) * ld + n0 + (lane >> 4) * 8);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(address));
+}
+
+// the A fragment of rows [r0, r0 + 16) x columns [c0, c0 + 16) of a tile stored column-major
+// (x[c * ld + r]), through the transposing load.
+__device__ __forceinline__ void load_a4_trans(uint32_t (&a)[4], const bf16* x, int ld, int r0, int c0) {
+  const int lane = threadIdx.x % 32;
+  const uint32_t address = shared_address(x + (c0 + (lane & 7) + ((lane >> 4) << 3)) * ld + r0 + ((lane >> 3) & 1) * 8);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
                : "r"(address));
 }
 
@@ -282,10 +292,11 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     uint32_t qa[DP / 16][4];  // this warp's Q rows as A fragments, loaded with the first tile
     for (int i = 0; i < n_live; ++i) {
+      // Tile i landed and every warp is done with tile i - 1, whose buffer then takes tile i + 1.
+      cp_async_wait<0>();
+      __syncthreads();
       if (i + 1 < n_live) fetch(i + 1);
       cp_async_commit();
-      cp_async_wait<1>();
-      __syncthreads();
       const uint8_t flag = kinds[i];
       const int64_t key0 = int64_t{live[i]} * kTile;
       const bf16* ks = kv + (i % 2) * 2 * kTile * kLd;
@@ -387,7 +398,6 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
           mma(o[dn + 1], a, b[2], b[3]);
         }
       }
-      __syncthreads();  // this buffer is refilled two tiles on
     }
     cp_async_wait<0>();
     #pragma unroll
@@ -448,7 +458,7 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
   bf16* ks = reinterpret_cast<bf16*>(smem);  // [64][kLd] keys x d
   bf16* vs = ks + kTile * kLd;                // [64][kLd] keys x dv
   bf16* qdo = vs + kTile * kLd;               // two buffers of Q [64][kLd] then dO [64][kLd]
-  bf16* dss = qdo + 4 * kTile * kLd;          // [64][kTLd] queries x keys
+  bf16* dss = qdo + 4 * kTile * kLd;          // [64][kTLd] keys x queries
   auto* stats = reinterpret_cast<float2*>(dss + kTile * kTLd);  // two buffers of [64] (lse2, dsum)
   auto* live = reinterpret_cast<int16_t*>(stats + 2 * kTile);    // [q_tiles + 1]
   auto* kinds = reinterpret_cast<uint8_t*>(live + p.q_tiles + 1);  // [q_tiles]
@@ -486,10 +496,11 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
     cp_async_commit();
     float dk_acc[DP / 8][4] = {}, dv_acc[DP / 8][4] = {};
     for (int i = 0; i < n_live; ++i) {
+      // Tile i landed and every warp is done with tile i - 1 (its buffer takes tile i + 1, and dS).
+      cp_async_wait<0>();
+      __syncthreads();
       if (i + 1 < n_live) fetch(i + 1);
       cp_async_commit();
-      cp_async_wait<1>();
-      __syncthreads();
       const uint8_t flag = kinds[i];
       const int64_t row0 = int64_t{live[i]} * kTile;
       const bf16* qs = qdo + (i % 2) * 2 * kTile * kLd;
@@ -523,10 +534,11 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
                                            : 2 * kTile;
       #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
+        const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);  // queries q, q + 1
         #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
-          const float2 row_stat = st[local_q];
+          const float2 row_stat = e & 1 ? make_float2(stat2.z, stat2.w) : make_float2(stat2.x, stat2.y);
           float prob;
           if (full) {
             prob = fast_exp2(pt[nt][e] * scale2 - row_stat.x);
@@ -540,7 +552,12 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
           }
           pt[nt][e] = prob;
           dpt[nt][e] = prob * (dpt[nt][e] - row_stat.y);
-          dss[local_q * kTLd + local_key] = __float2bfloat16_rn(dpt[nt][e]);
+        }
+        // dS^T as stored: [key][query], a pair of queries in one 4-byte store.
+        #pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          *reinterpret_cast<uint32_t*>(dss + (warp * 16 + g + r * 8) * kTLd + nt * 8 + t4 * 2) =
+              pack(dpt[nt][2 * r], dpt[nt][2 * r + 1]);
         }
       }
       // dV += P^T . dO and dK += dS^T . Q over the 64 queries.
@@ -566,7 +583,7 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
       #pragma unroll
       for (int c = 0; c < 4; ++c) {
         uint32_t a[4];
-        load_a4(a, dss, kTLd, warp * 16, c * 16);
+        load_a4_trans(a, dss, kTLd, warp * 16, c * 16);
         #pragma unroll
         for (int dn = 0; dn < DP / 8; dn += 2) {
           uint32_t b[4];
@@ -592,7 +609,6 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
           }
         }
       }
-      __syncthreads();  // this buffer and dS are rewritten on
     }
     cp_async_wait<0>();
     #pragma unroll
