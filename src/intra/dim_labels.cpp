@@ -112,20 +112,35 @@ std::vector<bool> only_last_fixed(int64_t rank) {
   return fixed;
 }
 
-// Attention (+grad): the leading (batch and head) dims only, shared by every operand; the bias
-// where its dim is not broadcast. Rows, keys and head dims stay whole (the softmax spans the keys).
+// Attention (+grad): the batch and head dims only, shared by every operand; the bias where its
+// dim is not broadcast. Rows, keys and head dims stay whole (the softmax spans the keys).
 DimLabels attention(const ir::Op& op, const std::vector<TensorType>& inputs) {
   DimLabels labels;
-  // Layout bsnd ([B, S, N, D]): the batch dim only (the heads sit after the rows there).
-  const size_t lead = ir::attention_bsnd(op.attrs) ? 1 : inputs[0].shape.size() - 2;
+  const bool bsnd = ir::attention_bsnd(op.attrs);
+  // The scores' leading dims: [B, N] in layout bsnd (q, k, v, out and their gradients are
+  // [B, S, N, D] there: B at 0, N at 2), else every dim of q before its last two.
+  const size_t lead = bsnd ? 2 : inputs[0].shape.size() - 2;
   std::vector<int> dims;
-  for (size_t d = 0; d < lead; ++d) dims.push_back(fresh(labels));
-  // The bias aligns to the scores' [lead..., S, T] from the right, every other operand from the left.
+  std::vector<int64_t> extent;
+  for (size_t d = 0; d < lead; ++d) {
+    dims.push_back(fresh(labels));
+    extent.push_back(inputs[0].shape[bsnd && d == 1 ? 2 : d]);
+  }
+  // Where leading dim d sits in an operand: lse ([lead..., S]) and the bias (aligned to the
+  // scores' [lead..., S, T] from the right) hold them in order; bsnd's rank-4 operands at 0 and 2.
   auto labelled = [&](const TensorType& t, bool bias) {
     std::vector<int> out = unsplit(t);
-    const size_t offset = bias ? lead + 2 - std::min(t.shape.size(), lead + 2) : 0;
-    for (size_t d = 0; d < t.shape.size() && d + offset < lead; ++d) {
-      if (t.shape[d] == inputs[0].shape[d + offset]) out[d] = dims[d + offset];
+    const size_t rank = t.shape.size();
+    const bool in_order = bias || !bsnd || rank == 3;
+    for (size_t d = 0; d < lead; ++d) {
+      size_t at = d;
+      if (bias) {
+        if (rank + d < lead + 2) continue;  // broadcast: the bias has no such dim
+        at = d + rank - (lead + 2);
+      } else if (!in_order) {
+        at = d == 0 ? 0 : 2;
+      }
+      if (at < rank && t.shape[at] == extent[d]) out[at] = dims[d];
     }
     return out;
   };

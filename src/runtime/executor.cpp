@@ -727,24 +727,26 @@ Executor::Executor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Executor::~Executor() = default;
 
 Expected<std::unique_ptr<Executor>> Executor::create(const ir::Graph& training_graph, const plan::Plan& plan,
-                                                     Backend& backend, MPI_Comm world, uint64_t seed) {
+                                                     Backend& backend, MPI_Comm world, uint64_t seed,
+                                                     std::optional<bool> fuse) {
   std::unique_ptr<ir::Graph> owned;
   const plan::Plan* run_plan = &plan;
-#ifdef STRATA_HAVE_CUDA
   // The cuda backend runs the graph after fuse_for_cuda (fewer passes over large tensors; the same
-  // values) when every stage is on one device; STRATA_CUDA_FUSE=0 runs the graph as built.
-  std::optional<FusedPlan> fused;
+  // values); STRATA_CUDA_FUSE=0 runs the graph as built.
   const char* fuse_env = std::getenv("STRATA_CUDA_FUSE");
   if (fuse_env != nullptr && std::string(fuse_env) != "0" && std::string(fuse_env) != "1") {
     return make_error("", "STRATA_CUDA_FUSE", "must be 0 or 1, got '" + std::string(fuse_env) + "'");
   }
-  if (backend.name() == "cuda" && (fuse_env == nullptr || std::string(fuse_env) == "1")) {
+  if (!fuse) fuse = backend.name() == "cuda" && (fuse_env == nullptr || std::string(fuse_env) == "1");
+#ifdef STRATA_HAVE_CUDA
+  FusedPlan fused;
+  if (*fuse) {
     STRATA_ASSIGN_OR_RETURN(fused, fuse_plan_for_cuda(training_graph, plan));
-    if (fused) {
-      owned = std::make_unique<ir::Graph>(std::move(fused->graph));
-      run_plan = &fused->plan;
-    }
+    owned = std::make_unique<ir::Graph>(std::move(fused.graph));
+    run_plan = &fused.plan;
   }
+#else
+  if (*fuse) return make_error("", "fuse", "fuse_for_cuda is built only with CUDA (STRATA_CUDA=ON)");
 #endif
   auto impl = std::make_unique<Impl>(training_graph, std::move(owned), *run_plan, backend);
   STRATA_RETURN_IF_ERROR(impl->setup(world, seed));

@@ -2,7 +2,7 @@
 # valid plans under mpirun on 8 cpu ranks against the reference interpreter (3 plans per test, so
 # each stays near half a minute on a 2-core machine; 12 plans in all).
 if(TARGET test_runtime)
-  target_link_libraries(test_runtime PRIVATE strata_cost)
+  target_link_libraries(test_runtime PRIVATE strata_cost strata_planner)
 endif()
 add_executable(spmd_check ${CMAKE_SOURCE_DIR}/tests/runtime/driver/spmd_check.cpp)
 target_link_libraries(spmd_check PRIVATE strata_runtime strata_cost strata_planner)
@@ -24,6 +24,20 @@ add_test(NAME runtime_spmd_gpt-tiny_planned
                  --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-8.yaml --plans 1 --seed 7 --steps 3 --planned 1)
 set_tests_properties(runtime_spmd_gpt-tiny_planned PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
                      PASS_REGULAR_EXPRESSION "spmd check: 1 passed, 0 failed")
+
+# The graph after fuse_for_cuda (Attention, AttentionGrad, ...) partitioned by fuse_plan_for_cuda on
+# random meshes and pipelines, run on the cpu backend against the unfused reference (built with CUDA
+# only: the rewrite lives in the cuda backend's sources).
+if(STRATA_CUDA)
+  foreach(seed 7 9)
+    add_test(NAME runtime_spmd_gpt-tiny_fused_seed${seed}
+             COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 8
+                     $<TARGET_FILE:spmd_check> --model ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml
+                     --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-8.yaml --plans 3 --seed ${seed} --steps 3 --fuse 1)
+    set_tests_properties(runtime_spmd_gpt-tiny_fused_seed${seed} PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                         PASS_REGULAR_EXPRESSION "spmd check: 3 passed, 0 failed")
+  endforeach()
+endif()
 
 # strata train end to end (real text, checkpoint + resume, wrong world size).
 add_test(NAME runtime_train_cli

@@ -91,10 +91,10 @@ struct FusedPlan {
   ir::Graph graph;
   plan::Plan plan;
 };
-// Only when every stage runs on one device (a 1x1 logical mesh: every spec is all R); otherwise
-// nullopt and the executor runs the graph as built. An Error when fuse_for_cuda fails.
-Expected<std::optional<FusedPlan>> fuse_plan_for_cuda(const ir::Graph& graph, const plan::Plan& plan,
-                                                      FusionStats* stats = nullptr);
+// An op still there as it was keeps its strategy; a rewritten op takes its anchor's stage and, on
+// a mesh of several devices, the strategy of its kind that agrees with the most neighbour specs
+// (fused_plan.cpp). An Error when fuse_for_cuda fails or an op has no stage.
+Expected<FusedPlan> fuse_plan_for_cuda(const ir::Graph& graph, const plan::Plan& plan, FusionStats* stats = nullptr);
 #endif
 
 }  // namespace strata::runtime

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,8 +55,12 @@ class Executor {
   // `training_graph` is the graph at micro-batch size (autodiff::build_training_graph); the plan
   // must carry strategies for every op. Collective: every rank of `world` calls it. An error on
   // any rank (bad plan, wrong world size) is returned on every rank.
+  // `fuse`: run the graph after fuse_for_cuda with fuse_plan_for_cuda's plan (cuda_backend.h; built
+  // with CUDA only). Unset: on the cuda backend unless STRATA_CUDA_FUSE=0; true on any backend (the
+  // cpu backend runs the rewritten graph too, which tests its partition); false never.
   static Expected<std::unique_ptr<Executor>> create(const ir::Graph& training_graph, const plan::Plan& plan,
-                                                    Backend& backend, MPI_Comm world, uint64_t seed);
+                                                    Backend& backend, MPI_Comm world, uint64_t seed,
+                                                    std::optional<bool> fuse = std::nullopt);
   ~Executor();
 
   // One training step; `step_number` (1-based) feeds Adam's bias correction. An error is this
@@ -93,8 +98,8 @@ class Executor {
 
   int stage() const;
   int num_stages() const;
-  // The graph this executor runs and its partition: the training graph as given, or on the cuda
-  // backend with every stage on one device, the graph after fuse_for_cuda (cuda_backend.h).
+  // The graph this executor runs and its partition: the training graph as given, or the graph
+  // after fuse_for_cuda (create's `fuse`).
   const StageGraph& stage_graph() const;
   const ir::Graph& graph() const;
 

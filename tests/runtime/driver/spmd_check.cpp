@@ -5,10 +5,13 @@
 // --planned: the plan planner::plan_model finds (what `strata plan` writes) instead of random ones.
 // With --write-plan FILE it only writes one random (or --planned) plan of M (model_file = M, Adam, 2 micro-batches,
 // at least 2 stages) for `strata train` tests, and exits.
+// --fuse 1: the executor runs the graph after fuse_for_cuda (Attention, AttentionGrad, ...) under
+// fuse_plan_for_cuda's plan, on the cpu backend; the reference stays the unfused graph.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -33,6 +36,7 @@ struct Options {
   double tolerance = 1e-5;
   bool planned = false;
   bool memory = false;
+  bool fuse = false;
 };
 
 // The plan the planner finds for `spec` on `cluster` with `training` (micro-batches forced when > 0).
@@ -225,7 +229,26 @@ Expected<double> check_plan(const models::ModelSpec& spec, const cluster::Cluste
   const uint64_t seed = 1000 + static_cast<uint64_t>(index);
   const double start = MPI_Wtime();
   auto backend = runtime::make_cpu_backend();
-  STRATA_ASSIGN_OR_RETURN(auto exec, runtime::Executor::create(train, p, *backend, MPI_COMM_WORLD, seed));
+  STRATA_ASSIGN_OR_RETURN(auto exec, runtime::Executor::create(train, p, *backend, MPI_COMM_WORLD, seed,
+                                                                o.fuse ? std::optional<bool>(true) : std::nullopt));
+  std::string fused_line;
+  if (o.fuse) {
+    // The fused ops and how this plan splits them (the first Attention's strategy).
+    int attentions = 0, grads = 0;
+    std::string first;
+    const ir::Graph& run = exec->graph();
+    for (ir::OpId id = 0; id < run.num_ops(); ++id) {
+      const ir::Op& op = run.op(id);
+      if (op.kind == ir::OpKind::AttentionGrad) ++grads;
+      if (op.kind != ir::OpKind::Attention) continue;
+      if (attentions++ == 0) first = exec->stage_graph().sharding[id].to_string();
+    }
+    if (attentions == 0 || grads != attentions) {
+      return make_error("", "fuse", "the fused graph has " + std::to_string(attentions) + " Attention and " +
+                                        std::to_string(grads) + " AttentionGrad ops");
+    }
+    fused_line = "  fused: " + std::to_string(attentions) + " Attention + AttentionGrad, the first as " + first + "\n";
+  }
 
   STRATA_ASSIGN_OR_RETURN(ir::Graph global_forward, models::build_forward_graph(spec, 0));
   std::vector<double> losses;
@@ -302,7 +325,7 @@ Expected<double> check_plan(const models::ModelSpec& spec, const cluster::Cluste
   for (double l : losses) std::printf(" %.6f", l);
   std::printf(", max relative error %.3g (%.1f s distributed, %.1f s reference)\n", worst, distributed_seconds,
               MPI_Wtime() - start - distributed_seconds);
-  std::printf("%s", memory_line.c_str());
+  std::printf("%s%s", memory_line.c_str(), fused_line.c_str());
   return worst;
 }
 
@@ -344,6 +367,7 @@ int main(int argc, char** argv) {
     else if (key == "--write-plan") o.write_plan = value;
     else if (key == "--planned") o.planned = value == "1";
     else if (key == "--memory") o.memory = value == "1";
+    else if (key == "--fuse") o.fuse = value == "1";
   }
   auto spec = models::load_model_config(o.model);
   auto cluster = cluster::load_cluster(o.cluster);
