@@ -317,6 +317,8 @@ INSTANTIATE_TEST_SUITE_P(
                       // A causal mask over S < T: diagonal tiles (the causal class, compared by index, not
                       // read) whole and cut by S, and tiles past the last query masked.
                       make_case("CausalCross130x200", {2}, 130, 200, 64, 64),
+                      // D 18 / Dv 12: the row pre-pass and the dq conversion one value per lane.
+                      make_case("RandomD18Dv12", {2}, 40, 70, 18, 12, BiasKind::random),
                       // [B, S, N, D] operands (strided heads), as fuse_for_cuda emits them.
                       bsnd_case(make_case("Causal100", {2, 3}, 100, 100, 64, 64)),
                       bsnd_case(make_case("BroadcastHead80", {2, 2}, 70, 90, 80, 80, BiasKind::broadcast)),

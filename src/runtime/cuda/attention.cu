@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "device_util.cuh"
 #include "kernels.h"
@@ -428,25 +429,70 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
   }
 }
 
-// stats[row] = (lse in base 2, +inf for -inf so that P = 0; dout[row] . out[row]): one warp per row.
+// The backward's row pre-pass, L lanes per row (a power of two, at most 32): stats[row] = (lse in
+// base 2, +inf for -inf so that P = 0; dout[row] . out[row]), and the row of the fp32 dq accumulator
+// set to 0. With `vec` (bf16 or f32, dv a multiple of 8, 8 * L >= dv) a lane reads 8 values at once.
+template <int L>
 __global__ void row_stats_kernel(Problem p, const void* out, const void* dout, const float* lse, int64_t rows,
-                                 float2* stats) {
-  const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.dv);
+                                 bool vec, float2* stats, float* dq_accum) {
+  const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / L;
+  const int sub = threadIdx.x % L;
   float acc = 0.0f;
-  for (int c = lane; c < p.dv; c += 32) acc += load(out, p.elem, at + c) * load(dout, p.elem, at + c);
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0) stats[row] = make_float2(lse[row] == -INFINITY ? INFINITY : lse[row] * kLog2e, acc);
+  if (row < rows) {  // no return before the shuffles: a warp may hold rows past the last
+    const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.dv);
+    if (vec) {
+      if (sub * 8 < p.dv) {
+        float x[8], y[8];
+        device::load8(out, p.elem, at + sub * 8, x);
+        device::load8(dout, p.elem, at + sub * 8, y);
+        #pragma unroll
+        for (int j = 0; j < 8; ++j) acc += x[j] * y[j];
+      }
+    } else {
+      for (int c = sub; c < p.dv; c += L) acc += load(out, p.elem, at + c) * load(dout, p.elem, at + c);
+    }
+    float* dq_row = dq_accum + row * p.d;
+    if (p.d % 4 == 0) {
+      for (int c = sub * 4; c < p.d; c += 4 * L) *reinterpret_cast<float4*>(dq_row + c) = make_float4(0, 0, 0, 0);
+    } else {
+      for (int c = sub; c < p.d; c += L) dq_row[c] = 0.0f;
+    }
+  }
+  #pragma unroll
+  for (int o = L / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (row < rows && sub == 0) stats[row] = make_float2(lse[row] == -INFINITY ? INFINITY : lse[row] * kLog2e, acc);
 }
 
-// dq from its fp32 accumulator ([batch, S, D] whatever the layout) into dq's layout: a warp per row.
+// dq from its fp32 accumulator ([batch, S, D] whatever the layout) into dq's layout, L lanes per row
+// (a power of two, at most 32); bf16 rows of a multiple of 4 go 4 values per 16-byte load.
+template <int L>
 __global__ void convert_kernel(Problem p, const float* src, void* dst, int64_t rows) {
-  const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
+  const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / L;
   if (row >= rows) return;
+  const int sub = threadIdx.x % L;
   const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.d);
-  for (int c = threadIdx.x % 32; c < p.d; c += 32) store(dst, p.elem, at + c, src[row * p.d + c]);
+  const float* from = src + row * p.d;
+  if (p.elem == Elem::bf16 && p.d % 4 == 0) {  // at and c multiples of 4: 8-byte aligned stores
+    for (int c = sub * 4; c < p.d; c += 4 * L) {
+      const float4 x = *reinterpret_cast<const float4*>(from + c);
+      uint2 w;
+      w.x = pack(x.x, x.y);
+      w.y = pack(x.z, x.w);
+      *reinterpret_cast<uint2*>(static_cast<bf16*>(dst) + at + c) = w;
+    }
+  } else {
+    for (int c = sub; c < p.d; c += L) store(dst, p.elem, at + c, from[c]);
+  }
+}
+
+// Launches kernel<L> over rows * L threads, L = 8, 16 or 32 as `lanes` (rounded up) asks.
+template <typename Launch>
+void launch_rows(int64_t rows, int lanes, Launch&& launch) {
+  const int l = lanes <= 8 ? 8 : lanes <= 16 ? 16 : 32;
+  const auto blocks = static_cast<unsigned>((rows * l + 255) / 256);
+  if (l == 8) launch(std::integral_constant<int, 8>{}, blocks);
+  else if (l == 16) launch(std::integral_constant<int, 16>{}, blocks);
+  else launch(std::integral_constant<int, 32>{}, blocks);
 }
 
 template <int DP>
@@ -775,15 +821,19 @@ Status attention_backward(const AttentionProblem& a, const void* q, const void* 
   const int64_t dq_count = a.batch * a.s * a.d;
   bytes += align16(dq_count * 4);
   auto* stats = reinterpret_cast<float2*>(bytes);
-  STRATA_CUDA_CALL(cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(dq_count) * 4, stream));
   const int64_t rows = a.batch * a.s;
-  if (rows > 0) {
-    row_stats_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(p, out, dout, lse, rows, stats);
+  if (rows > 0) {  // the rows' stats, and dq_accum zeroed
+    const bool vec = (elem == Elem::bf16 || elem == Elem::f32) && p.dv % 8 == 0;
+    launch_rows(rows, vec ? (p.dv + 7) / 8 : 32, [&](auto lanes, unsigned blocks) {
+      row_stats_kernel<decltype(lanes)::value><<<blocks, 256, 0, stream>>>(p, out, dout, lse, rows, vec, stats, dq_accum);
+    });
     STRATA_CUDA_LAUNCHED("attention_row_stats");
   }
   STRATA_RETURN_IF_ERROR(backward_any(p, q, k, v, dout, stats, dq_accum, dk, dv, stream));
   if (dq_count > 0) {
-    convert_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, stream>>>(p, dq_accum, dq, rows);
+    launch_rows(rows, (p.d + 3) / 4, [&](auto lanes, unsigned blocks) {
+      convert_kernel<decltype(lanes)::value><<<blocks, 256, 0, stream>>>(p, dq_accum, dq, rows);
+    });
     STRATA_CUDA_LAUNCHED("attention_dq");
   }
   return Status::ok();
