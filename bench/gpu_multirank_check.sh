@@ -7,6 +7,8 @@
 # and the one-line error of --collectives nccl with two ranks on the GPU; first, each collective
 # against host values (collectives_check). Logs: $OUT/logs.tgz.
 #   bench/gpu_multirank_check.sh SRC_DIR [PLANS]   (PLANS: comma-separated names below; default all)
+# COLLECTIVES=nccl (on a machine of several GPUs): NCCL across GPUs, one rank per GPU, instead; plans
+# of more ranks than GPUs are skipped, and so is the one-GPU NCCL error check.
 set -uo pipefail
 src=${1:?source dir}
 only=${2:-all}
@@ -18,6 +20,8 @@ OUT=$out TARGETS="${TARGETS:-gpt_gpu_plan_check strata collectives_check}" bash 
   exit 1
 export LD_LIBRARY_PATH=/tmp/lp/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 mpi="mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH"
+collectives=${COLLECTIVES:-mpi}
+gpus=$(nvidia-smi -L | wc -l)
 model=$src/configs/models/gpt-tiny.yaml
 clusters=$src/configs/clusters
 want() { [ "$only" = all ] || [[ ",$only," == *",$1,"* ]]; }
@@ -26,16 +30,19 @@ plan() {
   local name=$1 np=$2 cluster=$3
   shift 3
   want "$name" || return 0
+  if [ "$collectives" = nccl ] && [ "$np" -gt "$gpus" ]; then echo "== $name: $np ranks > $gpus GPUs, skipped"; return 0; fi
   local start=$SECONDS
   timeout 150 $mpi -np "$np" $build/gpt_gpu_plan_check --model "$model" --cluster "$clusters/$cluster" \
-    --backends cuda,cpu --steps 3 --collectives mpi --plan-out "$out/plan-$name.yaml" "$@" > "$out/$name.log" 2>&1
+    --backends cuda,cpu --steps 3 --collectives "$collectives" --plan-out "$out/plan-$name.yaml" "$@" > "$out/$name.log" 2>&1
   echo "== $name: $np ranks, $cluster, $* : rc=$? ($((SECONDS - start)) s)"
   grep -E "^plan|^stage|step [0-9]+:|plan check|gpt_gpu_plan_check:|rror" "$out/$name.log" | head -30
 }
 # Each collective against host values (tests/runtime/driver/collectives_check.cpp): MPI collectives
 # on 3, 4 and 8 ranks sharing the GPU; NCCL on the one rank it allows here.
 if want collectives; then
-  for run in "4 mpi" "3 mpi" "8 mpi" "1 nccl"; do
+  runs=("4 mpi" "3 mpi" "8 mpi" "1 nccl")
+  [ "$collectives" = nccl ] && runs=("$gpus nccl" "$gpus mpi")
+  for run in "${runs[@]}"; do
     set -- $run
     timeout 120 $mpi -np $1 $build/tests/collectives_check --backend cuda --collectives $2 > "$out/collectives-$1-$2.log" 2>&1
     echo "== collectives_check --backend cuda --collectives $2 on $1 rank(s): rc=$?"
@@ -54,7 +61,7 @@ plan planned-cpu8 8 cpu-8.yaml
 # strata train on the 2x2 plan written above: cuda with MPI collectives against the cpu backend.
 if want train && [ -f "$out/plan-dp2tp2.yaml" ]; then
   for backend in cuda cpu; do
-    flags=""; [ $backend = cuda ] && flags="--collectives mpi"
+    flags=""; [ $backend = cuda ] && flags="--collectives $collectives"
     timeout 120 $mpi -np 4 $build/strata train --plan "$out/plan-dp2tp2.yaml" --backend $backend $flags --steps 3 \
       > "$out/train-$backend.log" 2>&1
     echo "== strata train --backend $backend $flags (4 ranks): rc=$?"
@@ -62,7 +69,7 @@ if want train && [ -f "$out/plan-dp2tp2.yaml" ]; then
   done
 fi
 # NCCL with two ranks on one GPU: the one-line error naming --collectives mpi.
-if want ncclerror && [ -f "$out/plan-dp2.yaml" ]; then
+if want ncclerror && [ "$collectives" = mpi ] && [ -f "$out/plan-dp2.yaml" ]; then
   timeout 60 $mpi -np 2 $build/strata train --plan "$out/plan-dp2.yaml" --backend cuda --collectives nccl --steps 1 \
     > "$out/nccl-error.log" 2>&1
   echo "== strata train --collectives nccl (2 ranks, 1 GPU): rc=$? (expected non-zero)"

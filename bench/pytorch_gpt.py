@@ -5,9 +5,14 @@ gpt_gpu_bench, with the same model-FLOP formula (6N + 12LHS per token).
 
     python3 bench/pytorch_gpt.py --hidden 2048 --layers 24 --heads 32 --seq 1024 --vocab 51200 \
         --micro-batch 8 [--compile]
+
+Under torchrun (WORLD_SIZE > 1) it trains data parallel with DDP over NCCL, --micro-batch
+sequences per GPU (global batch = micro-batch x GPUs); rank 0 prints the RESULT line with the
+per-GPU TFLOP/s, MFU and the step time (the slowest rank's median).
 """
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -69,11 +74,19 @@ def main():
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     a = ap.parse_args()
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        torch.distributed.init_process_group("nccl")
     torch.manual_seed(0)
     dev = "cuda"
     model = GPT(a.vocab, a.seq, a.hidden, a.layers, a.heads).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     params = sum(p.numel() for p in model.parameters())
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    torch.manual_seed(1 + rank)  # each rank its own tokens
     tokens = torch.randint(0, a.vocab, (a.micro_batch, a.seq), device=dev)
     labels = torch.randint(0, a.vocab, (a.micro_batch, a.seq), device=dev)
     fwd = torch.compile(model) if a.compile else model
@@ -90,7 +103,8 @@ def main():
         t0 = time.perf_counter()
         loss = step()
         torch.cuda.synchronize()
-        print(f"warm-up step {i + 1}: {1e3 * (time.perf_counter() - t0):.1f} ms, loss {loss.item():.5f}", flush=True)
+        if rank == 0:
+            print(f"warm-up step {i + 1}: {1e3 * (time.perf_counter() - t0):.1f} ms, loss {loss.item():.5f}", flush=True)
     times = []
     for i in range(a.steps):
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -100,12 +114,19 @@ def main():
         torch.cuda.synchronize()
         times.append(start.elapsed_time(stop) / 1e3)
     t = statistics.median(times)
-    ntok = a.micro_batch * a.seq
+    if world > 1:
+        slowest = torch.tensor([t], device=dev)
+        torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
+        t = slowest.item()
+    ntok = a.micro_batch * a.seq  # per GPU
     model_flops = 6.0 * params * ntok + 12.0 * a.layers * a.hidden * a.seq * ntok
-    name = "pytorch-compile" if a.compile else "pytorch-eager"
-    print(f"RESULT {name} params={params / 1e9:.3f}B micro_batch={a.micro_batch} step_ms={1e3 * t:.1f} "
-          f"tokens_per_s={ntok / t:.0f} model_tflops={model_flops / t / 1e12:.1f} "
-          f"mfu={model_flops / t / 1e12 / a.peak_tflops:.3f} loss={loss.item():.4f}", flush=True)
+    name = ("pytorch-compile" if a.compile else "pytorch-eager") + ("-ddp" if world > 1 else "")
+    if rank == 0:
+        print(f"RESULT {name} gpus={world} params={params / 1e9:.3f}B micro_batch={a.micro_batch} "
+              f"step_ms={1e3 * t:.1f} tokens_per_s={world * ntok / t:.0f} model_tflops={model_flops / t / 1e12:.1f} "
+              f"mfu={model_flops / t / 1e12 / a.peak_tflops:.3f} loss={loss.item():.4f}", flush=True)
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
