@@ -149,12 +149,12 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[8]
 
 // Rows [0, 64) x columns [0, DP) of a [rows, width] tensor starting at element `first`, as bf16 into
 // `dst` (row-major, row length ld). Rows at or past `valid` and columns at or past `width` are zeros.
-template <int DP>
+template <int DP, int kThreads = kBlockThreads>
 __device__ void load_tile(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width,
                           int64_t src_ld) {
   constexpr int kChunks = DP / 8;
   const bool vec = e == Elem::bf16 && width % 8 == 0;
-  for (int i = threadIdx.x; i < kTile * kChunks; i += kBlockThreads) {
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     device::Bf16x8 v;
     if (r < valid && vec && c + 8 <= width) {
@@ -182,15 +182,26 @@ __device__ __forceinline__ void cp_async_wait() {
 
 // load_tile, but bf16 rows of a multiple of 8 go through cp.async (complete after cp_async_commit
 // and cp_async_wait); other element types and widths load synchronously.
-template <int DP>
+template <int DP, int kThreads = kBlockThreads>
 __device__ void load_tile_async(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width,
                                 int64_t src_ld) {
   if (e != Elem::bf16 || width % 8 != 0) {
-    load_tile<DP>(dst, ld, src, e, first, valid, width, src_ld);
+    load_tile<DP, kThreads>(dst, ld, src, e, first, valid, width, src_ld);
     return;
   }
+  constexpr int kRowsPerPass = kThreads / (DP / 8);
+  if constexpr (kThreads % (DP / 8) == 0) {
+    if (valid >= kTile && width == DP) {  // every row and column: a thread's chunks kRowsPerPass rows apart
+      const int r = threadIdx.x / (DP / 8), c = threadIdx.x % (DP / 8) * 8;
+      const bf16* from = static_cast<const bf16*>(src) + first + r * src_ld + c;
+      const int64_t step = kRowsPerPass * src_ld;
+      #pragma unroll
+      for (int j = 0; j < kTile / kRowsPerPass; ++j) cp_async16(dst + (r + j * kRowsPerPass) * ld + c, from + j * step);
+      return;
+    }
+  }
   constexpr int kChunks = DP / 8;
-  for (int i = threadIdx.x; i < kTile * kChunks; i += kBlockThreads) {
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     if (r < valid && c < width) {
       cp_async16(dst + r * ld + c, static_cast<const bf16*>(src) + first + r * src_ld + c);
@@ -216,6 +227,33 @@ __device__ int live_tiles(const uint8_t* flags, int count, int64_t stride, int16
         const int at = n + __popc(alive & ((1u << lane) - 1u));
         live[at] = static_cast<int16_t>(i);
         kinds[at] = f;
+      }
+      n += __popc(alive);
+    }
+    if (lane == 0) live[count] = static_cast<int16_t>(n);
+  }
+  __syncthreads();
+  return live[count];
+}
+
+// live_tiles over the union of two rows of flags (`second` null: none), their kinds in kinds[0][n]
+// and kinds[1][n] (kinds[1] = kinds[0] + count).
+__device__ int live_tiles2(const uint8_t* first, const uint8_t* second, int count, int16_t* live, uint8_t* kinds) {
+  __syncthreads();  // the previous user of `live` is done
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    int n = 0;
+    for (int base = 0; base < count; base += 32) {
+      const int i = base + lane;
+      const uint8_t f0 = i < count ? first[i] : uint8_t{kTileMasked};
+      const uint8_t f1 = i < count && second != nullptr ? second[i] : uint8_t{kTileMasked};
+      const bool is_live = f0 != kTileMasked || f1 != kTileMasked;
+      const unsigned alive = __ballot_sync(0xffffffffu, is_live);
+      if (is_live) {
+        const int at = n + __popc(alive & ((1u << lane) - 1u));
+        live[at] = static_cast<int16_t>(i);
+        kinds[at] = f0;
+        kinds[count + at] = f1;
       }
       n += __popc(alive);
     }
@@ -259,22 +297,30 @@ __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
   if (threadIdx.x == 0) flags[block] = masked ? kTileMasked : zero ? kTileZero : causal ? kTileCausal : kTileMixed;
 }
 
+// The forward: a block of kFwdWarps warps takes 2 query tiles (128 rows, 16 per warp) through
+// every key tile live for either; a warp skips the key tiles masked for its own query tile.
+constexpr int kFwdWarps = 8;
+constexpr int kFwdThreads = 32 * kFwdWarps;
+constexpr int kFwdRows = 16 * kFwdWarps;
+
 template <int DP>
-__global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kernel(Problem p, const void* q, const void* k, const void* v,
+__global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(Problem p, const void* q, const void* k, const void* v,
                                                                  void* out, float* lse) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kLd = DP + kPad;
-  bf16* qs = reinterpret_cast<bf16*>(smem);  // [64][kLd]
-  bf16* kv = qs + kTile * kLd;                // two buffers of K [64][kLd] then V [64][kLd]
+  bf16* qs = reinterpret_cast<bf16*>(smem);  // [128][kLd]
+  bf16* kv = qs + kFwdRows * kLd;             // two buffers of K [64][kLd] then V [64][kLd]
   auto* live = reinterpret_cast<int16_t*>(kv + 4 * kTile * kLd);  // [k_tiles + 1]
-  auto* kinds = reinterpret_cast<uint8_t*>(live + p.k_tiles + 1);  // [k_tiles]
+  auto* kinds = reinterpret_cast<uint8_t*>(live + p.k_tiles + 1);  // [2][k_tiles]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
-  const int qt = blockIdx.x;
+  const int half = warp / (kFwdWarps / 2);  // which of the block's two query tiles
+  const int qt = blockIdx.x * 2;
   const int64_t row0 = int64_t{qt} * kTile;
   for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
     int64_t bias_base, flag_base;
     lead_offsets(p, b, bias_base, flag_base);
-    const int n_live = live_tiles(p.flags + flag_base + int64_t{qt} * p.k_tiles, p.k_tiles, 1, live, kinds);
+    const uint8_t* flag_row = p.flags + flag_base + int64_t{qt} * p.k_tiles;
+    const int n_live = live_tiles2(flag_row, qt + 1 < p.q_tiles ? flag_row + p.k_tiles : nullptr, p.k_tiles, live, kinds);
     // Row r of b's q (k, v, out) at q_at + r * qk_ld (k_at + r * qk_ld, v_at + r * v_ld, out_at + r * v_ld).
     const int64_t qk_ld = row_stride(p, p.d), v_ld = row_stride(p, p.dv);
     const int64_t q_at = row_at(p, b, p.s, 0, p.d), k_at = row_at(p, b, p.t, 0, p.d);
@@ -283,10 +329,12 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
     auto fetch = [&](int i) {
       const int64_t key0 = int64_t{live[i]} * kTile;
       bf16* buffer = kv + (i % 2) * 2 * kTile * kLd;
-      load_tile_async<DP>(buffer, kLd, k, p.elem, k_at + key0 * qk_ld, p.t - key0, p.d, qk_ld);
-      load_tile_async<DP>(buffer + kTile * kLd, kLd, v, p.elem, v_at + key0 * v_ld, p.t - key0, p.dv, v_ld);
+      load_tile_async<DP, kFwdThreads>(buffer, kLd, k, p.elem, k_at + key0 * qk_ld, p.t - key0, p.d, qk_ld);
+      load_tile_async<DP, kFwdThreads>(buffer + kTile * kLd, kLd, v, p.elem, v_at + key0 * v_ld, p.t - key0, p.dv, v_ld);
     };
-    load_tile_async<DP>(qs, kLd, q, p.elem, q_at + row0 * qk_ld, p.s - row0, p.d, qk_ld);
+    load_tile_async<DP, kFwdThreads>(qs, kLd, q, p.elem, q_at + row0 * qk_ld, p.s - row0, p.d, qk_ld);
+    load_tile_async<DP, kFwdThreads>(qs + kTile * kLd, kLd, q, p.elem, q_at + (row0 + kTile) * qk_ld, p.s - row0 - kTile,
+                                     p.d, qk_ld);
     if (n_live > 0) fetch(0);
     cp_async_commit();
     float o[DP / 8][4] = {};
@@ -298,14 +346,15 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
       __syncthreads();
       if (i + 1 < n_live) fetch(i + 1);
       cp_async_commit();
-      const uint8_t flag = kinds[i];
-      const int64_t key0 = int64_t{live[i]} * kTile;
-      const bf16* ks = kv + (i % 2) * 2 * kTile * kLd;
-      const bf16* vs = ks + kTile * kLd;
       if (i == 0) {
         #pragma unroll
         for (int kk = 0; kk < DP / 16; ++kk) load_a4(qa[kk], qs, kLd, warp * 16, kk * 16);
       }
+      const uint8_t flag = kinds[half * p.k_tiles + i];
+      if (flag == kTileMasked) continue;  // live for the other query tile only
+      const int64_t key0 = int64_t{live[i]} * kTile;
+      const bf16* ks = kv + (i % 2) * 2 * kTile * kLd;
+      const bf16* vs = ks + kTile * kLd;
       float s[8][4] = {};
       #pragma unroll
       for (int kk = 0; kk < DP / 16; ++kk) {
@@ -344,7 +393,7 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 4 : 1) forward_kerne
         }
       } else {
         const int keys_left = static_cast<int>(p.t - key0 < kTile ? p.t - key0 : kTile);
-        const int rows_left = static_cast<int>(p.s - row0 < kTile ? p.s - row0 : kTile);
+        const int rows_left = static_cast<int>(p.s - row0 < kFwdRows ? p.s - row0 : kFwdRows);
         #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
           #pragma unroll
@@ -676,7 +725,9 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
 }
 
 // Shared memory of a block: the tiles, then the live-tile list of `tiles` entries.
-size_t forward_smem(int dp, int tiles) { return sizeof(bf16) * 5 * kTile * (dp + kPad) + 3 * size_t(tiles) + 2; }
+size_t forward_smem(int dp, int tiles) {
+  return sizeof(bf16) * (kFwdRows + 4 * kTile) * (dp + kPad) + 4 * size_t(tiles) + 2;
+}
 size_t backward_smem(int dp, int tiles) {
   return sizeof(bf16) * (6 * kTile * (dp + kPad) + kTile * kTLd) + 2 * kTile * sizeof(float2) + 3 * size_t(tiles) + 2;
 }
@@ -756,7 +807,7 @@ Status forward_dp(const Problem& p, const void* q, const void* k, const void* v,
                   cudaStream_t stream) {
   const size_t smem = forward_smem(DP, p.k_tiles);
   STRATA_CUDA_CALL(cudaFuncSetAttribute(forward_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  forward_kernel<DP><<<grid_of(p.q_tiles, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, out, lse);
+  forward_kernel<DP><<<grid_of((p.q_tiles + 1) / 2, p.batch), kFwdThreads, smem, stream>>>(p, q, k, v, out, lse);
   STRATA_CUDA_LAUNCHED("attention_forward");
   return Status::ok();
 }
