@@ -268,11 +268,19 @@ int train_on_rank(const ArgParser& args, int rank) {
   };
 
   const double tokens_per_step = static_cast<double>(spec.global_batch * spec.seq_len);
+  // Model FLOPs per device: the training graph's forward and backward ops (at micro-batch size,
+  // counted as `strata inspect` counts them: the attention's full square, whatever the runtime
+  // skips; no optimizer) times the micro-batches, over the ranks.
+  double flops_per_device = 0;
+  for (ir::OpId id = 0; id < model->training_graph.num_ops(); ++id) {
+    if (model->training_graph.op(id).role != ir::Role::update) flops_per_device += model->training_graph.op_flops(id);
+  }
+  flops_per_device *= static_cast<double>(plan->num_micro_batches) / world;
   if (rank == 0) {
     std::printf("# strata train: %s on %d stage(s), %d rank(s), backend %s, %d micro-batch(es) of %lld, data %s\n",
                 spec.name.c_str(), plan->num_stages(), world, (*backend)->name().c_str(), plan->num_micro_batches,
                 static_cast<long long>(plan->micro_batch_size()), data ? data->options().path.c_str() : "synthetic");
-    std::printf("%6s %12s %10s %12s\n", "step", "loss", "seconds", "tokens/s");
+    std::printf("%6s %12s %10s %12s %12s\n", "step", "loss", "seconds", "tokens/s", "TFLOP/s/dev");
   }
   double first_loss = 0, last_loss = 0;
   Watchdog watchdog(rank, *comm_timeout);
@@ -295,8 +303,8 @@ int train_on_rank(const ArgParser& args, int rank) {
     if (step == done + 1) first_loss = result->loss;
     last_loss = result->loss;
     if (rank == 0 && (step % *log_every == 0 || step == *steps)) {
-      std::printf("%6lld %12.6f %10.4f %12.1f\n", static_cast<long long>(step), result->loss, result->seconds,
-                  tokens_per_step / result->seconds);
+      std::printf("%6lld %12.6f %10.4f %12.1f %12.4g\n", static_cast<long long>(step), result->loss, result->seconds,
+                  tokens_per_step / result->seconds, flops_per_device / result->seconds / 1e12);
       std::fflush(stdout);
     }
     const bool periodic = *checkpoint_every > 0 && step % *checkpoint_every == 0;

@@ -39,6 +39,15 @@ check "all 200 steps ran" $?
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 2.0) }'
 check "loss falls by more than 2.0 ($first -> $last)" $?
 
+# The TFLOP/s per device column: times the step's seconds and the 8 ranks, the training FLOPs
+# (forward + backward) that `strata inspect` counts for the global batch, on every logged step.
+flops=$("$strata" inspect --model "$src/tests/runtime/data/gpt-bytes.yaml" --json | sed -nE 's/.*"training_flops_per_step": ([0-9.e+]+).*/\1/p')
+grep -E '^ +[0-9]+ +[0-9.]+ ' "$work/long.log" | awk -v want="$flops" '
+  { got = $5 * 1e12 * $3 * 8; n++; if (got < want * 0.995 || got > want * 1.005) bad = bad " step " $1 ": " got }
+  END { if (n == 0 || bad != "" || want <= 0) { print "TFLOP/s column off from " want ":" bad; exit 1 }
+        print "TFLOP/s column x seconds x 8 ranks = " want " FLOPs on " n " steps" }'
+check "the TFLOP/s column counts the training FLOPs" $?
+
 # Killed mid-run (checkpoint every step), then resumed: the resumed run's losses equal those of
 # an uninterrupted run at the same steps, wherever the kill landed.
 # 30 steps: a step takes ~0.2 s here, so the kill after step 3 lands long before the end.
