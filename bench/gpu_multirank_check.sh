@@ -50,6 +50,9 @@ if want collectives; then
   done
 fi
 plan dp2 2 aws-p3-1node-2gpu.yaml --grid 2x1x1
+plan dp2b2 2 aws-p3-1node-2gpu.yaml --grid 2x1x1 --micro-batches 2
+plan tp2 2 aws-p3-1node-2gpu.yaml --grid 1x2x1
+plan planned2 2 aws-p3-1node-2gpu.yaml
 plan tp4 4 aws-p3-1node-4gpu.yaml --grid 1x4x1
 plan pp2 2 aws-p3-1node-2gpu.yaml --grid 1x1x2 --micro-batches 4
 plan dp2tp2 4 aws-p3-1node-4gpu.yaml --grid 2x2x1 --micro-batches 2
@@ -58,13 +61,16 @@ plan dp2tp2pp2 8 h200-1node.yaml --grid 2x2x2 --micro-batches 2
 plan planned8 8 h200-1node.yaml
 plan planned-cpu8 8 cpu-8.yaml
 
-# strata train on the 2x2 plan written above: cuda with MPI collectives against the cpu backend.
-if want train && [ -f "$out/plan-dp2tp2.yaml" ]; then
+# strata train on the 2x2 plan written above (or the 1x2 one on fewer GPUs): cuda against the cpu backend.
+train_plan=$out/plan-dp2tp2.yaml
+[ -f "$train_plan" ] || train_plan=$out/plan-tp2.yaml
+if want train && [ -f "$train_plan" ]; then
+  np=$(python3 -c "import yaml,sys; c=yaml.safe_load(open(sys.argv[1]))['cluster']; print(c['num_nodes']*c['gpus_per_node'])" "$train_plan")
   for backend in cuda cpu; do
     flags=""; [ $backend = cuda ] && flags="--collectives $collectives"
-    timeout 120 $mpi -np 4 $build/strata train --plan "$out/plan-dp2tp2.yaml" --backend $backend $flags --steps 3 \
+    timeout 120 $mpi -np "$np" $build/strata train --plan "$train_plan" --backend $backend $flags --steps 3 \
       > "$out/train-$backend.log" 2>&1
-    echo "== strata train --backend $backend $flags (4 ranks): rc=$?"
+    echo "== strata train --backend $backend $flags ($np ranks, $(basename "$train_plan")): rc=$?"
     grep -E "^#|^ +[0-9]+ " "$out/train-$backend.log"
   done
 fi
