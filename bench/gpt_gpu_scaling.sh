@@ -7,7 +7,8 @@
 #   bench/gpt_gpu_scaling.sh SRC_DIR GPUS [MODEL] [MICRO_BATCH] [STEPS]
 # MODEL: a config of configs/models (default gpt-1.3b.yaml); MICRO_BATCH: sequences per GPU
 # (default 8). With G > 1 the cluster is profiled first (`strata profile --backend nccl`, the
-# collectives the planner prices); with G = 1 the bundled profiles/h200-1gpu.h5 is used. The
+# collectives the planner prices; PROFILE=none plans on the cluster file's datasheet rates
+# instead); with G = 1 the bundled profiles/h200-1gpu.h5 is used. The
 # cluster file is configs/clusters/h200-1node.yaml with G GPUs. PLAN_FLAGS: extra `strata plan` flags
 # (default --time-limit 10). Logs and the plan go to $OUT.
 set -uo pipefail
@@ -37,14 +38,18 @@ PY
 )
 
 profile=$src/profiles/h200-1gpu.h5
-if [ "$gpus" -gt 1 ]; then
+profile_flag=(--profile "$profile")
+if [ "$gpus" -gt 1 ] && [ "${PROFILE:-measure}" = none ]; then
+  profile_flag=()  # the cluster file's datasheet rates (alpha-beta collectives, roofline compute)
+elif [ "$gpus" -gt 1 ]; then
   profile=$out/h200-${gpus}gpu.h5
   $mpi $strata profile --cluster "$cluster" --backend nccl --dtypes bf16,f32 --max-bytes 268435456 --out "$profile" \
     > "$out/profile.log" 2>&1 || { echo "profile failed"; tail -5 "$out/profile.log"; exit 1; }
   echo "profile: $(tail -1 "$out/profile.log")"
+  profile_flag=(--profile "$profile")
 fi
 plan=$out/plan-$name-${gpus}gpu.yaml
-$strata plan --model "$config" --cluster "$cluster" --profile "$profile" ${PLAN_FLAGS:---time-limit 10} --out "$plan" > "$out/plan.log" 2>&1 ||
+$strata plan --model "$config" --cluster "$cluster" "${profile_flag[@]}" ${PLAN_FLAGS:---time-limit 10} --out "$plan" > "$out/plan.log" 2>&1 ||
   { echo "plan failed"; tail -5 "$out/plan.log"; exit 1; }
 grep -iE "stage|mesh|micro|final" "$out/plan.log" | head -12
 predicted=$($strata simulate --plan "$plan" --json | python3 -c 'import json,sys; print(1e3 * json.load(sys.stdin)["step_seconds"])')
