@@ -22,6 +22,10 @@ struct Storage {
   int64_t bytes = 0;
   cudaStream_t stream = nullptr;
   cudaError_t status = cudaSuccess;
+  // A bf16 copy of these fp32 values (made by CudaTensor::bf16_copy, or written by the AdamUpdate
+  // kernel in the pass that wrote the values): one for every view of the bytes, dropped by an
+  // in-place write.
+  std::shared_ptr<Storage> bf16;
 };
 
 class CudaTensor : public DeviceTensor {
@@ -37,11 +41,16 @@ class CudaTensor : public DeviceTensor {
   cudaError_t status() const { return storage_->status; }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
   // Before an in-place write: a private copy of the storage when a view shares it (copy on write).
-  // Drops the bf16 copy below.
+  // An in-place write also drops the storage's bf16 copy.
   Status own_storage();
   // A bf16 copy of this fp32 tensor (a weight read by a forward and a backward GEMM), made on first
-  // use on `stream` and kept until the tensor dies or is written in place.
+  // use on `stream` unless the op that wrote the tensor also wrote it (adopt_bf16_copy), and kept
+  // until the storage dies or is written in place.
   Expected<const void*> bf16_copy(cudaStream_t stream) const;
+  // Takes `copy` (numel() bf16 values, the rounded contents of this fp32 tensor) as the bf16 copy.
+  void adopt_bf16_copy(std::shared_ptr<Storage> copy) { storage_->bf16 = std::move(copy); }
+  // The bf16 copy if one is held (tests), else nullptr.
+  const void* held_bf16_copy() const { return storage_->bf16 ? storage_->bf16->data : nullptr; }
 
   // A deferred Add (fuse_for_cuda marks the mask Add whose only user is a Softmax): the value is
   // storage + bias, the bias read through `view` (its broadcast strides over this tensor's shape).
@@ -61,7 +70,6 @@ class CudaTensor : public DeviceTensor {
  private:
   Elem elem_;
   mutable std::shared_ptr<Storage> storage_;
-  mutable std::shared_ptr<Storage> bf16_copy_;
   mutable std::shared_ptr<PendingBias> pending_;
 };
 

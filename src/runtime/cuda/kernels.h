@@ -37,9 +37,11 @@ Status scale_in_place(void* dst, Elem elem, float factor, int64_t count, cudaStr
 struct AdamParams {
   float lr, beta1, beta2, eps, weight_decay, bias1, bias2;  // bias1 = 1 - beta1^t, bias2 = 1 - beta2^t
 };
+// AdamW over `count` parameters into fp32 param_out, m_out, v_out; when param_bf16 is not null it
+// also gets param_out rounded to bf16 (the copy the next forward's GEMMs read), in the same pass.
 Status adam(const AdamParams& p, const void* param, Elem param_elem, const void* grad, Elem grad_elem, const void* m,
-            Elem m_elem, const void* v, Elem v_elem, void* param_out, void* m_out, void* v_out, int64_t count,
-            cudaStream_t stream);
+            Elem m_elem, const void* v, Elem v_elem, void* param_out, void* m_out, void* v_out, void* param_bf16,
+            int64_t count, cudaStream_t stream);
 Status sgd(float lr, const void* param, Elem param_elem, const void* grad, Elem grad_elem, void* param_out,
            int64_t count, cudaStream_t stream);
 
