@@ -56,6 +56,23 @@ union Bf16x8 {
   __nv_bfloat16 h[8];
 };
 
+// Eight consecutive values of p from element i on, through 16-byte loads for f32 and bf16 (then i
+// is a multiple of 8 and p 16-byte aligned).
+__device__ __forceinline__ void load8(const void* p, Elem e, int64_t i, float (&v)[8]) {
+  if (e == Elem::f32) {
+    const float4 lo = static_cast<const float4*>(p)[i / 4], hi = static_cast<const float4*>(p)[i / 4 + 1];
+    v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+  } else if (e == Elem::bf16) {
+    Bf16x8 w;
+    w.word = static_cast<const uint4*>(p)[i / 8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = __bfloat162float(w.h[k]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = load(p, e, i + k);
+  }
+}
+
 // Sum (or max) over a block of blockDim.x threads (a multiple of 32, at most 1024); every thread
 // gets the result. `scratch` holds 32 floats of shared memory.
 template <bool kMax>

@@ -176,16 +176,21 @@ __global__ void layer_norm_dparams_partial(const void* x, Elem xe, const void* d
   partial[(c * 2 + 1) * h + col] = sb;
 }
 
-// dgamma/dbeta = sums over chunks of partial[chunk][2][h]: 32 columns per block, each summed by 8
-// warps over every 8th chunk, then the 8 partial sums in a fixed order (deterministic).
+// dgamma/dbeta = sums over chunks of partial[chunk][2][h]: 32 columns per block, each summed by
+// kFinalSlices warps over every kFinalSlices-th chunk (four chunks' loads in flight), then the
+// warps' sums in a fixed order (deterministic). (With 8 warps and one load at a time this took
+// most of LayerNormGrad's time: ~400 chunks are 6.5 MB read by only 64 blocks.)
+constexpr int kFinalSlices = 32;
+
 __global__ void layer_norm_dparams_final(const float* partial, int64_t chunks, int64_t h, void* dgamma, Elem dge,
                                          void* dbeta, Elem dbe) {
-  __shared__ float sums[2][8][32];
+  __shared__ float sums[2][kFinalSlices][33];
   const int lane = threadIdx.x % 32, slice = threadIdx.x / 32;
   const int64_t col = blockIdx.x * int64_t{32} + lane;
   float sg = 0.0f, sb = 0.0f;
   if (col < h) {
-    for (int64_t c = slice; c < chunks; c += 8) {
+#pragma unroll 4
+    for (int64_t c = slice; c < chunks; c += kFinalSlices) {
       sg += partial[(c * 2) * h + col];
       sb += partial[(c * 2 + 1) * h + col];
     }
@@ -195,7 +200,7 @@ __global__ void layer_norm_dparams_final(const float* partial, int64_t chunks, i
   __syncthreads();
   if (slice != 0 || col >= h) return;
   float g = 0.0f, b = 0.0f;
-  for (int k = 0; k < 8; ++k) {
+  for (int k = 0; k < kFinalSlices; ++k) {
     g += sums[0][k][lane];
     b += sums[1][k][lane];
   }
@@ -251,25 +256,33 @@ __global__ void cross_entropy_grad_kernel(const void* logits, Elem le, const int
 // Cross-entropy over bf16 logit rows whose length is a multiple of 8 (the LM head's [tokens,
 // vocab]): the same online statistics, eight values per 16-byte load, and the gradient written
 // eight at a time; the generic kernels above read two bytes per load through a type switch.
+// Four words per lane in flight per step (the loads first, then the online update), so a lane
+// does not wait on one 16-byte load at a time over a 100 KB row.
+constexpr int kStatsWords = 4;
+
 __device__ void row_softmax_stats_x8(const uint4* row, int64_t words, float* scratch, float& top, float& sum) {
   float m = -INFINITY, s = 0.0f;
-  for (int64_t w = threadIdx.x; w < words; w += blockDim.x) {
-    device::Bf16x8 v;
-    v.word = row[w];
-    float x[8];
+  for (int64_t w0 = threadIdx.x; w0 < words; w0 += int64_t{kStatsWords} * blockDim.x) {
+    device::Bf16x8 v[kStatsWords];
+#pragma unroll
+    for (int u = 0; u < kStatsWords; ++u) {
+      const int64_t w = w0 + u * int64_t{blockDim.x};
+      v[u].word = w < words ? row[w] : make_uint4(0xff80ff80u, 0xff80ff80u, 0xff80ff80u, 0xff80ff80u);  // -inf
+    }
     float wm = -INFINITY;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      x[k] = __bfloat162float(v.h[k]);
-      wm = fmaxf(wm, x[k]);
-    }
+    for (int u = 0; u < kStatsWords; ++u)
+#pragma unroll
+      for (int k = 0; k < 8; ++k) wm = fmaxf(wm, __bfloat162float(v[u].h[k]));
     if (wm > m) {
       s *= __expf(m - wm);
       m = wm;
     }
     if (m != -INFINITY) {
 #pragma unroll
-      for (int k = 0; k < 8; ++k) s += __expf(x[k] - m);
+      for (int u = 0; u < kStatsWords; ++u)
+#pragma unroll
+        for (int k = 0; k < 8; ++k) s += __expf(__bfloat162float(v[u].h[k]) - m);
     }
   }
   top = block_reduce<true>(m, scratch);
@@ -307,15 +320,25 @@ __global__ void cross_entropy_grad_x8_kernel(const uint4* logits, const int32_t*
     label = -1;
   }
   const float inv = 1.0f / sum;
-  for (int64_t w = threadIdx.x; w < words; w += blockDim.x) {
-    device::Bf16x8 in, out;
-    in.word = logits[r * words + w];
+  for (int64_t w0 = threadIdx.x; w0 < words; w0 += int64_t{kStatsWords} * blockDim.x) {
+    device::Bf16x8 in[kStatsWords];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const float p = __expf(__bfloat162float(in.h[k]) - top) * inv;
-      out.h[k] = __float2bfloat16_rn((p - (w * 8 + k == label ? 1.0f : 0.0f)) * scale);
+    for (int u = 0; u < kStatsWords; ++u) {
+      const int64_t w = w0 + u * int64_t{blockDim.x};
+      if (w < words) in[u].word = logits[r * words + w];
     }
-    dlogits[r * words + w] = out.word;
+#pragma unroll
+    for (int u = 0; u < kStatsWords; ++u) {
+      const int64_t w = w0 + u * int64_t{blockDim.x};
+      if (w >= words) continue;
+      device::Bf16x8 out;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float p = __expf(__bfloat162float(in[u].h[k]) - top) * inv;
+        out.h[k] = __float2bfloat16_rn((p - (w * 8 + k == label ? 1.0f : 0.0f)) * scale);
+      }
+      dlogits[r * words + w] = out.word;
+    }
   }
 }
 
@@ -574,93 +597,112 @@ __global__ void layer_norm_warp_kernel(const uint4* x, const void* gamma, Elem g
   for (int c = 0; c < kWords; ++c) {
     const int64_t w = lane + 32 * c;
     if (w >= words) continue;
+    float g[8], b[8];
+    device::load8(gamma, ge, w * 8, g);
+    device::load8(beta, be, w * 8, b);
     device::Bf16x8 out;
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      const int64_t j = w * 8 + k;
-      out.h[k] = __float2bfloat16_rn((__bfloat162float(xs[c].h[k]) - mean) * rstd * load(gamma, ge, j) +
-                                     load(beta, be, j));
+      out.h[k] = __float2bfloat16_rn((__bfloat162float(xs[c].h[k]) - mean) * rstd * g[k] + b[k]);
     }
     y[row * words + w] = out.word;
   }
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; keeps mean/rstd per row.
+// Floats of one warp's column sums in layer_norm_grad_warp_kernel.
 template <int kWords>
-__global__ void layer_norm_dx_warp_kernel(const uint4* x, const void* gamma, Elem ge, const uint4* dy, int64_t rows,
-                                          int64_t words, float eps, uint4* dx, float* means, float* rstds) {
-  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  device::Bf16x8 xs[kWords], ds[kWords];
-#pragma unroll
-  for (int c = 0; c < kWords; ++c) {
-    const int64_t w = lane + 32 * c;
-    xs[c].word = w < words ? x[row * words + w] : make_uint4(0, 0, 0, 0);
-    ds[c].word = w < words ? dy[row * words + w] : make_uint4(0, 0, 0, 0);
-  }
-  float mean, rstd;
-  warp_row_moments<kWords>(xs, lane, words, eps, mean, rstd);
-  float sg = 0.0f, sgx = 0.0f;
-#pragma unroll
-  for (int c = 0; c < kWords; ++c) {
-    const int64_t w = lane + 32 * c;
-    if (w >= words) continue;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const float g = __bfloat162float(ds[c].h[k]) * load(gamma, ge, w * 8 + k);
-      sg += g;
-      sgx += g * (__bfloat162float(xs[c].h[k]) - mean) * rstd;
-    }
-  }
-  const float h = static_cast<float>(words * 8);
-  const float mean_g = warp_sum(sg) / h, mean_gx = warp_sum(sgx) / h;
-#pragma unroll
-  for (int c = 0; c < kWords; ++c) {
-    const int64_t w = lane + 32 * c;
-    if (w >= words) continue;
-    device::Bf16x8 out;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const float xhat = (__bfloat162float(xs[c].h[k]) - mean) * rstd;
-      const float g = __bfloat162float(ds[c].h[k]) * load(gamma, ge, w * 8 + k);
-      out.h[k] = __float2bfloat16_rn(rstd * (g - mean_g - xhat * mean_gx));
-    }
-    dx[row * words + w] = out.word;
-  }
-  if (lane == 0) {
-    means[row] = mean;
-    rstds[row] = rstd;
-  }
-}
+constexpr int kGradSliceFloats = 2 * kWords * 8 * 32;
 
-// Partial column sums of dy * xhat and dy over a chunk of bf16 rows, eight columns (one 16-byte
-// word of x and of dy) per thread: partial[chunk][2][h].
-__global__ void layer_norm_dparams_partial_x8(const uint4* x, const uint4* dy, const float* means, const float* rstds,
-                                              int64_t rows, int64_t words, int64_t chunk, float* partial) {
-  const int64_t w = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  const int64_t c = blockIdx.y;
-  if (w >= words) return;
-  float sg[8] = {}, sb[8] = {};
-  const int64_t end = min(rows, (c + 1) * chunk);
-#pragma unroll 4
-  for (int64_t r = c * chunk; r < end; ++r) {
-    device::Bf16x8 xv, dv;
-    xv.word = x[r * words + w];
-    dv.word = dy[r * words + w];
-    const float mean = means[r], rstd = rstds[r];
+// LayerNormGrad over bf16 rows of h = 8 * words values in one pass over x and dy: dx = rstd * (g -
+// mean(g) - xhat * mean(g * xhat)), g = dy * gamma, one warp per row as layer_norm_warp_kernel; and
+// the column sums of dy * xhat and dy over the block's `chunk` rows (warp q takes every
+// kRowsPerBlock-th row from q): each lane adds its columns into its own slots of the warp's
+// shared-memory slice (laid out [sum][column within the lane's words][lane]: no bank conflicts,
+// no atomics), then the block adds the slices in warp order into partial[block][2][h]. Fixed
+// orders throughout, so the sums are deterministic.
+template <int kWords>
+__global__ void layer_norm_grad_warp_kernel(const uint4* x, const void* gamma, Elem ge, const uint4* dy, int64_t rows,
+                                            int64_t words, int64_t chunk, float eps, uint4* dx, float* partial) {
+  extern __shared__ float slices[];  // [kRowsPerBlock][kGradSliceFloats<kWords>]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* mine = slices + warp * kGradSliceFloats<kWords>;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const float d = __bfloat162float(dv.h[k]);
-      sg[k] += d * (__bfloat162float(xv.h[k]) - mean) * rstd;
-      sb[k] += d;
+  for (int i = 0; i < 2 * kWords * 8; ++i) mine[i * 32 + lane] = 0.0f;
+  const float h = static_cast<float>(words * 8);
+  const int64_t begin = blockIdx.x * chunk, end = min(rows, begin + chunk);
+  // Rows of up to 2048 values: the warp's next row is loaded while this one is computed (twice the
+  // registers, twice the bytes in flight); wider rows would spill.
+  constexpr bool kPrefetch = kWords <= 8;
+  auto load_row = [&](int64_t r, device::Bf16x8(&xr)[kWords], device::Bf16x8(&dr)[kWords]) {
+#pragma unroll
+    for (int c = 0; c < kWords; ++c) {
+      const int64_t w = lane + 32 * c;
+      const bool in = r < end && w < words;
+      xr[c].word = in ? x[r * words + w] : make_uint4(0, 0, 0, 0);
+      dr[c].word = in ? dy[r * words + w] : make_uint4(0, 0, 0, 0);
+    }
+  };
+  device::Bf16x8 xs[kWords], ds[kWords], xn[kWords], dn[kWords];
+  if (kPrefetch) load_row(begin + warp, xs, ds);
+  for (int64_t row = begin + warp; row < end; row += kRowsPerBlock) {
+    if (kPrefetch) {
+      load_row(row + kRowsPerBlock, xn, dn);
+    } else {
+      load_row(row, xs, ds);
+    }
+    float mean, rstd;
+    warp_row_moments<kWords>(xs, lane, words, eps, mean, rstd);
+    float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kWords; ++c) {
+      const int64_t w = lane + 32 * c;
+      if (w >= words) continue;
+      float gam[8];
+      device::load8(gamma, ge, w * 8, gam);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float d = __bfloat162float(ds[c].h[k]), xhat = (__bfloat162float(xs[c].h[k]) - mean) * rstd;
+        const float g = d * gam[k];
+        sg += g;
+        sgx += g * xhat;
+        mine[(c * 8 + k) * 32 + lane] += d * xhat;
+        mine[((kWords + c) * 8 + k) * 32 + lane] += d;
+      }
+    }
+    const float mean_g = warp_sum(sg) / h, mean_gx = warp_sum(sgx) / h;
+#pragma unroll
+    for (int c = 0; c < kWords; ++c) {
+      const int64_t w = lane + 32 * c;
+      if (w >= words) continue;
+      float gam[8];
+      device::load8(gamma, ge, w * 8, gam);
+      device::Bf16x8 out;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float xhat = (__bfloat162float(xs[c].h[k]) - mean) * rstd;
+        const float g = __bfloat162float(ds[c].h[k]) * gam[k];
+        out.h[k] = __float2bfloat16_rn(rstd * (g - mean_g - xhat * mean_gx));
+      }
+      dx[row * words + w] = out.word;
+    }
+    if (kPrefetch) {
+#pragma unroll
+      for (int c = 0; c < kWords; ++c) xs[c] = xn[c], ds[c] = dn[c];
     }
   }
-  const int64_t h = words * 8;
+  __syncthreads();
+  const int64_t columns = words * 8;
+  for (int64_t j = threadIdx.x; j < columns; j += blockDim.x) {
+    const int64_t w = j / 8;
+    const int at = static_cast<int>((w / 32) * 8 + j % 8) * 32 + static_cast<int>(w % 32);
+    float sg = 0.0f, sb = 0.0f;
 #pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    partial[(c * 2) * h + w * 8 + k] = sg[k];
-    partial[(c * 2 + 1) * h + w * 8 + k] = sb[k];
+    for (int q = 0; q < kRowsPerBlock; ++q) {
+      sg += slices[q * kGradSliceFloats<kWords> + at];
+      sb += slices[q * kGradSliceFloats<kWords> + kWords * 8 * 32 + at];
+    }
+    partial[(blockIdx.x * int64_t{2}) * columns + j] = sg;
+    partial[(blockIdx.x * int64_t{2} + 1) * columns + j] = sb;
   }
 }
 
@@ -801,7 +843,8 @@ Status layer_norm(const void* x, Elem xe, const void* gamma, Elem ge, const void
                   int64_t h, float eps, void* y, Elem ye, cudaStream_t stream) {
   if (rows == 0 || h == 0) return Status::ok();
   const int kw = layer_norm_warp_words(h);
-  if (kw > 0 && xe == Elem::bf16 && ye == Elem::bf16 && aligned16(x) && aligned16(y)) {
+  if (kw > 0 && xe == Elem::bf16 && ye == Elem::bf16 && aligned16(x) && aligned16(y) && aligned16(gamma) &&
+      aligned16(beta)) {
     const auto* xw = static_cast<const uint4*>(x);
     auto* yw = static_cast<uint4*>(y);
     const unsigned blocks = warp_row_blocks(rows);
@@ -839,42 +882,44 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
   chunks = (rows + chunk - 1) / chunk;
   const int kw = layer_norm_warp_words(h);
   if (kw > 0 && xe == Elem::bf16 && dye == Elem::bf16 && dxe == Elem::bf16 && aligned16(x) && aligned16(dy) &&
-      aligned16(dx)) {
-    // Warp rows for dx; eight columns per thread for the parameter sums, about 2^16 threads.
+      aligned16(dx) && aligned16(gamma)) {
+    // One pass: about three blocks of 4 warps per SM (their shared-memory slices: 8 KB per 256
+    // columns of a row), each over a chunk of rows, then the chunks' column sums in a fixed order.
     const int64_t words = h / 8;
-    int64_t wchunks = std::max<int64_t>(1, std::min<int64_t>(rows / 16, (int64_t{1} << 16) / words));
-    wchunks = std::min<int64_t>(wchunks, 65535);
-    const int64_t wchunk = (rows + wchunks - 1) / wchunks;
-    wchunks = (rows + wchunk - 1) / wchunk;
-    float* buf = nullptr;  // means[rows], rstds[rows], partial[chunks][2][h]
-    STRATA_CUDA_CALL(
-        cudaMallocAsync(reinterpret_cast<void**>(&buf), sizeof(float) * (2 * rows + 2 * wchunks * h), stream));
+    int64_t blocks = std::min<int64_t>((rows + 4 * kRowsPerBlock - 1) / (4 * kRowsPerBlock), 3 * 132);
+    const int64_t chunk = (rows + blocks - 1) / blocks;
+    blocks = (rows + chunk - 1) / chunk;
+    float* partial = nullptr;  // [blocks][2][h]
+    STRATA_CUDA_CALL(cudaMallocAsync(reinterpret_cast<void**>(&partial), sizeof(float) * 2 * blocks * h, stream));
     const auto* xw = static_cast<const uint4*>(x);
     const auto* dyw = static_cast<const uint4*>(dy);
     auto* dxw = static_cast<uint4*>(dx);
-    const unsigned blocks = warp_row_blocks(rows);
     const unsigned threads = 32 * kRowsPerBlock;
+    const auto grid = static_cast<unsigned>(blocks);
     if (kw == 4) {
-      layer_norm_dx_warp_kernel<4><<<blocks, threads, 0, stream>>>(xw, gamma, ge, dyw, rows, words, eps, dxw, buf,
-                                                                   buf + rows);
+      constexpr int smem = kRowsPerBlock * kGradSliceFloats<4> * sizeof(float);
+      STRATA_CUDA_CALL(cudaFuncSetAttribute(layer_norm_grad_warp_kernel<4>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      layer_norm_grad_warp_kernel<4><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps, dxw,
+                                                                      partial);
+    } else if (kw == 8) {
+      constexpr int smem = kRowsPerBlock * kGradSliceFloats<8> * sizeof(float);
+      STRATA_CUDA_CALL(cudaFuncSetAttribute(layer_norm_grad_warp_kernel<8>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      layer_norm_grad_warp_kernel<8><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps, dxw,
+                                                                      partial);
+    } else {
+      constexpr int smem = kRowsPerBlock * kGradSliceFloats<16> * sizeof(float);
+      STRATA_CUDA_CALL(cudaFuncSetAttribute(layer_norm_grad_warp_kernel<16>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      layer_norm_grad_warp_kernel<16><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps,
+                                                                       dxw, partial);
     }
-    if (kw == 8) {
-      layer_norm_dx_warp_kernel<8><<<blocks, threads, 0, stream>>>(xw, gamma, ge, dyw, rows, words, eps, dxw, buf,
-                                                                   buf + rows);
-    }
-    if (kw == 16) {
-      layer_norm_dx_warp_kernel<16><<<blocks, threads, 0, stream>>>(xw, gamma, ge, dyw, rows, words, eps, dxw, buf,
-                                                                    buf + rows);
-    }
-    STRATA_CUDA_LAUNCHED("layer_norm_dx_warp");
-    const dim3 grid(static_cast<unsigned>((words + 127) / 128), static_cast<unsigned>(wchunks));
-    layer_norm_dparams_partial_x8<<<grid, 128, 0, stream>>>(xw, dyw, buf, buf + rows, rows, words, wchunk,
-                                                            buf + 2 * rows);
-    STRATA_CUDA_LAUNCHED("layer_norm_dparams_partial_x8");
-    layer_norm_dparams_final<<<static_cast<unsigned>((h + 31) / 32), 256, 0, stream>>>(buf + 2 * rows, wchunks, h,
-                                                                                        dgamma, dge, dbeta, dbe);
+    STRATA_CUDA_LAUNCHED("layer_norm_grad_warp");
+    layer_norm_dparams_final<<<static_cast<unsigned>((h + 31) / 32), 32 * kFinalSlices, 0, stream>>>(
+        partial, blocks, h, dgamma, dge, dbeta, dbe);
     STRATA_CUDA_LAUNCHED("layer_norm_dparams_final");
-    STRATA_CUDA_CALL(cudaFreeAsync(buf, stream));
+    STRATA_CUDA_CALL(cudaFreeAsync(partial, stream));
     return Status::ok();
   }
   float* scratch = nullptr;  // means[rows], rstds[rows], partial[chunks][2][h]
@@ -889,8 +934,8 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
   const dim3 grid(static_cast<unsigned>((h + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));
   layer_norm_dparams_partial<<<grid, kThreads, 0, stream>>>(x, xe, dy, dye, means, rstds, rows, h, chunk, partial);
   STRATA_CUDA_LAUNCHED("layer_norm_dparams_partial");
-  layer_norm_dparams_final<<<static_cast<unsigned>((h + 31) / 32), 256, 0, stream>>>(partial, chunks, h, dgamma, dge,
-                                                                                      dbeta, dbe);
+  layer_norm_dparams_final<<<static_cast<unsigned>((h + 31) / 32), 32 * kFinalSlices, 0, stream>>>(
+      partial, chunks, h, dgamma, dge, dbeta, dbe);
   STRATA_CUDA_LAUNCHED("layer_norm_dparams_final");
   STRATA_CUDA_CALL(cudaFreeAsync(scratch, stream));
   return Status::ok();
