@@ -339,17 +339,12 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(
     cp_async_commit();
     float o[DP / 8][4] = {};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    uint32_t qa[DP / 16][4];  // this warp's Q rows as A fragments, loaded with the first tile
     for (int i = 0; i < n_live; ++i) {
       // Tile i landed and every warp is done with tile i - 1, whose buffer then takes tile i + 1.
       cp_async_wait<0>();
       __syncthreads();
       if (i + 1 < n_live) fetch(i + 1);
       cp_async_commit();
-      if (i == 0) {
-        #pragma unroll
-        for (int kk = 0; kk < DP / 16; ++kk) load_a4(qa[kk], qs, kLd, warp * 16, kk * 16);
-      }
       const uint8_t flag = kinds[half * p.k_tiles + i];
       if (flag == kTileMasked) continue;  // live for the other query tile only
       const int64_t key0 = int64_t{live[i]} * kTile;
@@ -358,12 +353,14 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(
       float s[8][4] = {};
       #pragma unroll
       for (int kk = 0; kk < DP / 16; ++kk) {
+        uint32_t qa[4];  // this warp's Q rows, k-chunk kk
+        load_a4(qa, qs, kLd, warp * 16, kk * 16);
         #pragma unroll
         for (int nt = 0; nt < 8; nt += 2) {
           uint32_t b[4];
           load_b4(b, ks, kLd, nt * 8, kk * 16);
-          mma(s[nt], qa[kk], b[0], b[1]);
-          mma(s[nt + 1], qa[kk], b[2], b[3]);
+          mma(s[nt], qa, b[0], b[1]);
+          mma(s[nt + 1], qa, b[2], b[3]);
         }
       }
       // Logits in base 2 are s * mul; the row max over the quad that shares a row.
@@ -625,29 +622,45 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
       // The lean path: a whole tile whose bias is 0 or causal (an index test: key0 + local_key <=
       // row0 + local_q), no bias read.
       const bool full = (flag == kTileZero || flag == kTileCausal) && keys_left == kTile && rows_left == kTile;
-      const int diag = flag == kTileCausal ? diagonal(row0, key0)
-                                           : 2 * kTile;
-      #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);  // queries q, q + 1
+      // P^T in pt, then dS^T = P^T (dP^T - dsum) in dpt; the branches are uniform over the block.
+      if (full) {
         #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
-          const float2 row_stat = e & 1 ? make_float2(stat2.z, stat2.w) : make_float2(stat2.x, stat2.y);
-          float prob;
-          if (full) {
-            prob = fast_exp2(pt[nt][e] * scale2 - row_stat.x);
-            if (local_key - local_q > diag) prob = 0.0f;
-          } else {
+        for (int nt = 0; nt < 8; ++nt) {
+          const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);  // queries q, q + 1
+          #pragma unroll
+          for (int e = 0; e < 4; ++e) pt[nt][e] = fast_exp2(pt[nt][e] * scale2 - (e & 1 ? stat2.z : stat2.x));
+        }
+        if (flag == kTileCausal) {
+          const int diag = diagonal(row0, key0);
+          #pragma unroll
+          for (int nt = 0; nt < 8; ++nt) {
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
+              if (local_key - local_q > diag) pt[nt][e] = 0.0f;
+            }
+          }
+        }
+      } else {
+        #pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);
+          #pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
             float x = pt[nt][e] * p.scale;
             if (flag != kTileZero && local_q < rows_left && local_key < keys_left) {
               x += bias_at(p, bias_base, row0 + local_q, key0 + local_key);
             }
-            prob = local_key < keys_left ? fast_exp2(x * kLog2e - row_stat.x) : 0.0f;
+            pt[nt][e] = local_key < keys_left ? fast_exp2(x * kLog2e - (e & 1 ? stat2.z : stat2.x)) : 0.0f;
           }
-          pt[nt][e] = prob;
-          dpt[nt][e] = prob * (dpt[nt][e] - row_stat.y);
         }
+      }
+      #pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) dpt[nt][e] = pt[nt][e] * (dpt[nt][e] - (e & 1 ? stat2.w : stat2.y));
         // dS^T as stored: [key][query], a pair of queries in one 4-byte store.
         #pragma unroll
         for (int r = 0; r < 2; ++r) {
