@@ -74,6 +74,12 @@ Status CudaTensor::own_storage() {
 }
 
 Status CudaTensor::resolve() const {
+  if (deferred_dot_ != nullptr) {
+    const std::shared_ptr<DeferredDot> dot = std::move(deferred_dot_);
+    deferred_dot_.reset();
+    auto ran = run_deferred_dot(*dot, storage_->data, elem_);
+    if (!ran.is_ok()) return ran.error();
+  }
   if (pending_ == nullptr) return Status::ok();
   auto sum = std::make_shared<Storage>(bytes(), storage_->stream);
   if (sum->data == nullptr) {
@@ -166,6 +172,7 @@ class CudaBackend : public Backend {
     cudaSetDevice(device_);
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (lt_ != nullptr) cublasLtDestroy(lt_);
     if (flag_ != nullptr) cudaFree(flag_);
     if (workspace_ != nullptr) cudaFree(workspace_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -183,9 +190,15 @@ class CudaBackend : public Backend {
     STRATA_CUDA_CALL(cudaMemset(flag_, 0, sizeof(int32_t)));
     STRATA_CUBLAS_CALL(cublasCreate(&cublas_));
     STRATA_CUBLAS_CALL(cublasSetStream(cublas_, stream_));
-    constexpr size_t kWorkspaceBytes = size_t{32} << 20;
     STRATA_CUDA_CALL(cudaMalloc(&workspace_, kWorkspaceBytes));
     STRATA_CUBLAS_CALL(cublasSetWorkspace(cublas_, workspace_, kWorkspaceBytes));
+    STRATA_CUBLAS_CALL(cublasLtCreate(&lt_));
+    // STRATA_CUDA_EPILOGUES=0 runs the chains fuse_for_cuda marked for a GEMM epilogue op by op (A/B runs).
+    if (const char* env = std::getenv("STRATA_CUDA_EPILOGUES")) {
+      const std::string value = env;
+      if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_EPILOGUES", "must be 0 or 1, got '" + value + "'");
+      epilogues_ = value == "1";
+    }
     return Status::ok();
   }
 
@@ -247,14 +260,23 @@ class CudaBackend : public Backend {
   }
 
   Expected<std::vector<TensorPtr>> run_op(const ir::Op& op, const std::vector<const DeviceTensor*>& inputs) override {
+    last_bias_grad_ = std::move(bias_grad_);
+    bias_grad_ = BiasGrad{};
     std::vector<const CudaTensor*> in;
     in.reserve(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i] == nullptr) return make_error("", "ops." + op.name + ".inputs[" + std::to_string(i) + "]", "null tensor");
-      // A Softmax reads a deferred mask Add as it is (kernels::softmax_bias).
-      const bool keep_pending = op.kind == OpKind::Softmax && i == 0;
+      // A Softmax reads a deferred mask Add as it is (kernels::softmax_bias); a marked bias Add or
+      // Gelu a deferred Dot (it runs the GEMM with its epilogue).
       const auto* direct = dynamic_cast<const CudaTensor*>(inputs[i]);
-      if (direct != nullptr && (keep_pending || direct->pending_bias() == nullptr)) {
+      const bool epilogue_input = epilogues_ && direct != nullptr && direct->pending_bias() == nullptr &&
+                                  (((op.kind == OpKind::Add || op.kind == OpKind::Gelu) && i == 0) ||
+                                   (op.kind == OpKind::GeluGrad && i == 1)) &&
+                                  op.attrs.int_or(kGemmEpilogueAttr, 0) != 0;
+      const bool keep_pending =
+          epilogue_input ||
+          (i == 0 && direct != nullptr && op.kind == OpKind::Softmax && direct->deferred_dot() == nullptr);
+      if (direct != nullptr && (keep_pending || !direct->pending())) {
         in.push_back(direct);  // the common case: no field name to build
         continue;
       }
@@ -287,6 +309,11 @@ class CudaBackend : public Backend {
         return std::vector<TensorPtr>{std::move(sum)};
       }
     }
+    if (epilogues_ && op.attrs.int_or(kGemmEpilogueAttr, 0) != 0) {
+      auto fused = run_epilogue_chain(op, in);
+      if (!fused.is_ok()) return fused.error().under("ops." + op.name);
+      if (!fused->empty()) return std::move(fused).value();
+    }
     std::vector<std::shared_ptr<CudaTensor>> outs;
     for (size_t i = 0; i < op.outputs.size(); ++i) {
       auto elem = output_elem(op, i, in);
@@ -300,7 +327,119 @@ class CudaBackend : public Backend {
     return std::vector<TensorPtr>(outs.begin(), outs.end());
   }
 
+  // A Dot + bias Add (+ Gelu) chain that fuse_for_cuda marked (kGemmEpilogueAttr): the Dot is
+  // deferred, the Add attaches its bias (and is deferred too when a Gelu follows), and the last op
+  // of the chain runs one cuBLASLt GEMM with the epilogue that writes every value it still needs.
+  // Backward: a weight-gradient Dot (3) or a GeluGrad of a deferred Dot also computes the bias
+  // gradient, which the marked ReduceSum right after it takes (bias_grad_) instead of reducing.
+  // Empty when the op is not in the shape the chain takes: run_op then runs it as usual (its
+  // deferred input was resolved by as_cuda or is resolved here).
+  GemmContext gemm_context() const { return GemmContext{cublas_, lt_, workspace_, kWorkspaceBytes, stream_}; }
+
+  Expected<std::vector<TensorPtr>> run_epilogue_chain(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
+    const std::vector<TensorPtr> none;
+    STRATA_ASSIGN_OR_RETURN(const Elem elem, output_elem(op, 0, in));
+    const int64_t mark = op.attrs.int_or(kGemmEpilogueAttr, 0);
+    const ir::Shape& shape = op.outputs[0].shape;
+    if (op.kind == OpKind::ReduceSum && in.size() == 1) {  // the bias gradient the last op's epilogue made
+      BiasGrad found = std::move(last_bias_grad_);
+      last_bias_grad_ = BiasGrad{};
+      if (found.grad == nullptr || found.source.lock() != in[0]->storage() || found.grad->shape() != shape ||
+          found.grad->elem() != elem) {
+        return none;
+      }
+      return std::vector<TensorPtr>{std::move(found.grad)};
+    }
+    if (op.kind == OpKind::Dot && mark == 3 && in.size() == 2 && !shape.empty()) {  // dW = Dot(x, dy), BGRADA
+      STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(shape, elem, stream_));
+      STRATA_ASSIGN_OR_RETURN(auto grad, make_tensor({shape.back()}, Elem::f32, stream_));
+      GemmEpilogue epilogue;
+      epilogue.bias_grad = grad->data();
+      const DotOperand lhs{in[0]->data(), in[0]->elem(), in[0]->shape(), in[0]};
+      const DotOperand rhs{in[1]->data(), in[1]->elem(), in[1]->shape(), in[1]};
+      STRATA_ASSIGN_OR_RETURN(const bool fused, run_dot_epilogue(gemm_context(), op, lhs, rhs, out->data(), elem, shape,
+                                                                 activation_elem(), epilogue));
+      if (!fused) return none;
+      bias_grad_ = BiasGrad{std::move(grad), in[1]->storage()};
+      return std::vector<TensorPtr>{std::move(out)};
+    }
+    if (op.kind == OpKind::GeluGrad && in.size() == 2) {  // GeluGrad(pre, Dot(..)) and its bias gradient
+      const DeferredDot* dot = in[1]->deferred_dot();
+      if (dot == nullptr || dot->epilogue.bias != nullptr || shape.empty() || in[0]->elem() != elem ||
+          in[1]->elem() != elem || in[0]->shape() != shape || in[1]->shape() != shape) {
+        STRATA_RETURN_IF_ERROR(in[1]->resolve());
+        return none;
+      }
+      STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(shape, elem, stream_));
+      STRATA_ASSIGN_OR_RETURN(auto grad, make_tensor({shape.back()}, Elem::f32, stream_));
+      GemmEpilogue epilogue;
+      epilogue.bias_grad = grad->data();
+      epilogue.dgelu_input = in[0]->data();
+      STRATA_ASSIGN_OR_RETURN(const bool fused, run_dot_epilogue(dot->ctx, dot->op, dot->lhs, dot->rhs, out->data(),
+                                                                 elem, shape, dot->gemm_elem, epilogue));
+      if (!fused) {
+        STRATA_RETURN_IF_ERROR(in[1]->resolve());
+        return none;
+      }
+      bias_grad_ = BiasGrad{std::move(grad), out->storage()};
+      return std::vector<TensorPtr>{std::move(out)};
+    }
+    if (op.kind == OpKind::Dot && mark == 1 && in.size() == 2) {
+      auto dot = std::make_shared<DeferredDot>();
+      dot->ctx = gemm_context();
+      dot->op = op;
+      dot->gemm_elem = activation_elem();
+      dot->pointer_batches = options_.pointer_batches;
+      for (size_t i = 0; i < 2; ++i) {
+        DotOperand operand{in[i]->data(), in[i]->elem(), in[i]->shape()};
+        dot->keep.push_back(in[i]->storage());
+        if (operand.elem == Elem::f32 && dot->gemm_elem == Elem::bf16) {  // a weight: its cached bf16 copy
+          STRATA_ASSIGN_OR_RETURN(operand.data, in[i]->bf16_copy(stream_));
+          operand.elem = Elem::bf16;
+          dot->keep.push_back(in[i]->storage()->bf16);
+        }
+        (i == 0 ? dot->lhs : dot->rhs) = operand;
+      }
+      STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(op.outputs[0].shape, elem, stream_));
+      out->defer_dot(std::move(dot));
+      return std::vector<TensorPtr>{std::move(out)};
+    }
+    const DeferredDot* pending = in.empty() ? nullptr : in[0]->deferred_dot();
+    if (pending == nullptr || elem != in[0]->elem() || in[0]->shape() != op.outputs[0].shape) {
+      if (!in.empty()) STRATA_RETURN_IF_ERROR(in[0]->resolve());
+      return none;
+    }
+    if (op.kind == OpKind::Add && in.size() == 2 && pending->epilogue.bias == nullptr &&
+        in[1]->shape() == ir::Shape{op.outputs[0].shape.back()}) {
+      auto dot = std::make_shared<DeferredDot>(*pending);
+      dot->epilogue.bias = in[1]->data();
+      dot->epilogue.bias_elem = in[1]->elem();
+      dot->bias_keep = in[1]->storage();
+      STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(op.outputs[0].shape, elem, stream_));
+      if (op.attrs.int_or(kGemmEpilogueAttr, 0) == 2) {
+        out->defer_dot(std::move(dot));
+      } else {
+        STRATA_RETURN_IF_ERROR(run_deferred_dot(*dot, out->data(), elem).status());
+      }
+      return std::vector<TensorPtr>{std::move(out)};
+    }
+    if (op.kind == OpKind::Gelu && in.size() == 1 && pending->epilogue.bias != nullptr) {
+      // The sum (the Add's value, which GeluGrad reads) is the epilogue's aux output.
+      STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(op.outputs[0].shape, elem, stream_));
+      STRATA_ASSIGN_OR_RETURN(const bool fused, run_deferred_dot(*pending, in[0]->data(), elem, out->data()));
+      in[0]->drop_deferred_dot();
+      if (!fused) {
+        STRATA_RETURN_IF_ERROR(kernels::unary(kernels::Unary::gelu, 0.0f, in[0]->data(), elem, out->data(), elem,
+                                              in[0]->numel(), stream_));
+      }
+      return std::vector<TensorPtr>{std::move(out)};
+    }
+    STRATA_RETURN_IF_ERROR(in[0]->resolve());
+    return none;
+  }
+
   Status add_into(DeviceTensor& dst, const DeviceTensor& src) override {
+    bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* s, as_cuda(src, "src"));
     if (d->shape() != s->shape()) {
@@ -310,6 +449,7 @@ class CudaBackend : public Backend {
   }
 
   Status scale(DeviceTensor& tensor, double factor) override {
+    bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(tensor, "tensor"));
     return kernels::scale_in_place(t->data(), t->elem(), static_cast<float>(factor), t->numel(), stream_);
   }
@@ -330,6 +470,7 @@ class CudaBackend : public Backend {
   }
 
   Status insert(DeviceTensor& dst, const DeviceTensor& block, const std::vector<int64_t>& starts) override {
+    bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* b, as_cuda(block, "block"));
     STRATA_RETURN_IF_ERROR(check_block(d->shape(), starts, b->shape(), "starts"));
@@ -732,6 +873,16 @@ class CudaBackend : public Backend {
   CudaOptions options_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  // The bias gradient a GEMM epilogue computed with the op just run, for the marked ReduceSum of
+  // `source` (dy, or the GeluGrad's output) if that is the next op (last_bias_grad_ while it runs).
+  struct BiasGrad {
+    std::shared_ptr<CudaTensor> grad;
+    std::weak_ptr<Storage> source;
+  };
+  BiasGrad bias_grad_, last_bias_grad_;
+  bool epilogues_ = true;
+  static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
   void* workspace_ = nullptr;
   int32_t* flag_ = nullptr;
   std::map<std::string, int32_t> flag_codes_;

@@ -12,6 +12,8 @@
 
 namespace strata::runtime::cuda {
 
+struct DeferredDot;  // dot.h
+
 // Device memory (stream-ordered), shared by a tensor and its reshaped views.
 struct Storage {
   Storage(int64_t bytes, cudaStream_t stream);
@@ -63,14 +65,22 @@ class CudaTensor : public DeviceTensor {
   };
   void defer_bias(PendingBias bias) { pending_ = std::make_shared<PendingBias>(std::move(bias)); }
   const PendingBias* pending_bias() const { return pending_.get(); }
-  // Writes storage + bias into fresh storage and drops the bias (a no-op when nothing is pending).
-  // The value stays the same, so this is const.
+  // A Dot that run_op deferred (fuse_for_cuda marked it; see DeferredDot in dot.h): the storage is
+  // allocated but not written until resolve() runs the GEMM. The bias Add and the Gelu after it
+  // read it as it is and run the GEMM with their epilogue.
+  void defer_dot(std::shared_ptr<DeferredDot> dot) { deferred_dot_ = std::move(dot); }
+  const DeferredDot* deferred_dot() const { return deferred_dot_.get(); }
+  void drop_deferred_dot() const { deferred_dot_.reset(); }  // the caller wrote the bytes itself
+  bool pending() const { return pending_ != nullptr || deferred_dot_ != nullptr; }
+  // Writes storage + bias into fresh storage and drops the bias, and runs a deferred Dot into the
+  // storage (a no-op when nothing is pending). The value stays the same, so this is const.
   Status resolve() const;
 
  private:
   Elem elem_;
   mutable std::shared_ptr<Storage> storage_;
   mutable std::shared_ptr<PendingBias> pending_;
+  mutable std::shared_ptr<DeferredDot> deferred_dot_;
 };
 
 // A zero-filled or uninitialised tensor of `shape` in `elem` (the IR dtype follows from elem).

@@ -1,8 +1,10 @@
 // Dot (dot_general) through cuBLAS: the operand layout analysis, the permuting fallback and the
-// three GEMM entry points (single, strided batch, pointer-array batch). Row-major C[M, N] is
+// three GEMM entry points (single, strided batch, pointer-array batch); a single GEMM with a bias
+// (and Gelu) epilogue through cuBLASLt, and the deferred Dot that runs it. Row-major C[M, N] is
 // computed as the column-major product C^T = R^T L^T, so rhs is cuBLAS's A and lhs its B.
 #include "dot.h"
 
+#include <cublasLt.h>
 #include <cublas_api.h>
 
 #include <algorithm>
@@ -155,7 +157,144 @@ Status prepare(const DotOperand& in, bool as_a, const std::vector<int64_t>& batc
 
 cudaDataType_t cuda_type(Elem e) { return e == Elem::bf16 ? CUDA_R_16BF : CUDA_R_32F; }
 
+// The cuBLASLt descriptors of one call, destroyed on every path out.
+struct LtObjects {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  LtObjects() = default;
+  LtObjects(const LtObjects&) = delete;
+  LtObjects& operator=(const LtObjects&) = delete;
+  ~LtObjects() {
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    for (cublasLtMatrixLayout_t l : {a, b, c}) {
+      if (l != nullptr) cublasLtMatrixLayoutDestroy(l);
+    }
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+template <typename T>
+cublasStatus_t set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value) {
+  return cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value));
+}
+
 }  // namespace
+
+Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const DotOperand& lhs, const DotOperand& rhs,
+                                void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem,
+                                const GemmEpilogue& epilogue) {
+  const auto lb = attr_list(op, "lhs_batch"), rb = attr_list(op, "rhs_batch");
+  const auto lc = attr_list(op, "lhs_contract"), rc = attr_list(op, "rhs_contract");
+  const auto lf = ir::dot_free_dims(static_cast<int64_t>(lhs.shape.size()), lb, lc);
+  const auto rf = ir::dot_free_dims(static_cast<int64_t>(rhs.shape.size()), rb, rc);
+  if (!lb.empty() || rf.size() != 1 || out_shape.empty() || (epilogue.bias == nullptr) == (epilogue.bias_grad == nullptr)) {
+    return false;
+  }
+  int64_t rows = 1, depth = 1;
+  for (int64_t d : lf) rows *= lhs.shape[d];
+  for (int64_t d : lc) depth *= lhs.shape[d];
+  const int64_t cols = rhs.shape[rf[0]];
+  const int64_t limit = (int64_t{1} << 31) - 1;
+  if (cols != out_shape.back() || rows == 0 || cols == 0 || depth == 0 || rows > limit || cols > limit ||
+      depth > limit) {
+    return false;
+  }
+  const void* aux = epilogue.gelu_aux != nullptr ? epilogue.gelu_aux : epilogue.dgelu_input;
+  if (aux != nullptr && cols % 8 != 0) return false;  // the aux leading dim must be a multiple of 8
+
+  Scratch lhs_scratch(ctx.stream), rhs_scratch(ctx.stream);
+  Matrix l, r;
+  STRATA_RETURN_IF_ERROR(prepare(lhs, false, lb, lf, lc, gemm_elem, ctx.stream, lhs_scratch, l));
+  STRATA_RETURN_IF_ERROR(prepare(rhs, true, rb, rf, rc, gemm_elem, ctx.stream, rhs_scratch, r));
+  cublasOperation_t ta, tb;
+  int64_t lda = 0, ldb = 0;
+  STRATA_CHECK(gemm_layout(r, true, ta, lda) && gemm_layout(l, false, tb, ldb), "dot: prepared operands are not matrices");
+  // Column-major D[cols, rows] = op(A)[cols, depth] op(B)[depth, rows], as in run_dot: the bias runs
+  // along D's rows (the output's last dim) and is broadcast over its columns.
+  const uint64_t m = static_cast<uint64_t>(cols), n = static_cast<uint64_t>(rows), k = static_cast<uint64_t>(depth);
+  const cudaDataType_t ab_type = cuda_type(gemm_elem), c_type = cuda_type(out_elem);
+  LtObjects lt;
+  STRATA_CUBLAS_CALL(cublasLtMatmulDescCreate(&lt.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_TRANSA, static_cast<int32_t>(ta)));
+  STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(tb)));
+  const cublasLtEpilogue_t kind =
+      epilogue.bias != nullptr
+          ? (epilogue.gelu_aux != nullptr ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_BIAS)
+          : (epilogue.dgelu_input != nullptr ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_BGRADA);
+  STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, static_cast<int32_t>(kind)));
+  if (aux != nullptr) {
+    STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux));
+    STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, static_cast<int64_t>(cols)));
+  }
+  const bool a_n = ta == CUBLAS_OP_N, b_n = tb == CUBLAS_OP_N;
+  STRATA_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&lt.a, ab_type, a_n ? m : k, a_n ? k : m, lda));
+  STRATA_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&lt.b, ab_type, b_n ? k : n, b_n ? n : k, ldb));
+  STRATA_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&lt.c, c_type, m, n, static_cast<int64_t>(m)));
+  STRATA_CUBLAS_CALL(cublasLtMatmulPreferenceCreate(&lt.pref));
+  const uint64_t workspace = ctx.workspace_bytes;
+  STRATA_CUBLAS_CALL(cublasLtMatmulPreferenceSetAttribute(lt.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                          &workspace, sizeof(workspace)));
+  // The bias (gradient) vector in its own type (the bias as stored, an fp32 gradient), else in the
+  // output's type through a cols-long scratch (the bias cast first, the gradient cast after).
+  const bool backward = epilogue.bias == nullptr;
+  const Elem given = backward ? Elem::f32 : epilogue.bias_elem;
+  Scratch vector_scratch(ctx.stream);
+  const View vector = kernels::contiguous(&cols, 1);
+  std::vector<Elem> bias_elems{given};
+  if (out_elem != given) bias_elems.push_back(out_elem);
+  for (const Elem bias_elem : bias_elems) {
+    const void* bias = backward ? epilogue.bias_grad : epilogue.bias;
+    if (bias_elem != given) {
+      STRATA_RETURN_IF_ERROR(vector_scratch.allocate(cols * elem_bytes(bias_elem)));
+      bias = vector_scratch.get();
+    }
+    STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias));
+    STRATA_CUBLAS_CALL(
+        set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, static_cast<int32_t>(cuda_type(bias_elem))));
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    const cublasStatus_t asked =
+        cublasLtMatmulAlgoGetHeuristic(ctx.lt, lt.desc, lt.a, lt.b, lt.c, lt.c, lt.pref, 1, &heuristic, &found);
+    if (asked != CUBLAS_STATUS_SUCCESS || found == 0) continue;
+    if (bias_elem != given && !backward) {
+      STRATA_RETURN_IF_ERROR(kernels::copy_view(vector_scratch.get(), bias_elem, vector, epilogue.bias,
+                                                epilogue.bias_elem, vector, ctx.stream));
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    STRATA_CUBLAS_CALL(cublasLtMatmul(ctx.lt, lt.desc, &alpha, r.data, lt.a, l.data, lt.b, &beta, out, lt.c, out,
+                                      lt.c, &heuristic.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream));
+    if (bias_elem != given && backward) {
+      STRATA_RETURN_IF_ERROR(kernels::copy_view(epilogue.bias_grad, given, vector, vector_scratch.get(), bias_elem,
+                                                vector, ctx.stream));
+    }
+    return true;
+  }
+  return false;  // no kernel for this epilogue: the caller runs it unfused
+}
+
+Expected<bool> run_deferred_dot(const DeferredDot& dot, void* out, Elem out_elem, void* gelu_out) {
+  const ir::Shape& shape = dot.op.outputs[0].shape;
+  if (dot.epilogue.bias != nullptr) {
+    GemmEpilogue epilogue = dot.epilogue;
+    epilogue.gelu_aux = gelu_out != nullptr ? out : nullptr;
+    STRATA_ASSIGN_OR_RETURN(const bool fused, run_dot_epilogue(dot.ctx, dot.op, dot.lhs, dot.rhs,
+                                                               gelu_out != nullptr ? gelu_out : out, out_elem, shape,
+                                                               dot.gemm_elem, epilogue));
+    if (fused) return gelu_out != nullptr;
+  }
+  STRATA_RETURN_IF_ERROR(run_dot(dot.ctx.blas, dot.ctx.stream, dot.op, dot.lhs, dot.rhs, out, out_elem, shape,
+                                 dot.gemm_elem, dot.pointer_batches));
+  if (dot.epilogue.bias == nullptr) return false;
+  // Unfused: out += bias along the last dim, in place (each element read and written by one thread).
+  const int32_t rank = static_cast<int32_t>(shape.size());
+  const View own = kernels::contiguous(shape.data(), rank);
+  View bias = own;
+  for (int32_t d = 0; d < rank; ++d) bias.stride[d] = d == rank - 1 ? 1 : 0;
+  STRATA_RETURN_IF_ERROR(kernels::binary(kernels::Binary::add, out, out_elem, own, dot.epilogue.bias,
+                                         dot.epilogue.bias_elem, bias, out, out_elem, dot.ctx.stream));
+  return false;
+}
 
 Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, const DotOperand& lhs,
                const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem,

@@ -5,8 +5,12 @@
 // do not merge into one stride (e.g. attention heads inside a [B, S, N, D] tensor).
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#include <memory>
+#include <vector>
 
 #include "cuda_common.h"
 #include "cuda_tensor.h"
@@ -37,5 +41,67 @@ struct DotOperand {
 Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, const DotOperand& lhs,
                const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem,
                bool pointer_batches);
+
+// fuse_for_cuda's mark of a Dot + bias Add (+ Gelu) chain, which changes no value (the interpreter
+// and the cpu backend ignore it): on the Dot 1 (run_op defers it: its only reader is the bias Add);
+// on the Add 1 (the bias goes into the GEMM's epilogue) or 2 (and so does the Gelu that reads the
+// sum: the Add is deferred too); on that Gelu 1. In the backward, 3 on a bias gradient's
+// ReduceSum(dy) (over all but the last dim) and on the weight-gradient Dot(x, dy) that computes it
+// in its epilogue (the ReduceSum placed after the Dot); 1 on a GeluGrad(pre, Dot(..)) whose Dot is
+// deferred (1 too) and whose bias-gradient ReduceSum (3) the GEMM's epilogue computes.
+inline constexpr const char* kGemmEpilogueAttr = "cuda_gemm_epilogue";
+
+// What a cuBLASLt epilogue adds to a Dot without batch dims whose rhs has one free dim (the
+// output's last, `cols` long): out = gemm + bias[cols] broadcast over the rows; with `gelu_aux`,
+// out = gelu(gemm + bias) (the tanh form, as the Gelu op) and gelu_aux = gemm + bias, in out's
+// element type and layout.
+//
+// Backward (bias unset): `bias_grad` (fp32, cols long) gets the sum of the rhs over the contracted
+// dims (BGRADA: the rhs is a dense layer's output gradient dy, the Dot its weight gradient); with
+// `dgelu_input` (the Gelu's input, in out's type and layout) out = gemm * gelu'(dgelu_input) and
+// bias_grad the sum of out over the rows (DGELU_BGRAD).
+struct GemmEpilogue {
+  const void* bias = nullptr;
+  Elem bias_elem = Elem::f32;
+  void* gelu_aux = nullptr;
+  void* bias_grad = nullptr;
+  const void* dgelu_input = nullptr;
+};
+
+// The handles and scratch a cuBLASLt call needs (the backend's; the workspace is shared with the
+// cuBLAS handle, both on one stream).
+struct GemmContext {
+  cublasHandle_t blas = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  cudaStream_t stream = nullptr;
+};
+
+// run_dot with `epilogue` in one cublasLtMatmul. Ok(false) with nothing written when the shape is
+// outside what the epilogue takes (batch dims, several rhs free dims, a gelu_aux leading dim that
+// is not a multiple of 8) or cuBLASLt offers no kernel: the caller then runs it unfused.
+Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const DotOperand& lhs, const DotOperand& rhs,
+                                void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem,
+                                const GemmEpilogue& epilogue);
+
+// A Dot that fuse_for_cuda marked (its reader adds a bias): run_op records it instead of running
+// it, the bias Add (and a Gelu after it) attach their part, and whoever needs the bytes first runs
+// it (run_deferred_dot). The operands' storage (and a weight's bf16 copy) is kept alive here.
+struct DeferredDot {
+  GemmContext ctx;
+  ir::Op op;
+  DotOperand lhs, rhs;  // no `tensor`: the bf16 copy, if any, is already `data`
+  std::vector<std::shared_ptr<const void>> keep;
+  Elem gemm_elem = Elem::bf16;
+  bool pointer_batches = false;
+  GemmEpilogue epilogue;  // bias set by the Add; gelu_aux by the Gelu (in run_deferred_dot's call)
+  std::shared_ptr<const void> bias_keep;
+};
+
+// The deferred Dot (plus its bias) into `out`, through the epilogue when cuBLASLt takes it, else as
+// run_dot and an in-place bias Add. `gelu_out`: also the Gelu of the sum into gelu_out (the sum to
+// `out`) when the fused GEMM runs; Ok(false) when it did not (then only `out` holds the sum).
+Expected<bool> run_deferred_dot(const DeferredDot& dot, void* out, Elem out_elem, void* gelu_out = nullptr);
 
 }  // namespace strata::runtime::cuda

@@ -9,6 +9,14 @@
 //  - Add(x, mask) whose only user is a Softmax over the last axis, the mask broadcasting into x's
 //    shape: the Add gets kSoftmaxBiasAttr, so that the backend folds it into the Softmax (the
 //    attribute changes no value; the interpreter ignores it).
+//  - Dot(x, w) + bias[cols] (cols the output's last dim, the Dot without batch dims and with one
+//    rhs free dim, read only by the Add) [-> Gelu]: kGemmEpilogueAttr on the Dot, the Add and the
+//    Gelu, so that the backend runs them as one cuBLASLt GEMM with a bias (and Gelu) epilogue
+//    (marks only: every value stays, the interpreter ignores them). Backward: the bias gradient
+//    ReduceSum(dy) over all but the last dim, with the weight gradient Dot(x, dy) over the same
+//    dims (BGRADA), or with the GeluGrad(pre, Dot(..)) that makes dy (DGELU_BGRAD; the Dot
+//    single-use, so that it is deferred). The ReduceSum moves right after the Dot or GeluGrad: the
+//    backend hands the epilogue's sum only to the next op.
 //  - Attention (first, so the rewrites above see only what is left): the scores Dot of q[B, S, N, D]
 //    and k[B, T, N, D], its Scale, the mask Add, the Softmax and the context Dot with v[B, T, N, Dv]
 //    -> one Attention in the [B, S, N, D] layout (q, k, v as the model made them; the context's
@@ -24,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "dot.h"
 #include "strata/intra/strategy.h"
 #include "strata/runtime/cuda_backend.h"
 
@@ -343,6 +352,103 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const 
     ++counts.bias_adds_into_softmax;
   }
 
+  // Dot + bias Add (+ Gelu) chains for a cuBLASLt epilogue.
+  std::vector<int64_t> gemm_mark(static_cast<size_t>(n), 0);
+  auto is_output = [&](Value v) { return std::find(g.outputs().begin(), g.outputs().end(), v) != g.outputs().end(); };
+  for (OpId id : g.ops_of_kind(OpKind::Add)) {
+    const ir::Op& add = g.op(id);
+    if (skip[id] || softmax_bias[id] || !concat_of[id].empty()) continue;
+    const Value y = add.inputs[0];
+    const ir::Op& dot = g.op(y.op);
+    if (dot.kind != OpKind::Dot || skip[dot.id] || scale_after[dot.id] || moved_from[dot.id] != ir::kNoOp ||
+        scale_operand_of[dot.id] != ir::kNoOp || !single_use(g, y) || is_output(y)) {
+      continue;
+    }
+    const ir::TensorType& yt = g.type(y);
+    if (add.outputs[0] != yt || !is_float(yt.dtype) || yt.shape.empty() ||
+        g.type(add.inputs[1]).shape != ir::Shape{yt.shape.back()}) {
+      continue;
+    }
+    const size_t rhs_rank = g.type(dot.inputs[1]).shape.size();
+    if (!ints_or_empty(dot, "lhs_batch").empty() || !ints_or_empty(dot, "rhs_batch").empty() ||
+        rhs_rank != ints_or_empty(dot, "rhs_contract").size() + 1) {
+      continue;
+    }
+    gemm_mark[dot.id] = 1;
+    gemm_mark[id] = 1;
+    for (const ir::Use& u : g.uses(Value{id, 0})) {
+      if (g.op(u.user).kind == OpKind::Gelu && !skip[u.user]) {
+        gemm_mark[id] = 2;
+        gemm_mark[u.user] = 1;
+        break;
+      }
+    }
+  }
+
+  // Bias gradients in a GEMM epilogue: ReduceSum(dy) over all dims but the last.
+  std::vector<OpId> emit_after(static_cast<size_t>(n), ir::kNoOp);  // Dot -> the ReduceSum emitted after it
+  std::vector<char> moved_later(static_cast<size_t>(n), 0);
+  auto free_of_rewrites = [&](OpId id) {
+    return !skip[id] && !scale_after[id] && moved_from[id] == ir::kNoOp && scale_operand_of[id] == ir::kNoOp &&
+           gemm_mark[id] == 0 && concat_of[id].empty();
+  };
+  auto plain_dot = [&](const ir::Op& dot, const std::vector<int64_t>& lc, const std::vector<int64_t>& rc) {
+    return dot.kind == OpKind::Dot && ints_or_empty(dot, "lhs_batch").empty() &&
+           ints_or_empty(dot, "rhs_batch").empty() && ints_or_empty(dot, "lhs_contract") == lc &&
+           ints_or_empty(dot, "rhs_contract") == rc;
+  };
+  for (OpId id : g.ops_of_kind(OpKind::ReduceSum)) {
+    const ir::Op& r = g.op(id);
+    const Value dy = r.inputs[0];
+    const ir::TensorType& t = g.type(dy);
+    if (!free_of_rewrites(id) || !is_float(t.dtype) || t.shape.size() < 2 || r.outputs[0].shape != ir::Shape{t.shape.back()}) {
+      continue;
+    }
+    std::vector<int64_t> lead(t.shape.size() - 1);
+    for (size_t d = 0; d < lead.size(); ++d) lead[d] = static_cast<int64_t>(d);
+    if (ints_or_empty(r, "axes") != lead) continue;
+    OpId last_user = n;  // the first op that reads the bias gradient
+    for (const ir::Use& u : g.uses(Value{id, 0})) last_user = std::min(last_user, u.user);
+    if (is_output(Value{id, 0})) continue;
+    // DGELU_BGRAD: dy = GeluGrad(pre, Dot(..)) with that Dot read only there.
+    const ir::Op& gg = g.op(dy.op);
+    if (gg.kind == OpKind::GeluGrad && free_of_rewrites(gg.id) && g.type(gg.inputs[0]) == t &&
+        g.type(gg.inputs[1]) == t) {
+      const Value z = gg.inputs[1];
+      const ir::Op& dot = g.op(z.op);
+      const int64_t rhs_rank = static_cast<int64_t>(g.type(dot.inputs[1]).shape.size());
+      if (dot.kind == OpKind::Dot && free_of_rewrites(dot.id) && single_use(g, z) && !is_output(z) &&
+          ints_or_empty(dot, "lhs_batch").empty() && ints_or_empty(dot, "rhs_batch").empty() &&
+          rhs_rank == static_cast<int64_t>(ints_or_empty(dot, "rhs_contract").size()) + 1) {
+        gemm_mark[dot.id] = 1;
+        gemm_mark[gg.id] = 1;
+        gemm_mark[id] = 3;
+        emit_after[gg.id] = id;
+        moved_later[id] = 1;
+        continue;
+      }
+    }
+    // BGRADA: the weight gradient Dot(x, dy) over the same dims, after the ReduceSum and before its readers.
+    for (const ir::Use& u : g.uses(dy)) {
+      const ir::Op& dot = g.op(u.user);
+      if (u.input_index != 1 || u.user <= id || u.user >= last_user || !free_of_rewrites(u.user) ||
+          !plain_dot(dot, lead, lead) || dot.inputs[0] == dy || is_output(Value{dot.id, 0})) {
+        continue;
+      }
+      gemm_mark[dot.id] = 3;
+      gemm_mark[id] = 3;
+      emit_after[dot.id] = id;
+      moved_later[id] = 1;
+      break;
+    }
+  }
+  std::vector<OpId> order;
+  for (OpId id = 0; id < n; ++id) {
+    if (moved_later[id]) continue;
+    order.push_back(id);
+    if (emit_after[id] != ir::kNoOp) order.push_back(emit_after[id]);
+  }
+
   ir::Graph out;
   std::vector<std::vector<Value>> value_map(static_cast<size_t>(n));
   std::vector<OpId> id_map(static_cast<size_t>(n), ir::kNoOp);
@@ -364,7 +470,7 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const 
   std::vector<std::vector<Value>> attention_values(attentions.size());
   const ir::Attrs bsnd{{"layout", std::string("bsnd")}};
 
-  for (OpId id = 0; id < n; ++id) {
+  for (OpId id : order) {
     const ir::Op& op = g.op(id);
     if (auto at = attention_forward_at.find(id); at != attention_forward_at.end()) {
       const AttentionMatch& m = attentions[at->second];
@@ -456,6 +562,7 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const 
     }
     ir::Attrs attrs = op.attrs;
     if (softmax_bias[id]) attrs.set(kSoftmaxBiasAttr, int64_t{1});
+    if (gemm_mark[id] != 0) attrs.set(cuda::kGemmEpilogueAttr, gemm_mark[id]);
     STRATA_ASSIGN_OR_RETURN(OpId made, add(op.kind, inputs, std::move(attrs), op.name, op));
     if (scale_after[id]) {
       const ir::Op& s = g.op(moved_from[id]);
