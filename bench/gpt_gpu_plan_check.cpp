@@ -212,6 +212,12 @@ int run(int argc, char** argv) {
     if (!backend) return fail(backend.error().message());
     auto exec = runtime::Executor::create(*train, p, **backend, MPI_COMM_WORLD, 7);
     if (!exec) return fail(name + ": " + exec.error().message());
+    if (rank == 0) {
+      // What this backend's executor runs: on cuda, the graph after fuse_for_cuda.
+      const ir::Graph& g = (*exec)->graph();
+      std::printf("%s executor graph: %d ops, %zu Attention\n", name.c_str(), g.num_ops(),
+                  g.ops_of_kind(ir::OpKind::Attention).size());
+    }
     Run r;
     for (int step = 1; step <= o.steps; ++step) {
       auto result = (*exec)->step(runtime::feeder_of(inputs[static_cast<size_t>(step - 1)]), step);

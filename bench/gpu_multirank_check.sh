@@ -35,7 +35,7 @@ plan() {
   timeout 150 $mpi -np "$np" $build/gpt_gpu_plan_check --model "$model" --cluster "$clusters/$cluster" \
     --backends cuda,cpu --steps 3 --collectives "$collectives" --plan-out "$out/plan-$name.yaml" "$@" > "$out/$name.log" 2>&1
   echo "== $name: $np ranks, $cluster, $* : rc=$? ($((SECONDS - start)) s)"
-  grep -E "^plan|^stage|step [0-9]+:|plan check|gpt_gpu_plan_check:|rror" "$out/$name.log" | head -30
+  grep -E "^plan|^stage|executor graph|step [0-9]+:|plan check|gpt_gpu_plan_check:|rror" "$out/$name.log" | head -30
 }
 # Each collective against host values (tests/runtime/driver/collectives_check.cpp): MPI collectives
 # on 3, 4 and 8 ranks sharing the GPU; NCCL on the one rank it allows here.
