@@ -47,8 +47,9 @@ Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, con
 // on the Add 1 (the bias goes into the GEMM's epilogue) or 2 (and so does the Gelu that reads the
 // sum: the Add is deferred too); on that Gelu 1. In the backward, 3 on a bias gradient's
 // ReduceSum(dy) (over all but the last dim) and on the weight-gradient Dot(x, dy) that computes it
-// in its epilogue (the ReduceSum placed after the Dot); 1 on a GeluGrad(pre, Dot(..)) whose Dot is
-// deferred (1 too) and whose bias-gradient ReduceSum (3) the GEMM's epilogue computes.
+// in its epilogue (the ReduceSum placed after the Dot); the backend also takes 1 on a
+// GeluGrad(pre, Dot(..)) whose Dot is deferred (1 too) and whose bias-gradient ReduceSum (3) right
+// after it the GEMM computes (DGELU_BGRAD; fuse_for_cuda does not mark it: slower on an H200).
 inline constexpr const char* kGemmEpilogueAttr = "cuda_gemm_epilogue";
 
 // What a cuBLASLt epilogue adds to a Dot without batch dims whose rhs has one free dim (the
