@@ -211,7 +211,7 @@ class Context {
   int64_t progress_done_ = 0;
 };
 
-// Default micro-batch counts: powers of two dividing the global batch, at most 1024 (micro-batches of one sequence for a 1024 batch), the 4 largest.
+// Default micro-batch counts: powers of two dividing the global batch, at most 1024 (micro-batches of one sequence for a 1024 batch): 1 and the 4 largest.
 std::vector<int> default_micro_batch_counts(int64_t global_batch);
 // Candidate stages the stage DP asks about for one B.
 int64_t dp_candidates(int num_layers, const cluster::ClusterSpec& cluster);
