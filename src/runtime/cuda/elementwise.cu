@@ -125,17 +125,7 @@ __global__ void binary_bf16x8_kernel(const uint4* a, const void* b, Elem be, int
                                ? static_cast<uint32_t>(w * 8) % static_cast<uint32_t>(period)
                                : (w * 8) % period;
       float v[8];
-      if (be == Elem::f32) {
-        const float4 lo = static_cast<const float4*>(b)[base / 4], hi = static_cast<const float4*>(b)[base / 4 + 1];
-        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-      } else if (be == Elem::bf16) {
-        z.word = static_cast<const uint4*>(b)[base / 8];
-#pragma unroll
-        for (int k = 0; k < 8; ++k) v[k] = __bfloat162float(z.h[k]);
-      } else {
-#pragma unroll
-        for (int k = 0; k < 8; ++k) v[k] = load(b, be, base + k);
-      }
+      device::load8(b, be, base, v);
 #pragma unroll
       for (int k = 0; k < 8; ++k) out.h[k] = __float2bfloat16_rn(apply_binary<kOp>(__bfloat162float(x.h[k]), v[k]));
     }
