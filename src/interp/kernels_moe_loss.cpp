@@ -78,17 +78,18 @@ Status cross_entropy(const Args& a) {
   STRATA_RETURN_IF_ERROR(softmax_rows(logits, a.in(1), p));
   double loss = 0.0;
   for (int64_t n = 0; n < rows; ++n) loss -= std::log(p[n * vocab + static_cast<int64_t>(a.in(1)[n])]);
-  a.out()[0] = rows > 0 ? loss / static_cast<double>(rows) : 0.0;
+  const int64_t mean_rows = a.op.attrs.int_or("mean_rows", rows);
+  a.out()[0] = mean_rows > 0 ? loss / static_cast<double>(mean_rows) : 0.0;
   return Status::ok();
 }
 
-// dlogits = (softmax - onehot(label)) * dloss / N.
+// dlogits = (softmax - onehot(label)) * dloss / N ({mean_rows} when set).
 Status cross_entropy_grad(const Args& a) {
   const Tensor& logits = a.in(0);
   const int64_t rows = logits.shape[0], vocab = logits.shape[1];
   std::vector<double> p;
   STRATA_RETURN_IF_ERROR(softmax_rows(logits, a.in(1), p));
-  const double scale = a.in(2)[0] / static_cast<double>(std::max<int64_t>(rows, 1));
+  const double scale = a.in(2)[0] / static_cast<double>(std::max<int64_t>(a.op.attrs.int_or("mean_rows", rows), 1));
   for (int64_t n = 0; n < rows; ++n) {
     for (int64_t v = 0; v < vocab; ++v) {
       const double onehot = v == static_cast<int64_t>(a.in(1)[n]) ? 1.0 : 0.0;

@@ -3,10 +3,11 @@
 //   Dot: batch, lhs free, rhs free; contraction dims summed (partial sums);
 //   reductions: kept dims; ReduceSum's reduced dims summed; Max/Mean reduced dims never (the kernel
 //   divides by the local count, so a split mean is not a partial sum);
-//   Softmax/LayerNorm/CrossEntropy: never the normalised dim; BatchNorm: channels only;
+//   Softmax/LayerNorm/CrossEntropy: never the normalised dim (CrossEntropy's rows are summed, its
+//   local op dividing by the global row count); BatchNorm: channels only;
 //   layout ops: dims that map one to one (Reshape: the major dim of each group of equal product);
 //   Gather/GatherGrad: never the vocabulary; MoEGate: groups only (top-k and capacity slots need
-//   the whole expert and sequence dims); Attention (+grad): the leading dims only.
+//   the whole expert and sequence dims); Attention (+grad): the batch and head dims only.
 #include "intra/dim_labels.h"
 
 #include <algorithm>
@@ -380,9 +381,15 @@ Expected<DimLabels> dim_labels(const ir::Op& op, const std::vector<TensorType>& 
     case OpKind::AttentionGrad: return attention(op, inputs);
     case OpKind::CrossEntropy:
     case OpKind::CrossEntropyGrad: {
+      // The rows of logits, labels (and dlogits): the loss sums them (each device's share of the
+      // mean divides by the global row count, local_attrs' mean_rows); the vocabulary never.
       DimLabels labels;
+      const int rows = fresh(labels, kind == OpKind::CrossEntropy);
       for (const TensorType& in : inputs) labels.inputs.push_back(unsplit(in));
+      labels.inputs[0][0] = rows;
+      labels.inputs[1][0] = rows;
       for (const TensorType& out : op.outputs) labels.outputs.push_back(unsplit(out));
+      if (kind == OpKind::CrossEntropyGrad) labels.outputs[0][0] = rows;
       return labels;
     }
     default: break;

@@ -251,6 +251,13 @@ Expected<ir::Attrs> local_attrs(const ir::Op& op, const std::vector<ir::TensorTy
     case ir::OpKind::Conv2dGradInput:
     case ir::OpKind::AvgPool2dGrad: attrs.set("input_shape", local_out[0].shape); break;
     case ir::OpKind::Conv2dGradFilter: attrs.set("filter_shape", local_out[0].shape); break;
+    case ir::OpKind::CrossEntropy:
+    case ir::OpKind::CrossEntropyGrad:
+      // Rows split: each device's share of the mean over all of them.
+      if (local_in[0].shape[0] != global_inputs[0].shape[0] && !op.attrs.has("mean_rows")) {
+        attrs.set("mean_rows", global_inputs[0].shape[0]);
+      }
+      break;
     default: break;
   }
   return attrs;

@@ -351,11 +351,18 @@ Expected<Types> moe_gate_grad(const Types& inputs, const Attrs& attrs) {
 
 // --- loss: logits[N, V], labels i32[N] ---
 
-Expected<Types> cross_entropy(const Types& inputs, const Attrs&) {
+Expected<Types> cross_entropy(const Types& inputs, const Attrs& attrs) {
   STRATA_RETURN_IF_ERROR(require_float(inputs, 0));
   STRATA_RETURN_IF_ERROR(require_rank(inputs, 0, 2));
   STRATA_RETURN_IF_ERROR(require_int(inputs, 1));
   STRATA_RETURN_IF_ERROR(require_shape(inputs, 1, Shape{inputs[0].shape[0]}, "one label per row of inputs[0]"));
+  if (attrs.has("mean_rows")) {
+    STRATA_ASSIGN_OR_RETURN(int64_t mean_rows, attrs.get_int("mean_rows"));
+    if (mean_rows < std::max<int64_t>(inputs[0].shape[0], 1)) {
+      return make_error("", "mean_rows", std::to_string(mean_rows) + " is fewer than the " +
+                                             std::to_string(inputs[0].shape[0]) + " rows of inputs[0]");
+    }
+  }
   return Types{TensorType{{}, inputs[0].dtype}};
 }
 

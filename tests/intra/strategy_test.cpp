@@ -283,5 +283,39 @@ TEST(StrategyContract, AttentionSplitsBatchAndHeads) {
   EXPECT_EQ(plain.checked, 2 * 3);  // per op: replicated, B over axis 1, N over axis 1
 }
 
+// Cross-entropy splits its rows (never the vocabulary): the loss is then a partial sum, each
+// device's share of the mean dividing by the global row count (local_attrs' mean_rows), and the
+// gradient's rows split with it. Run device by device, the shares and tiles match the whole op.
+TEST(StrategyContract, CrossEntropySplitsRowsAsShareOfTheMean) {
+  ir::Graph g;
+  const ir::Value logits = g.input("logits", {8, 5});
+  const ir::Value labels = g.input("labels", {8}, ir::DType::i32);
+  const ir::Value dloss = g.input("dloss", {});
+  const ir::OpId loss = g.add(ir::OpKind::CrossEntropy, {logits, labels}, {}, "loss");
+  const ir::OpId grad = g.add(ir::OpKind::CrossEntropyGrad, {logits, labels, dloss}, {}, "grad");
+  g.mark_output(ir::Value{loss, 0});
+  g.mark_output(ir::Value{grad, 0});
+  const ContractCounts counts = check_graph_contract(g, "cross entropy", 5, {2, 2});
+  for (const char* expected : {"loss [S0R,S0]->[P0]", "loss [S01R,S01]->[P01]", "grad [S1R,S1,]->[S1R]",
+                               "loss [RR,R]->[]"}) {
+    EXPECT_TRUE(counts.names.count(expected)) << expected;
+  }
+  EXPECT_EQ(counts.checked, 2 * 4);  // per op: replicated, rows over axis 0, 1 or both
+  const cluster::LogicalMesh mesh{2, 2};
+  auto split = local_attrs(g.op(loss), {g.type(logits), g.type(labels)}, parse_op_sharding("[S01R,S01]->[P01]").value(), mesh);
+  ASSERT_TRUE(split.is_ok()) << split.error().message();
+  EXPECT_EQ(split->int_or("mean_rows", 0), 8);
+  auto whole = local_attrs(g.op(loss), {g.type(logits), g.type(labels)}, parse_op_sharding("[RR,R]->[]").value(), mesh);
+  ASSERT_TRUE(whole.is_ok());
+  EXPECT_FALSE(whole->has("mean_rows"));
+  // A share of fewer rows than the op holds is refused, naming the attribute.
+  auto fewer = g.try_add(ir::OpKind::CrossEntropy, {logits, labels}, {{"mean_rows", int64_t{4}}}, "bad");
+  ASSERT_FALSE(fewer.is_ok());
+  EXPECT_NE(fewer.error().message().find("mean_rows"), std::string::npos) << fewer.error().message();
+  // The vocabulary never splits: softmax spans it.
+  EXPECT_FALSE(local_attrs(g.op(loss), {g.type(logits), g.type(labels)}, parse_op_sharding("[RS0,R]->[P0]").value(), mesh)
+                   .is_ok());
+}
+
 }  // namespace
 }  // namespace strata::intra

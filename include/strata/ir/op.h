@@ -68,9 +68,11 @@ enum class OpKind : uint16_t {
   // C slots); combine[g,s,e,c] = probs[g,s,e] at its slot, else 0.
   MoEGate,
   MoEGateGrad,   // (probs, dcombine) {k, capacity} -> dprobs
-  // (logits[N, V], labels int[N]) -> scalar mean over N of -log softmax(logits)[label].
+  // (logits[N, V], labels int[N]) -> scalar mean over N of -log softmax(logits)[label]. Optional
+  // {mean_rows} (>= N) divides by it instead of N: a device holding N of a split batch's mean_rows
+  // rows gives its share of the global mean (the partitioner sets it; the shares sum to the mean).
   CrossEntropy,
-  CrossEntropyGrad,  // (logits, labels, dloss scalar) -> dlogits
+  CrossEntropyGrad,  // (logits, labels, dloss scalar) {mean_rows} -> dlogits
   // Fused scaled-dot-product attention (made by the cuda backend's fuse_for_cuda, never by a model):
   // (q[..., S, D], k[..., T, D], v[..., T, Dv], bias) {scale} -> 2 outputs: out[..., S, Dv] (q's
   // dtype) = softmax(scale * q.k^T + bias over T) . v, and lse[..., S] f32, the row logsumexp of

@@ -757,12 +757,25 @@ class CudaBackend : public Backend {
         if (in[1]->elem() != Elem::i32) return make_error("", "inputs[1]", "labels must be i32");
         const int64_t rows = in[0]->shape()[0], vocab = in[0]->shape()[1];
         const auto* labels = static_cast<const int32_t*>(in[1]->data());
+        // The kernels divide by the local rows; a device's share of a split batch's mean divides
+        // by {mean_rows} (the loss scaled after, the gradient's dloss before).
+        const int64_t mean_rows = op.attrs.int_or("mean_rows", rows);
+        const float share = mean_rows > 0 ? static_cast<float>(static_cast<double>(rows) / static_cast<double>(mean_rows)) : 1.0f;
         if (op.kind == OpKind::CrossEntropy) {
-          return kernels::cross_entropy(in[0]->data(), in[0]->elem(), labels, rows, vocab, out[0]->data(),
-                                        out[0]->elem(), flag_, flag_code(op.name), stream_);
+          STRATA_RETURN_IF_ERROR(kernels::cross_entropy(in[0]->data(), in[0]->elem(), labels, rows, vocab, out[0]->data(),
+                                                        out[0]->elem(), flag_, flag_code(op.name), stream_));
+          if (mean_rows == rows) return Status::ok();
+          return kernels::scale_in_place(out[0]->data(), out[0]->elem(), share, 1, stream_);
         }
-        return kernels::cross_entropy_grad(in[0]->data(), in[0]->elem(), labels, in[2]->data(), in[2]->elem(), rows,
-                                           vocab, out[0]->data(), out[0]->elem(), flag_, flag_code(op.name), stream_);
+        const void* dloss = in[2]->data();
+        std::shared_ptr<CudaTensor> scaled;
+        if (mean_rows != rows) {
+          STRATA_ASSIGN_OR_RETURN(scaled, make_tensor({}, in[2]->elem(), stream_, /*zero=*/true));
+          STRATA_RETURN_IF_ERROR(kernels::axpy(scaled->data(), scaled->elem(), dloss, in[2]->elem(), share, 1, stream_));
+          dloss = scaled->data();
+        }
+        return kernels::cross_entropy_grad(in[0]->data(), in[0]->elem(), labels, dloss, in[2]->elem(), rows, vocab,
+                                           out[0]->data(), out[0]->elem(), flag_, flag_code(op.name), stream_);
       }
       case OpKind::AdamUpdate: {
         const double b1 = op.attrs.real_or("beta1", 0.9), b2 = op.attrs.real_or("beta2", 0.999);
