@@ -1,8 +1,11 @@
 // GPU tests of the memory-bound kernels' fast paths against the fp64 interpreter: AdamW's vector
-// kernel with its tail and the bf16 copy it writes for the next GEMM, the one-pass LayerNormGrad
+// kernel with its tail and the bf16 copy it writes for the next GEMM, the batched AdamW (bit for
+// bit the one-at-a-time kernel's values), the one-pass LayerNormGrad
 // (dx and the column sums) and LayerNorm over many rows and widths that are not multiples of the
 // vector width, the cross-entropy over long rows, and the sums' determinism.
 #include <cuda_runtime.h>
+
+#include <cstdlib>
 
 #include "gpu_test_util.h"
 #include "runtime/cuda/cuda_tensor.h"
@@ -150,6 +153,103 @@ TEST(MemoryKernels, DotReadsTheAdamCopyUntilAnInPlaceWrite) {
     ASSERT_TRUE(got.is_ok());
     EXPECT_LE(relative_error(*got, ref->outputs[0]), 2e-2) << "factor " << factor;
   }
+}
+
+// A backend with STRATA_CUDA_MULTI_ADAM set to `multi` (0: each AdamUpdate on its own).
+std::unique_ptr<Backend> adam_backend(DType activations, const char* multi) {
+  setenv("STRATA_CUDA_MULTI_ADAM", multi, 1);
+  auto made = make_cuda_backend(0, CudaOptions{activations});
+  unsetenv("STRATA_CUDA_MULTI_ADAM");
+  EXPECT_TRUE(made.is_ok()) << made.error().message();
+  return made.is_ok() ? std::move(made).value() : nullptr;
+}
+
+// 53 AdamUpdates (two launches of adam_batch, then a batch of other hyper-parameters) on the
+// batching backend and one at a time on the other, from the same values: odd sizes (tails of 1-3,
+// blocks of many chunks, a single value), bf16 and fp32 gradients, matrices with their bf16 copy
+// and vectors without, weight decay on and off. The gradients and state are dropped before the
+// batch runs and their memory handed out again (the batch must keep it). Every output and copy
+// equal bit for bit.
+TEST(MemoryKernels, BatchedAdamEqualsOneAtATime) {
+  const std::vector<ir::Shape> shapes{{64, 40}, {7, 13}, {1003}, {3}, {1}, {2048}, {999, 41}, {33, 65}, {5000}};
+  for (DType activations : {DType::bf16, DType::f32}) {
+    auto one = adam_backend(activations, "0");
+    auto batched = adam_backend(activations, "1");
+    ASSERT_TRUE(one && batched);
+    std::vector<std::vector<TensorPtr>> want, got;
+    std::mt19937 rng(11);
+    for (int k = 0; k < 53; ++k) {
+      const ir::Shape& shape = shapes[static_cast<size_t>(k) % shapes.size()];
+      ir::Attrs attrs = kAdam;
+      if (k >= 45) attrs.set("weight_decay", 0.0);  // other hyper-parameters: a new batch
+      ir::Graph graph;
+      std::vector<ir::Value> values;
+      std::vector<interp::Tensor> host;
+      for (const Arg& a : adam_args(shape)) {
+        values.push_back(graph.input("in" + std::to_string(values.size()), shape, DType::f32));
+        host.push_back(random_tensor(shape, rng, a.lo, a.hi));
+      }
+      const ir::Op& op = graph.op(graph.add(OpKind::AdamUpdate, values, attrs, "adam"));
+      for (auto [be, outs] : {std::pair{one.get(), &want}, std::pair{batched.get(), &got}}) {
+        std::vector<TensorPtr> in;
+        const DType grad = activations == DType::bf16 && k % 3 != 0 ? DType::bf16 : DType::f32;
+        for (size_t i = 0; i < host.size(); ++i) {
+          auto t = be->upload(host[i], i == 1 ? grad : DType::f32);
+          ASSERT_TRUE(t.is_ok()) << t.error().message();
+          in.push_back(*t);
+        }
+        auto out = be->run_op(op, {in[0].get(), in[1].get(), in[2].get(), in[3].get()});
+        ASSERT_TRUE(out.is_ok()) << out.error().message();
+        outs->push_back(*out);
+      }
+    }
+    for (int k = 0; k < 20; ++k) {  // reuse of freed memory, were the batch not keeping it
+      auto junk = batched->upload(random_tensor({4096}, rng), DType::f32);
+      ASSERT_TRUE(junk.is_ok());
+    }
+    for (size_t k = 0; k < want.size(); ++k) {
+      for (size_t i = 0; i < 3; ++i) {
+        auto a = one->download(*want[k][i]);
+        auto b = batched->download(*got[k][i]);
+        ASSERT_TRUE(a.is_ok() && b.is_ok());
+        int64_t wrong = 0;
+        for (int64_t j = 0; j < a->numel(); ++j) wrong += (*a)[j] != (*b)[j];
+        EXPECT_EQ(wrong, 0) << "update " << k << " output " << i << " " << dtype_name(activations);
+      }
+      const auto* pa = dynamic_cast<const cuda::CudaTensor*>(want[k][0].get());
+      const auto* pb = dynamic_cast<const cuda::CudaTensor*>(got[k][0].get());
+      ASSERT_TRUE(pa != nullptr && pb != nullptr);
+      ASSERT_EQ(pa->held_bf16_copy() != nullptr, pb->held_bf16_copy() != nullptr) << "update " << k;
+      if (pa->held_bf16_copy() == nullptr) continue;
+      std::vector<uint16_t> ca(static_cast<size_t>(pa->numel())), cb(ca.size());
+      ASSERT_EQ(cudaMemcpy(ca.data(), pa->held_bf16_copy(), ca.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(cb.data(), pb->held_bf16_copy(), cb.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+      EXPECT_EQ(ca, cb) << "bf16 copy of update " << k;
+    }
+  }
+}
+
+// An output read before anything else runs the batch (here: the next AdamUpdate takes the previous
+// one's new parameters, as a second step would): the values match the interpreter's two steps.
+TEST(MemoryKernels, BatchedAdamRunsWhenItsOutputIsRead) {
+  auto be = adam_backend(DType::bf16, "1");
+  ASSERT_TRUE(be);
+  OpRun r = run_one(*be, DType::bf16, OpKind::AdamUpdate, adam_args({37, 11}), kAdam);
+  ASSERT_EQ(r.outputs.size(), 3u);
+  ir::Graph graph;
+  std::vector<ir::Value> values;
+  for (int i = 0; i < 4; ++i) values.push_back(graph.input("in" + std::to_string(i), {37, 11}, DType::f32));
+  const ir::OpId id = graph.add(OpKind::AdamUpdate, values, kAdam, "adam2");
+  graph.mark_output(ir::Value{id, 0});
+  auto ref = interp::run(graph,
+                         {{"in0", r.want[0]}, {"in1", r.feeds["in1"]}, {"in2", r.want[1]}, {"in3", r.want[2]}},
+                         interp::Precision::f64);
+  ASSERT_TRUE(ref.is_ok()) << ref.error().message();
+  auto out = be->run_op(graph.op(id), {r.outputs[0].get(), r.inputs[1].get(), r.outputs[1].get(), r.outputs[2].get()});
+  ASSERT_TRUE(out.is_ok()) << out.error().message();
+  auto got = be->download(*(*out)[0]);
+  ASSERT_TRUE(got.is_ok());
+  EXPECT_LE(relative_error(*got, ref->outputs[0]), 1e-5);
 }
 
 // Widths for each warp-row size (4, 8, 16 words a lane), rows not a multiple of the warps in a

@@ -73,7 +73,21 @@ Status CudaTensor::own_storage() {
   return Status::ok();
 }
 
+Status AdamBatch::run() {
+  if (ran) return Status::ok();
+  ran = true;
+  Status status = kernels::adam_batch(params, tensors.data(), static_cast<int64_t>(tensors.size()), stream);
+  tensors.clear();
+  keep.clear();  // the frees are stream-ordered after the launch
+  return status;
+}
+
 Status CudaTensor::resolve() const {
+  if (adam_ != nullptr) {
+    const std::shared_ptr<AdamBatch> batch = std::move(adam_);
+    adam_.reset();
+    STRATA_RETURN_IF_ERROR(batch->run());
+  }
   if (deferred_dot_ != nullptr) {
     const std::shared_ptr<DeferredDot> dot = std::move(deferred_dot_);
     deferred_dot_.reset();
@@ -170,6 +184,7 @@ class CudaBackend : public Backend {
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
+    (void)flush_adam();  // nothing to report an error to
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (lt_ != nullptr) cublasLtDestroy(lt_);
@@ -198,6 +213,12 @@ class CudaBackend : public Backend {
       const std::string value = env;
       if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_EPILOGUES", "must be 0 or 1, got '" + value + "'");
       epilogues_ = value == "1";
+    }
+    // STRATA_CUDA_MULTI_ADAM=0 runs each AdamUpdate on its own (A/B runs of adam_batch).
+    if (const char* env = std::getenv("STRATA_CUDA_MULTI_ADAM")) {
+      const std::string value = env;
+      if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_MULTI_ADAM", "must be 0 or 1, got '" + value + "'");
+      multi_adam_ = value == "1";
     }
     return Status::ok();
   }
@@ -235,6 +256,7 @@ class CudaBackend : public Backend {
   }
 
   Expected<interp::Tensor> download(const DeviceTensor& tensor) override {
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
     std::vector<unsigned char> bytes(static_cast<size_t>(t->bytes()));
     STRATA_CUDA_CALL(cudaMemcpyAsync(bytes.data(), t->data(), bytes.size(), cudaMemcpyDeviceToHost, stream_));
@@ -260,6 +282,7 @@ class CudaBackend : public Backend {
   }
 
   Expected<std::vector<TensorPtr>> run_op(const ir::Op& op, const std::vector<const DeviceTensor*>& inputs) override {
+    if (op.kind != OpKind::AdamUpdate) STRATA_RETURN_IF_ERROR(flush_adam());
     last_bias_grad_ = std::move(bias_grad_);
     bias_grad_ = BiasGrad{};
     std::vector<const CudaTensor*> in;
@@ -296,6 +319,11 @@ class CudaBackend : public Backend {
         return std::vector<TensorPtr>{std::make_shared<CudaTensor>(
             ir::TensorType{op.outputs[0].shape, dtype_of(*elem)}, *elem, in[0]->storage())};
       }
+    }
+    if (op.kind == OpKind::AdamUpdate && multi_adam_) {
+      auto deferred = defer_adam(op, in);
+      if (!deferred.is_ok()) return deferred.error().under("ops." + op.name);
+      if (!deferred->empty()) return std::move(deferred).value();
     }
     if (op.kind == OpKind::Add && op.attrs.int_or(kSoftmaxBiasAttr, 0) == 1 && in.size() == 2 &&
         in[0]->shape() == op.outputs[0].shape) {
@@ -439,6 +467,7 @@ class CudaBackend : public Backend {
   }
 
   Status add_into(DeviceTensor& dst, const DeviceTensor& src) override {
+    STRATA_RETURN_IF_ERROR(flush_adam());
     bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* s, as_cuda(src, "src"));
@@ -449,6 +478,7 @@ class CudaBackend : public Backend {
   }
 
   Status scale(DeviceTensor& tensor, double factor) override {
+    STRATA_RETURN_IF_ERROR(flush_adam());
     bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(tensor, "tensor"));
     return kernels::scale_in_place(t->data(), t->elem(), static_cast<float>(factor), t->numel(), stream_);
@@ -456,6 +486,7 @@ class CudaBackend : public Backend {
 
   Expected<TensorPtr> slice(const DeviceTensor& tensor, const std::vector<int64_t>& starts,
                             const std::vector<int64_t>& sizes) override {
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
     STRATA_RETURN_IF_ERROR(check_block(t->shape(), starts, sizes, "starts"));
     STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(sizes, t->elem(), stream_));
@@ -470,6 +501,7 @@ class CudaBackend : public Backend {
   }
 
   Status insert(DeviceTensor& dst, const DeviceTensor& block, const std::vector<int64_t>& starts) override {
+    STRATA_RETURN_IF_ERROR(flush_adam());
     bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* b, as_cuda(block, "block"));
@@ -484,11 +516,13 @@ class CudaBackend : public Backend {
   }
 
   Expected<std::unique_ptr<Communicator>> communicator(MPI_Comm comm) override {
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_CUDA_CALL(cudaSetDevice(device_));
     return make_communicator(comm, stream_, options_.collectives);
   }
 
   Status synchronize() override {
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
     int32_t flag = 0;
     STRATA_CUDA_CALL(cudaMemcpy(&flag, flag_, sizeof(flag), cudaMemcpyDeviceToHost));
@@ -778,28 +812,10 @@ class CudaBackend : public Backend {
                                            out[0]->data(), out[0]->elem(), flag_, flag_code(op.name), stream_);
       }
       case OpKind::AdamUpdate: {
-        const double b1 = op.attrs.real_or("beta1", 0.9), b2 = op.attrs.real_or("beta2", 0.999);
-        const auto step = static_cast<double>(op.attrs.int_or("step", 1));
-        kernels::AdamParams p{static_cast<float>(op.attrs.real_or("lr", 0.0)),
-                              static_cast<float>(b1),
-                              static_cast<float>(b2),
-                              static_cast<float>(op.attrs.real_or("eps", 1e-8)),
-                              static_cast<float>(op.attrs.real_or("weight_decay", 0.0)),
-                              static_cast<float>(1.0 - std::pow(b1, step)),
-                              static_cast<float>(1.0 - std::pow(b2, step))};
-        // A matrix is a GEMM operand of the next forward: its bf16 copy is written in the same pass
-        // (2 more bytes per parameter instead of a later 6-byte cast pass and launch).
-        std::shared_ptr<Storage> copy;
-        if (activation_elem() == Elem::bf16 && out[0]->elem() == Elem::f32 && out[0]->shape().size() >= 2) {
-          copy = std::make_shared<Storage>(out[0]->numel() * 2, stream_);
-          if (copy->data == nullptr) {
-            return make_error("", "", std::string("device allocation for a bf16 copy failed: ") +
-                                          cudaGetErrorString(copy->status));
-          }
-        }
-        STRATA_RETURN_IF_ERROR(kernels::adam(p, in[0]->data(), in[0]->elem(), in[1]->data(), in[1]->elem(),
-                                             in[2]->data(), in[2]->elem(), in[3]->data(), in[3]->elem(),
-                                             out[0]->data(), out[1]->data(), out[2]->data(),
+        STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Storage> copy, adam_copy(*out[0]));
+        STRATA_RETURN_IF_ERROR(kernels::adam(adam_params(op), in[0]->data(), in[0]->elem(), in[1]->data(),
+                                             in[1]->elem(), in[2]->data(), in[2]->elem(), in[3]->data(),
+                                             in[3]->elem(), out[0]->data(), out[1]->data(), out[2]->data(),
                                              copy ? copy->data : nullptr, in[0]->numel(), stream_));
         if (copy) out[0]->adopt_bf16_copy(std::move(copy));
         return Status::ok();
@@ -852,6 +868,85 @@ class CudaBackend : public Backend {
     }
   }
 
+  static kernels::AdamParams adam_params(const ir::Op& op) {
+    const double b1 = op.attrs.real_or("beta1", 0.9), b2 = op.attrs.real_or("beta2", 0.999);
+    const auto step = static_cast<double>(op.attrs.int_or("step", 1));
+    return kernels::AdamParams{static_cast<float>(op.attrs.real_or("lr", 0.0)),
+                               static_cast<float>(b1),
+                               static_cast<float>(b2),
+                               static_cast<float>(op.attrs.real_or("eps", 1e-8)),
+                               static_cast<float>(op.attrs.real_or("weight_decay", 0.0)),
+                               static_cast<float>(1.0 - std::pow(b1, step)),
+                               static_cast<float>(1.0 - std::pow(b2, step))};
+  }
+
+  // Storage for the bf16 copy of an updated matrix (null for other parameters): it is a GEMM
+  // operand of the next forward, so the update writes the copy in the same pass (2 more bytes per
+  // parameter instead of a later 6-byte cast pass and launch).
+  Expected<std::shared_ptr<Storage>> adam_copy(const CudaTensor& param_out) const {
+    if (activation_elem() != Elem::bf16 || param_out.elem() != Elem::f32 || param_out.shape().size() < 2) {
+      return std::shared_ptr<Storage>{};
+    }
+    auto copy = std::make_shared<Storage>(param_out.numel() * 2, stream_);
+    if (copy->data == nullptr) {
+      return make_error("", "", std::string("device allocation for a bf16 copy failed: ") +
+                                    cudaGetErrorString(copy->status));
+    }
+    return copy;
+  }
+
+  // An AdamUpdate over fp32 state joins the open AdamBatch (a new one when that already ran or has
+  // other hyper-parameters): a few launches for all the parameters instead of one or two each,
+  // most of them for vectors of a few thousand values. Empty when adam_batch does not take it.
+  Expected<std::vector<TensorPtr>> defer_adam(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
+    if (in[0]->elem() != Elem::f32 || in[2]->elem() != Elem::f32 || in[3]->elem() != Elem::f32) {
+      return std::vector<TensorPtr>{};
+    }
+    std::vector<std::shared_ptr<CudaTensor>> outs;
+    for (size_t i = 0; i < 3; ++i) {
+      STRATA_ASSIGN_OR_RETURN(auto t, make_tensor(op.outputs[i].shape, Elem::f32, stream_));
+      outs.push_back(std::move(t));
+    }
+    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Storage> copy, adam_copy(*outs[0]));
+    kernels::AdamTensor t;
+    t.param = in[0]->data();
+    t.grad = in[1]->data();
+    t.grad_elem = in[1]->elem();
+    t.m = in[2]->data();
+    t.v = in[3]->data();
+    t.param_out = outs[0]->data();
+    t.m_out = outs[1]->data();
+    t.v_out = outs[2]->data();
+    t.param_bf16 = copy ? copy->data : nullptr;
+    t.count = in[0]->numel();
+    if (!kernels::adam_batchable(t)) return std::vector<TensorPtr>{};
+    const kernels::AdamParams params = adam_params(op);
+    if (adam_batch_ == nullptr || adam_batch_->ran ||
+        std::memcmp(&adam_batch_->params, &params, sizeof(params)) != 0) {
+      STRATA_RETURN_IF_ERROR(flush_adam());
+      adam_batch_ = std::make_shared<AdamBatch>();
+      adam_batch_->params = params;
+      adam_batch_->stream = stream_;
+    }
+    adam_batch_->tensors.push_back(t);
+    for (const CudaTensor* x : in) adam_batch_->keep.push_back(x->storage());
+    for (const auto& o : outs) adam_batch_->keep.push_back(o->storage());
+    if (copy) {
+      adam_batch_->keep.push_back(copy);
+      outs[0]->adopt_bf16_copy(std::move(copy));
+    }
+    for (const auto& o : outs) o->defer_adam(adam_batch_);
+    return std::vector<TensorPtr>(outs.begin(), outs.end());
+  }
+
+  // Launches the open AdamBatch; before anything that could read its outputs or reuse its memory.
+  Status flush_adam() {
+    if (adam_batch_ == nullptr) return Status::ok();
+    const std::shared_ptr<AdamBatch> batch = std::move(adam_batch_);
+    adam_batch_.reset();
+    return batch->run();
+  }
+
   Status copy_to_output(const std::shared_ptr<CudaTensor>& out, const CudaTensor* in, const View& src) {
     const View dst = kernels::contiguous(out->shape().data(), static_cast<int32_t>(out->shape().size()));
     return kernels::copy_view(out->data(), out->elem(), dst, in->data(), in->elem(), src, stream_);
@@ -895,6 +990,8 @@ class CudaBackend : public Backend {
   };
   BiasGrad bias_grad_, last_bias_grad_;
   bool epilogues_ = true;
+  bool multi_adam_ = true;
+  std::shared_ptr<AdamBatch> adam_batch_;  // the AdamUpdates not launched yet
   static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
   void* workspace_ = nullptr;
   int32_t* flag_ = nullptr;

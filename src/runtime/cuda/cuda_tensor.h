@@ -5,8 +5,10 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <vector>
 
 #include "cuda_common.h"
+#include "kernels.h"
 #include "strata/runtime/backend.h"
 #include "strata/runtime/cuda_backend.h"
 
@@ -28,6 +30,19 @@ struct Storage {
   // kernel in the pass that wrote the values): one for every view of the bytes, dropped by an
   // in-place write.
   std::shared_ptr<Storage> bf16;
+};
+
+// Consecutive AdamUpdates the backend collected to run in a few launches (kernels::adam_batch).
+// Their outputs are allocated but not written until run(): resolve() of any of them, or the
+// backend before its next op of another kind. `keep` holds the inputs' and outputs' storage until
+// the launch (their stream-ordered frees would otherwise come before it).
+struct AdamBatch {
+  kernels::AdamParams params{};
+  std::vector<kernels::AdamTensor> tensors;
+  std::vector<std::shared_ptr<Storage>> keep;
+  cudaStream_t stream = nullptr;
+  bool ran = false;
+  Status run();
 };
 
 class CudaTensor : public DeviceTensor {
@@ -71,9 +86,12 @@ class CudaTensor : public DeviceTensor {
   void defer_dot(std::shared_ptr<DeferredDot> dot) { deferred_dot_ = std::move(dot); }
   const DeferredDot* deferred_dot() const { return deferred_dot_.get(); }
   void drop_deferred_dot() const { deferred_dot_.reset(); }  // the caller wrote the bytes itself
-  bool pending() const { return pending_ != nullptr || deferred_dot_ != nullptr; }
+  // An output of an AdamBatch not run yet.
+  void defer_adam(std::shared_ptr<AdamBatch> batch) { adam_ = std::move(batch); }
+  bool pending() const { return pending_ != nullptr || deferred_dot_ != nullptr || adam_ != nullptr; }
   // Writes storage + bias into fresh storage and drops the bias, and runs a deferred Dot into the
-  // storage (a no-op when nothing is pending). The value stays the same, so this is const.
+  // storage, or the AdamBatch that writes it (a no-op when nothing is pending). The value stays
+  // the same, so this is const.
   Status resolve() const;
 
  private:
@@ -81,6 +99,7 @@ class CudaTensor : public DeviceTensor {
   mutable std::shared_ptr<Storage> storage_;
   mutable std::shared_ptr<PendingBias> pending_;
   mutable std::shared_ptr<DeferredDot> deferred_dot_;
+  mutable std::shared_ptr<AdamBatch> adam_;
 };
 
 // A zero-filled or uninitialised tensor of `shape` in `elem` (the IR dtype follows from elem).

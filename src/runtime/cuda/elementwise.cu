@@ -1,5 +1,6 @@
 // Elementwise kernels: unary maths, binary ops with broadcasting (through strided views), the
 // in-place helpers the executor needs (axpy, scale) and the optimizer updates (SGD, AdamW).
+#include <algorithm>
 #include <cstdint>
 
 #include "device_util.cuh"
@@ -228,11 +229,20 @@ __global__ void scale_kernel(void* dst, Elem de, float factor, int64_t count) {
   }
 }
 
-// One AdamW update in fp32 (the interpreter's formula).
+// One AdamW update in fp32 (the interpreter's formula). The moments' fused multiply-adds are
+// spelled out: the compiler fused a different product in the scalar kernel (kWord false) than in
+// the four-wide one (true), and left to itself it picks either in a kernel that inlines both, so
+// this keeps every value's bits whichever kernel updates it.
+template <bool kWord>
 __device__ __forceinline__ void adam_one(const AdamParams& p, float w, float g, float& m, float& v, float& w_out) {
-  m = p.beta1 * m + (1.0f - p.beta1) * g;
-  v = p.beta2 * v + (1.0f - p.beta2) * g * g;
-  w_out = w - p.lr * ((m / p.bias1) / (sqrtf(v / p.bias2) + p.eps) + p.weight_decay * w);
+  if (kWord) {
+    m = __fmaf_rn(1.0f - p.beta1, g, p.beta1 * m);
+    v = __fmaf_rn(g, (1.0f - p.beta2) * g, p.beta2 * v);
+  } else {
+    m = __fmaf_rn(p.beta1, m, (1.0f - p.beta1) * g);
+    v = __fmaf_rn(p.beta2, v, g * ((1.0f - p.beta2) * g));
+  }
+  w_out = w - p.lr * __fmaf_rn(p.weight_decay, w, (m / p.bias1) / (sqrtf(v / p.bias2) + p.eps));
 }
 
 __global__ void adam_kernel(AdamParams p, const void* param, Elem pe, const void* grad, Elem ge, const void* m_in,
@@ -240,7 +250,7 @@ __global__ void adam_kernel(AdamParams p, const void* param, Elem pe, const void
                             __nv_bfloat16* param_bf16, int64_t count) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
     float m = load(m_in, me, i), v = load(v_in, ve, i), w;
-    adam_one(p, load(param, pe, i), load(grad, ge, i), m, v, w);
+    adam_one<false>(p, load(param, pe, i), load(grad, ge, i), m, v, w);
     param_out[i] = w;
     m_out[i] = m;
     v_out[i] = v;
@@ -248,43 +258,114 @@ __global__ void adam_kernel(AdamParams p, const void* param, Elem pe, const void
   }
 }
 
-// Four parameters per thread through 16-byte loads of param, m and v (fp32) and the gradient
-// (bf16: 8 bytes, or fp32), each warp's accesses contiguous; with kCopy also the new parameters
-// rounded to bf16 (8 bytes). The update moves 26 bytes per parameter (28 with the copy). (Eight per
-// thread as two float4s 32 bytes apart, with streaming cache hints, measured 2.4-2.7 TB/s on an
-// H200 against 3.8-4.0 for this.)
+// Four parameters (word i) through 16-byte loads of param, m and v (fp32) and the gradient (bf16:
+// 8 bytes, or fp32); with kCopy also the new parameters rounded to bf16 (8 bytes). 26 bytes per
+// parameter (28 with the copy).
+template <bool kBf16Grad, bool kCopy>
+__device__ __forceinline__ void adam_word(const AdamParams& p, const float4* param, const void* grad,
+                                          const float4* m_in, const float4* v_in, float4* param_out, float4* m_out,
+                                          float4* v_out, uint2* param_bf16, int64_t i) {
+  float4 w = param[i], m = m_in[i], v = v_in[i];
+  float g[4];
+  if (kBf16Grad) {
+    const uint2 raw = static_cast<const uint2*>(grad)[i];
+    const auto* h = reinterpret_cast<const __nv_bfloat16*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) g[k] = __bfloat162float(h[k]);
+  } else {
+    const float4 gg = static_cast<const float4*>(grad)[i];
+    g[0] = gg.x, g[1] = gg.y, g[2] = gg.z, g[3] = gg.w;
+  }
+  float* ws = &w.x;
+  float* ms = &m.x;
+  float* vs = &v.x;
+  float wo[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) adam_one<true>(p, ws[k], g[k], ms[k], vs[k], wo[k]);
+  param_out[i] = make_float4(wo[0], wo[1], wo[2], wo[3]);
+  m_out[i] = m;
+  v_out[i] = v;
+  if (kCopy) {
+    uint2 copy;
+    auto* h = reinterpret_cast<__nv_bfloat16*>(&copy);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) h[k] = __float2bfloat16_rn(wo[k]);
+    param_bf16[i] = copy;
+  }
+}
+
+// Words grid-strided, each warp's accesses contiguous. (Eight parameters per thread as two float4s
+// 32 bytes apart, with streaming cache hints, measured 2.4-2.7 TB/s on an H200 against 3.8-4.0
+// for this.)
 template <bool kBf16Grad, bool kCopy>
 __global__ void adam_x4_kernel(AdamParams p, const float4* param, const void* grad, const float4* m_in,
                                const float4* v_in, float4* param_out, float4* m_out, float4* v_out, uint2* param_bf16,
                                int64_t words) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < words; i += int64_t{gridDim.x} * blockDim.x) {
-    float4 w = param[i], m = m_in[i], v = v_in[i];
-    float g[4];
-    if (kBf16Grad) {
-      const uint2 raw = static_cast<const uint2*>(grad)[i];
-      const auto* h = reinterpret_cast<const __nv_bfloat16*>(&raw);
+    adam_word<kBf16Grad, kCopy>(p, param, grad, m_in, v_in, param_out, m_out, v_out, param_bf16, i);
+  }
+}
+
+// Many tensors in one launch: block b updates chunk b - first_block[t] (kAdamChunkWords words) of
+// the tensor t whose blocks hold b, and the last block of a tensor also its count % 4 last values.
+// Passed by value, so its size stays under the 4 KB of kernel parameters.
+constexpr int kAdamChunkWords = kThreads * 4;
+struct AdamBatchArgs {
+  AdamParams p;
+  int32_t n;
+  int32_t first_block[kAdamBatch + 1];
+  const float4* param[kAdamBatch];
+  const void* grad[kAdamBatch];
+  const float4* m[kAdamBatch];
+  const float4* v[kAdamBatch];
+  float4* param_out[kAdamBatch];
+  float4* m_out[kAdamBatch];
+  float4* v_out[kAdamBatch];
+  uint2* param_bf16[kAdamBatch];
+  int64_t count[kAdamBatch];
+  bool bf16_grad[kAdamBatch];
+};
+static_assert(sizeof(AdamBatchArgs) <= 4096, "AdamBatchArgs outgrows the kernel parameter space");
+
+template <bool kBf16Grad, bool kCopy>
+__device__ __forceinline__ void adam_chunk(const AdamBatchArgs& a, int t, int64_t begin, bool last) {
+  const int64_t words = a.count[t] / 4;
 #pragma unroll
-      for (int k = 0; k < 4; ++k) g[k] = __bfloat162float(h[k]);
-    } else {
-      const float4 gg = static_cast<const float4*>(grad)[i];
-      g[0] = gg.x, g[1] = gg.y, g[2] = gg.z, g[3] = gg.w;
+  for (int k = 0; k < 4; ++k) {
+    const int64_t i = begin + k * int64_t{blockDim.x} + threadIdx.x;
+    if (i < words) {
+      adam_word<kBf16Grad, kCopy>(a.p, a.param[t], a.grad[t], a.m[t], a.v[t], a.param_out[t], a.m_out[t], a.v_out[t],
+                                  a.param_bf16[t], i);
     }
-    float* ws = &w.x;
-    float* ms = &m.x;
-    float* vs = &v.x;
-    float wo[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) adam_one(p, ws[k], g[k], ms[k], vs[k], wo[k]);
-    param_out[i] = make_float4(wo[0], wo[1], wo[2], wo[3]);
-    m_out[i] = m;
-    v_out[i] = v;
-    if (kCopy) {
-      uint2 copy;
-      auto* h = reinterpret_cast<__nv_bfloat16*>(&copy);
-#pragma unroll
-      for (int k = 0; k < 4; ++k) h[k] = __float2bfloat16_rn(wo[k]);
-      param_bf16[i] = copy;
-    }
+  }
+  const int64_t i = words * 4 + threadIdx.x;  // the scalar tail, as adam_kernel does it
+  if (!last || i >= a.count[t]) return;
+  const auto* w = reinterpret_cast<const float*>(a.param[t]);
+  const float g = kBf16Grad ? __bfloat162float(static_cast<const __nv_bfloat16*>(a.grad[t])[i])
+                            : static_cast<const float*>(a.grad[t])[i];
+  float m = reinterpret_cast<const float*>(a.m[t])[i], v = reinterpret_cast<const float*>(a.v[t])[i], wo;
+  adam_one<false>(a.p, w[i], g, m, v, wo);
+  reinterpret_cast<float*>(a.param_out[t])[i] = wo;
+  reinterpret_cast<float*>(a.m_out[t])[i] = m;
+  reinterpret_cast<float*>(a.v_out[t])[i] = v;
+  if (kCopy) reinterpret_cast<__nv_bfloat16*>(a.param_bf16[t])[i] = __float2bfloat16_rn(wo);
+}
+
+__global__ void adam_batch_kernel(const __grid_constant__ AdamBatchArgs a) {
+  int lo = 0, hi = a.n - 1;  // the last t with first_block[t] <= blockIdx.x
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (a.first_block[mid] <= static_cast<int32_t>(blockIdx.x)) lo = mid;
+    else hi = mid - 1;
+  }
+  const int t = lo;
+  const int64_t begin = int64_t{static_cast<int32_t>(blockIdx.x) - a.first_block[t]} * kAdamChunkWords;
+  const bool last = static_cast<int32_t>(blockIdx.x) + 1 == a.first_block[t + 1];
+  const bool copy = a.param_bf16[t] != nullptr;
+  if (a.bf16_grad[t]) {
+    copy ? adam_chunk<true, true>(a, t, begin, last) : adam_chunk<true, false>(a, t, begin, last);
+  } else {
+    copy ? adam_chunk<false, true>(a, t, begin, last) : adam_chunk<false, false>(a, t, begin, last);
   }
 }
 
@@ -396,6 +477,44 @@ Status adam(const AdamParams& p, const void* param, Elem pe, const void* grad, E
       static_cast<float*>(param_out) + done, static_cast<float*>(m_out) + done, static_cast<float*>(v_out) + done,
       bf16_rest, rest);
   STRATA_CUDA_LAUNCHED("adam");
+  return Status::ok();
+}
+
+bool adam_batchable(const AdamTensor& t) {
+  return (t.grad_elem == Elem::bf16 || t.grad_elem == Elem::f32) && aligned16(t.param) && aligned16(t.grad) &&
+         aligned16(t.m) && aligned16(t.v) && aligned16(t.param_out) && aligned16(t.m_out) && aligned16(t.v_out) &&
+         (t.param_bf16 == nullptr || aligned16(t.param_bf16));
+}
+
+Status adam_batch(const AdamParams& p, const AdamTensor* tensors, int64_t n, cudaStream_t stream) {
+  for (int64_t begin = 0; begin < n; begin += kAdamBatch) {
+    AdamBatchArgs a{};
+    a.p = p;
+    int64_t blocks = 0;
+    for (int64_t k = begin; k < std::min<int64_t>(n, begin + kAdamBatch); ++k) {
+      const AdamTensor& t = tensors[k];
+      STRATA_CHECK(adam_batchable(t), "adam_batch: a tensor that adam_batchable refuses");
+      if (t.count == 0) continue;
+      const int i = a.n++;
+      a.first_block[i] = static_cast<int32_t>(blocks);
+      a.param[i] = static_cast<const float4*>(t.param);
+      a.grad[i] = t.grad;
+      a.m[i] = static_cast<const float4*>(t.m);
+      a.v[i] = static_cast<const float4*>(t.v);
+      a.param_out[i] = static_cast<float4*>(t.param_out);
+      a.m_out[i] = static_cast<float4*>(t.m_out);
+      a.v_out[i] = static_cast<float4*>(t.v_out);
+      a.param_bf16[i] = static_cast<uint2*>(t.param_bf16);
+      a.count[i] = t.count;
+      a.bf16_grad[i] = t.grad_elem == Elem::bf16;
+      blocks += std::max<int64_t>(1, (t.count / 4 + kAdamChunkWords - 1) / kAdamChunkWords);
+    }
+    if (a.n == 0) continue;
+    if (blocks >= (int64_t{1} << 31)) return make_error("", "", "adam_batch: more than 2^31 blocks in one launch");
+    a.first_block[a.n] = static_cast<int32_t>(blocks);
+    adam_batch_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(a);
+    STRATA_CUDA_LAUNCHED("adam_batch");
+  }
   return Status::ok();
 }
 

@@ -42,6 +42,26 @@ struct AdamParams {
 Status adam(const AdamParams& p, const void* param, Elem param_elem, const void* grad, Elem grad_elem, const void* m,
             Elem m_elem, const void* v, Elem v_elem, void* param_out, void* m_out, void* v_out, void* param_bf16,
             int64_t count, cudaStream_t stream);
+// One tensor of a batched AdamW update: fp32 param, m, v and outputs, a bf16 or fp32 gradient,
+// and the bf16 copy of the new parameters when param_bf16 is not null (as adam()).
+struct AdamTensor {
+  const void* param = nullptr;
+  const void* grad = nullptr;
+  Elem grad_elem = Elem::f32;
+  const void* m = nullptr;
+  const void* v = nullptr;
+  void* param_out = nullptr;
+  void* m_out = nullptr;
+  void* v_out = nullptr;
+  void* param_bf16 = nullptr;
+  int64_t count = 0;
+};
+// Whether adam_batch takes the tensor: its gradient bf16 or fp32, every pointer 16-byte aligned.
+bool adam_batchable(const AdamTensor& t);
+// AdamW over n tensors in one launch per kAdamBatch of them (a few launches instead of one or two
+// a tensor, and no half-empty last wave per tensor); every value bit for bit what adam() writes.
+inline constexpr int kAdamBatch = 48;
+Status adam_batch(const AdamParams& p, const AdamTensor* tensors, int64_t n, cudaStream_t stream);
 Status sgd(float lr, const void* param, Elem param_elem, const void* grad, Elem grad_elem, void* param_out,
            int64_t count, cudaStream_t stream);
 
