@@ -1,8 +1,8 @@
 // GPU tests of the memory-bound kernels' fast paths against the fp64 interpreter: AdamW's vector
 // kernel with its tail and the bf16 copy it writes for the next GEMM, the batched AdamW (bit for
-// bit the one-at-a-time kernel's values), the one-pass LayerNormGrad
-// (dx and the column sums) and LayerNorm over many rows and widths that are not multiples of the
-// vector width, the cross-entropy over long rows, and the sums' determinism.
+// bit the one-at-a-time kernel's values), the one-pass LayerNormGrad (dx and the column sums) and
+// LayerNorm over many rows and widths that are not multiples of the vector width, the
+// cross-entropy over long rows, the sums' determinism, and the word copies of Slice and Concat.
 #include <cuda_runtime.h>
 
 #include <cstdlib>
@@ -250,6 +250,29 @@ TEST(MemoryKernels, BatchedAdamRunsWhenItsOutputIsRead) {
   auto got = be->download(*(*out)[0]);
   ASSERT_TRUE(got.is_ok());
   EXPECT_LE(relative_error(*got, ref->outputs[0]), 1e-5);
+}
+
+// The word copies (16 bytes, four a thread in flight): the three Slices of a qkv-like
+// [B, S, 3, N, D] in bf16 (rows of 8 to 512 values) and their Concat back, word counts that give
+// every thread its four words and one that is odd; against the interpreter within bf16 rounding
+// (a word out of place would be off by the values' own size).
+TEST(MemoryKernels, WordCopiesSliceAndConcat) {
+  using Ints = std::vector<int64_t>;
+  Backend& be = backend(DType::bf16);
+  for (const ir::Shape& shape : {ir::Shape{4, 1024, 3, 8, 64}, ir::Shape{3, 37, 3, 1, 8}}) {
+    const std::string what = ir::shape_string(shape);
+    std::vector<Arg> parts;
+    for (int64_t part = 0; part < 3; ++part) {
+      const Ints starts{0, 0, part, 0, 0};
+      const Ints limits{shape[0], shape[1], part + 1, shape[3], shape[4]};
+      OpRun r = run_one(be, DType::bf16, OpKind::Slice, {{shape}}, {{"starts", starts}, {"limits", limits}},
+                        static_cast<uint32_t>(7 + part));
+      expect_matches(be, r, 5e-3, what + " slice " + std::to_string(part));
+      parts.push_back({{shape[0], shape[1], 1, shape[3], shape[4]}});
+    }
+    OpRun r = run_one(be, DType::bf16, OpKind::Concat, parts, {{"axis", int64_t{2}}});
+    expect_matches(be, r, 5e-3, what + " concat");
+  }
 }
 
 // Widths for each warp-row size (4, 8, 16 words a lane), rows not a multiple of the warps in a
