@@ -936,6 +936,8 @@ class CudaBackend : public Backend {
       outs[0]->adopt_bf16_copy(std::move(copy));
     }
     for (const auto& o : outs) o->defer_adam(adam_batch_);
+    adam_batch_->values += t.count;
+    if (adam_batch_->values >= AdamBatch::kAdamBatchValues) STRATA_RETURN_IF_ERROR(flush_adam());
     return std::vector<TensorPtr>(outs.begin(), outs.end());
   }
 

@@ -35,10 +35,14 @@ struct Storage {
 // Consecutive AdamUpdates the backend collected to run in a few launches (kernels::adam_batch).
 // Their outputs are allocated but not written until run(): resolve() of any of them, or the
 // backend before its next op of another kind. `keep` holds the inputs' and outputs' storage until
-// the launch (their stream-ordered frees would otherwise come before it).
+// the launch (their stream-ordered frees would otherwise come before it), so the backend launches
+// a batch once it holds kAdamBatchValues parameters: the old and new state of at most that many
+// values are alive at once, not of the whole model.
 struct AdamBatch {
+  static constexpr int64_t kAdamBatchValues = int64_t{1} << 26;
   kernels::AdamParams params{};
   std::vector<kernels::AdamTensor> tensors;
+  int64_t values = 0;
   std::vector<std::shared_ptr<Storage>> keep;
   cudaStream_t stream = nullptr;
   bool ran = false;
