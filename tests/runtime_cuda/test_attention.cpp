@@ -319,7 +319,14 @@ INSTANTIATE_TEST_SUITE_P(
                       make_case("CausalCross130x200", {2}, 130, 200, 64, 64),
                       // D 18 / Dv 12: the row pre-pass and the dq conversion one value per lane.
                       make_case("RandomD18Dv12", {2}, 40, 70, 18, 12, BiasKind::random),
+                      // The backward's 128-key blocks and 32-query tiles (head dims <= 64) cut by S and T,
+                      // and their warps whose own key tile is masked (sparse, head 32; head 16: loads
+                      // one chunk at a time).
+                      make_case("RandomCross70x333", {2}, 70, 333, 64, 64, BiasKind::random),
+                      make_case("SparseMask260Head32", {1}, 260, 260, 32, 32, BiasKind::sparse),
+                      make_case("CausalHead16", {2}, 160, 160, 16, 16),
                       // [B, S, N, D] operands (strided heads), as fuse_for_cuda emits them.
+                      bsnd_case(make_case("Causal300", {2, 4}, 300, 300, 64, 64)),
                       bsnd_case(make_case("Causal100", {2, 3}, 100, 100, 64, 64)),
                       bsnd_case(make_case("BroadcastHead80", {2, 2}, 70, 90, 80, 80, BiasKind::broadcast)),
                       bsnd_case(make_case("CausalHead80", {2, 2}, 192, 192, 80, 80)),

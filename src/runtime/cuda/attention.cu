@@ -20,11 +20,10 @@ using bf16 = __nv_bfloat16;
 using device::load;
 using device::store;
 
-constexpr int kTile = 64;  // query rows per forward block, keys per backward block, both tile edges
-constexpr int kWarps = 4;  // each warp owns 16 rows (forward: queries, backward: keys) of a tile
+constexpr int kTile = 64;  // edge of a bias flag tile; the forward's key tiles
+constexpr int kWarps = 4;  // warps of a backward block
 constexpr int kBlockThreads = 32 * kWarps;
 constexpr int kPad = 8;  // bf16 elements added to each shared-memory row (conflict-free fragment loads)
-constexpr int kTLd = kTile + kPad;  // row length of the dS tile ([key][query])
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -139,22 +138,23 @@ __device__ __forceinline__ void load_a4_trans(uint32_t (&a)[4], const bf16* x, i
                : "r"(address));
 }
 
-// Accumulators of a 16 x 64 tile (8 n-tiles) as the A fragment of k-chunk c (16 columns).
-__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[8][4], int c) {
+// Accumulators of a 16 x 8N tile (N n-tiles) as the A fragment of k-chunk c (16 columns).
+template <int N>
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&acc)[N][4], int c) {
   a[0] = pack(acc[2 * c][0], acc[2 * c][1]);
   a[1] = pack(acc[2 * c][2], acc[2 * c][3]);
   a[2] = pack(acc[2 * c + 1][0], acc[2 * c + 1][1]);
   a[3] = pack(acc[2 * c + 1][2], acc[2 * c + 1][3]);
 }
 
-// Rows [0, 64) x columns [0, DP) of a [rows, width] tensor starting at element `first`, as bf16 into
+// Rows [0, ROWS) x columns [0, DP) of a [rows, width] tensor starting at element `first`, as bf16 into
 // `dst` (row-major, row length ld). Rows at or past `valid` and columns at or past `width` are zeros.
-template <int DP, int kThreads = kBlockThreads>
+template <int DP, int kThreads = kBlockThreads, int ROWS = kTile>
 __device__ void load_tile(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width,
                           int64_t src_ld) {
   constexpr int kChunks = DP / 8;
   const bool vec = e == Elem::bf16 && width % 8 == 0;
-  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
+  for (int i = threadIdx.x; i < ROWS * kChunks; i += kThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     device::Bf16x8 v;
     if (r < valid && vec && c + 8 <= width) {
@@ -182,26 +182,26 @@ __device__ __forceinline__ void cp_async_wait() {
 
 // load_tile, but bf16 rows of a multiple of 8 go through cp.async (complete after cp_async_commit
 // and cp_async_wait); other element types and widths load synchronously.
-template <int DP, int kThreads = kBlockThreads>
+template <int DP, int kThreads = kBlockThreads, int ROWS = kTile>
 __device__ void load_tile_async(bf16* dst, int ld, const void* src, Elem e, int64_t first, int64_t valid, int width,
                                 int64_t src_ld) {
   if (e != Elem::bf16 || width % 8 != 0) {
-    load_tile<DP, kThreads>(dst, ld, src, e, first, valid, width, src_ld);
+    load_tile<DP, kThreads, ROWS>(dst, ld, src, e, first, valid, width, src_ld);
     return;
   }
   constexpr int kRowsPerPass = kThreads / (DP / 8);
-  if constexpr (kThreads % (DP / 8) == 0) {
-    if (valid >= kTile && width == DP) {  // every row and column: a thread's chunks kRowsPerPass rows apart
+  if constexpr (kThreads % (DP / 8) == 0 && ROWS % kRowsPerPass == 0) {
+    if (valid >= ROWS && width == DP) {  // every row and column: a thread's chunks kRowsPerPass rows apart
       const int r = threadIdx.x / (DP / 8), c = threadIdx.x % (DP / 8) * 8;
       const bf16* from = static_cast<const bf16*>(src) + first + r * src_ld + c;
       const int64_t step = kRowsPerPass * src_ld;
       #pragma unroll
-      for (int j = 0; j < kTile / kRowsPerPass; ++j) cp_async16(dst + (r + j * kRowsPerPass) * ld + c, from + j * step);
+      for (int j = 0; j < ROWS / kRowsPerPass; ++j) cp_async16(dst + (r + j * kRowsPerPass) * ld + c, from + j * step);
       return;
     }
   }
   constexpr int kChunks = DP / 8;
-  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
+  for (int i = threadIdx.x; i < ROWS * kChunks; i += kThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     if (r < valid && c < width) {
       cp_async16(dst + r * ld + c, static_cast<const bf16*>(src) + first + r * src_ld + c);
@@ -211,22 +211,32 @@ __device__ void load_tile_async(bf16* dst, int ld, const void* src, Elem e, int6
   }
 }
 
-// The indices of the tiles along one row (forward: key tiles of a query tile; backward: query tiles
-// of a key tile) that are not masked, into `live`; returns their count. `stride` steps the flags.
-// The first warp reads 32 flags at a time and compacts them with a ballot.
-__device__ int live_tiles(const uint8_t* flags, int count, int64_t stride, int16_t* live, uint8_t* kinds) {
+// The query tiles live for any of the MT key tiles from kt0 (`flags`: one bias leading index's
+// [q_tiles][k_tiles] block), into `live`; their kinds for key tile kt0 + j into kinds[j * count + n].
+// Returns their count. The first warp compacts 32 tiles at a time by a ballot.
+template <int MT>
+__device__ int live_query_tiles(const Problem& p, const uint8_t* flags, int kt0, int count, int16_t* live,
+                                uint8_t* kinds) {
   __syncthreads();  // the previous user of `live` is done
   if (threadIdx.x < 32) {
     const int lane = threadIdx.x;
     int n = 0;
-    for (int first = 0; first < count; first += 32) {
-      const int i = first + lane;
-      const uint8_t f = i < count ? flags[i * stride] : uint8_t{kTileMasked};
-      const unsigned alive = __ballot_sync(0xffffffffu, f != kTileMasked);
-      if (f != kTileMasked) {
+    for (int base = 0; base < count; base += 32) {
+      const int i = base + lane;
+      uint8_t f[MT];
+      bool is_live = false;
+      #pragma unroll
+      for (int j = 0; j < MT; ++j) {
+        const bool in = i < count && kt0 + j < p.k_tiles;
+        f[j] = in ? flags[int64_t{i} * p.k_tiles + kt0 + j] : uint8_t{kTileMasked};
+        is_live = is_live || f[j] != kTileMasked;
+      }
+      const unsigned alive = __ballot_sync(0xffffffffu, is_live);
+      if (is_live) {
         const int at = n + __popc(alive & ((1u << lane) - 1u));
         live[at] = static_cast<int16_t>(i);
-        kinds[at] = f;
+        #pragma unroll
+        for (int j = 0; j < MT; ++j) kinds[j * count + at] = f[j];
       }
       n += __popc(alive);
     }
@@ -271,7 +281,9 @@ __device__ __forceinline__ float bias_at(const Problem& p, int64_t base, int64_t
 
 // One block per (query tile, key tile, bias leading index) of the bias: kTileMasked when every entry
 // is masked (<= kMaskedBias), kTileZero when every entry is 0, kTileCausal when the entries are 0 at
-// and below the diagonal (key <= query) and masked above it, else kTileMixed.
+// and below the diagonal (key <= query) and masked above it, else kTileMixed. Launched with
+// kFlagThreads threads.
+constexpr int kFlagThreads = 256;
 __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
   const int64_t block = blockIdx.x;
   if (block >= flag_blocks) return;
@@ -283,13 +295,38 @@ __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
     c /= p.lead_shape[i];
   }
   bool masked = true, zero = true, causal = true;
-  for (int i = threadIdx.x; i < kTile * kTile; i += blockDim.x) {
-    const int64_t row = int64_t{qt} * kTile + i / kTile, col = int64_t{kt} * kTile + i % kTile;
-    if (row >= p.s || col >= p.t) continue;
-    const float x = bias_at(p, base, row, col);
+  auto classify = [&](int64_t row, int64_t col, float x) {
+    x = x <= kMaskedBias ? -INFINITY : x;
     masked = masked && x == -INFINITY;
     zero = zero && x == 0.0f;
     causal = causal && x == (col <= row ? 0.0f : -INFINITY);
+  };
+  const int64_t row0 = int64_t{qt} * kTile, col0 = int64_t{kt} * kTile;
+  const bool whole = row0 + kTile <= p.s && col0 + kTile <= p.t;
+  if (whole && p.bias_elem == Elem::f32 && p.bias_t == 1 && p.bias_s % 4 == 0 && base % 4 == 0) {
+    // Four float4 loads per thread issued together (a strided loop waits on each in turn).
+    constexpr int kLoads = kTile * kTile / 4 / kFlagThreads;
+    float4 x[kLoads];
+    #pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      const int c = threadIdx.x + j * kFlagThreads;
+      const int64_t at = base + (row0 + c / (kTile / 4)) * p.bias_s + col0 + c % (kTile / 4) * 4;
+      x[j] = *reinterpret_cast<const float4*>(static_cast<const float*>(p.bias) + at);
+    }
+    #pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      const int c = threadIdx.x + j * kFlagThreads;
+      const int64_t row = row0 + c / (kTile / 4), col = col0 + c % (kTile / 4) * 4;
+      classify(row, col, x[j].x);
+      classify(row, col + 1, x[j].y);
+      classify(row, col + 2, x[j].z);
+      classify(row, col + 3, x[j].w);
+    }
+  } else {
+    for (int i = threadIdx.x; i < kTile * kTile; i += blockDim.x) {
+      const int64_t row = row0 + i / kTile, col = col0 + i % kTile;
+      if (row < p.s && col < p.t) classify(row, col, load(p.bias, p.bias_elem, base + row * p.bias_s + col * p.bias_t));
+    }
   }
   masked = __syncthreads_and(masked);
   zero = __syncthreads_and(zero);
@@ -297,15 +334,19 @@ __global__ void flag_kernel(Problem p, uint8_t* flags, int64_t flag_blocks) {
   if (threadIdx.x == 0) flags[block] = masked ? kTileMasked : zero ? kTileZero : causal ? kTileCausal : kTileMixed;
 }
 
-// The forward: a block of kFwdWarps warps takes 2 query tiles (128 rows, 16 per warp) through
-// every key tile live for either; a warp skips the key tiles masked for its own query tile.
-constexpr int kFwdWarps = 8;
+// The forward: a block of kFwdWarps warps takes 2 query tiles (128 rows) through every key tile live
+// for either; a warp owns 32 rows as two m16 tiles, each K and V fragment read from shared memory
+// feeding two MMAs. At 8 warps per SM (255 registers) that runs no faster than 8-warp blocks of
+// 16-row warps (213 vs 210 us per GPT-1.3B layer, same call): latency, not shared memory, bounds it.
+// A warp skips the key tiles masked for its own query tile.
+constexpr int kFwdWarps = 4;
 constexpr int kFwdThreads = 32 * kFwdWarps;
-constexpr int kFwdRows = 16 * kFwdWarps;
+constexpr int kFwdMt = 2;  // m16 tiles per warp
+constexpr int kFwdRows = 16 * kFwdMt * kFwdWarps;
 
 template <int DP>
-__global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(Problem p, const void* q, const void* k, const void* v,
-                                                                 void* out, float* lse) {
+__global__ void __launch_bounds__(kFwdThreads, DP <= 96 ? 2 : 1)
+    forward_kernel(Problem p, const void* q, const void* k, const void* v, void* out, float* lse) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kLd = DP + kPad;
   bf16* qs = reinterpret_cast<bf16*>(smem);  // [128][kLd]
@@ -314,7 +355,8 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(
   auto* kinds = reinterpret_cast<uint8_t*>(live + p.k_tiles + 1);  // [2][k_tiles]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
   const int half = warp / (kFwdWarps / 2);  // which of the block's two query tiles
-  const int qt = blockIdx.x * 2;
+  // The longest rows first: under the causal mask a block's work grows with its query tile.
+  const int qt = (gridDim.x - 1 - blockIdx.x) * 2;
   const int64_t row0 = int64_t{qt} * kTile;
   for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
     int64_t bias_base, flag_base;
@@ -337,8 +379,11 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(
                                      p.d, qk_ld);
     if (n_live > 0) fetch(0);
     cp_async_commit();
-    float o[DP / 8][4] = {};
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    // Row state per (m tile, row half r: rows g and g + 8 of the tile).
+    float o[kFwdMt][DP / 8][4] = {};
+    float m[kFwdMt][2], l[kFwdMt][2];
+    #pragma unroll
+    for (int mt = 0; mt < kFwdMt; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
     for (int i = 0; i < n_live; ++i) {
       // Tile i landed and every warp is done with tile i - 1, whose buffer then takes tile i + 1.
       cp_async_wait<0>();
@@ -350,24 +395,30 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(
       const int64_t key0 = int64_t{live[i]} * kTile;
       const bf16* ks = kv + (i % 2) * 2 * kTile * kLd;
       const bf16* vs = ks + kTile * kLd;
-      float s[8][4] = {};
+      float s[kFwdMt][8][4] = {};
       #pragma unroll
       for (int kk = 0; kk < DP / 16; ++kk) {
-        uint32_t qa[4];  // this warp's Q rows, k-chunk kk
-        load_a4(qa, qs, kLd, warp * 16, kk * 16);
+        uint32_t qa[kFwdMt][4];  // this warp's Q rows, k-chunk kk
+        #pragma unroll
+        for (int mt = 0; mt < kFwdMt; ++mt) load_a4(qa[mt], qs, kLd, (warp * kFwdMt + mt) * 16, kk * 16);
         #pragma unroll
         for (int nt = 0; nt < 8; nt += 2) {
           uint32_t b[4];
           load_b4(b, ks, kLd, nt * 8, kk * 16);
-          mma(s[nt], qa, b[0], b[1]);
-          mma(s[nt + 1], qa, b[2], b[3]);
+          #pragma unroll
+          for (int mt = 0; mt < kFwdMt; ++mt) {
+            mma(s[mt][nt], qa[mt], b[0], b[1]);
+            mma(s[mt][nt + 1], qa[mt], b[2], b[3]);
+          }
         }
       }
       // Logits in base 2 are s * mul; the row max over the quad that shares a row.
       // The lean path: a whole tile in bounds whose bias is 0 (below the causal diagonal) or causal
       // (on it: an index test), a positive scale; s keeps the raw dot products, and the exponent
       // below is one FFMA with mul = scale * log2(e). The general path scales in place (mul = 1).
-      float mx[2] = {-INFINITY, -INFINITY};
+      float mx[kFwdMt][2];
+      #pragma unroll
+      for (int mt = 0; mt < kFwdMt; ++mt) mx[mt][0] = mx[mt][1] = -INFINITY;
       const float scale2 = p.scale * kLog2e;
       float mul = 1.0f;
       if ((flag == kTileZero || flag == kTileCausal) && key0 + kTile <= p.t && p.scale > 0.0f) {
@@ -375,102 +426,123 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 64 ? 2 : 1) forward_kernel(
         if (flag == kTileCausal) {  // key0 + col <= row0 + row, i.e. col - row <= row0 - key0
           const int diag = diagonal(row0, key0);
           #pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
+          for (int mt = 0; mt < kFwdMt; ++mt) {
             #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int row = warp * 16 + g + (e >= 2 ? 8 : 0), col = nt * 8 + t4 * 2 + (e & 1);
-              if (col - row > diag) s[nt][e] = -INFINITY;
+            for (int nt = 0; nt < 8; ++nt) {
+              #pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                const int row = (warp * kFwdMt + mt) * 16 + g + (e >= 2 ? 8 : 0), col = nt * 8 + t4 * 2 + (e & 1);
+                if (col - row > diag) s[mt][nt][e] = -INFINITY;
+              }
             }
           }
         }
         #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int mt = 0; mt < kFwdMt; ++mt) {
           #pragma unroll
-          for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+          for (int nt = 0; nt < 8; ++nt) {
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) mx[mt][e >> 1] = fmaxf(mx[mt][e >> 1], s[mt][nt][e]);
+          }
         }
       } else {
         const int keys_left = static_cast<int>(p.t - key0 < kTile ? p.t - key0 : kTile);
         const int rows_left = static_cast<int>(p.s - row0 < kFwdRows ? p.s - row0 : kFwdRows);
         #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int mt = 0; mt < kFwdMt; ++mt) {
           #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int row = warp * 16 + g + (e >= 2 ? 8 : 0), col = nt * 8 + t4 * 2 + (e & 1);
-            float x = s[nt][e] * p.scale;
-            if (flag != kTileZero && row < rows_left && col < keys_left) {
-              x += bias_at(p, bias_base, row0 + row, key0 + col);
+          for (int nt = 0; nt < 8; ++nt) {
+            #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int row = (warp * kFwdMt + mt) * 16 + g + (e >= 2 ? 8 : 0), col = nt * 8 + t4 * 2 + (e & 1);
+              float x = s[mt][nt][e] * p.scale;
+              if (flag != kTileZero && row < rows_left && col < keys_left) {
+                x += bias_at(p, bias_base, row0 + row, key0 + col);
+              }
+              x = col < keys_left ? x * kLog2e : -INFINITY;
+              s[mt][nt][e] = x;
+              mx[mt][e >> 1] = fmaxf(mx[mt][e >> 1], x);
             }
-            x = col < keys_left ? x * kLog2e : -INFINITY;
-            s[nt][e] = x;
-            mx[e >> 1] = fmaxf(mx[e >> 1], x);
           }
         }
       }
-      float alpha[2], m_use[2];
       #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        mx[r] *= mul;  // mul > 0 keeps the max
-        const float m_new = fmaxf(m[r], mx[r]);
-        m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row all -inf so far: exp2 gives 0, not NaN
-        alpha[r] = fast_exp2(m[r] - m_use[r]);
-        m[r] = m_new;
-        l[r] *= alpha[r];
-      }
-      #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int mt = 0; mt < kFwdMt; ++mt) {
+        float alpha[2], m_use[2];
         #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          s[nt][e] = fast_exp2(fmaf(s[nt][e], mul, -m_use[e >> 1]));
-          l[e >> 1] += s[nt][e];
+        for (int r = 0; r < 2; ++r) {
+          float x = mx[mt][r];
+          x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+          x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+          x *= mul;  // mul > 0 keeps the max
+          const float m_new = fmaxf(m[mt][r], x);
+          m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row all -inf so far: exp2 gives 0, not NaN
+          alpha[r] = fast_exp2(m[mt][r] - m_use[r]);
+          m[mt][r] = m_new;
+          l[mt][r] *= alpha[r];
+        }
+        #pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          #pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            s[mt][nt][e] = fast_exp2(fmaf(s[mt][nt][e], mul, -m_use[e >> 1]));
+            l[mt][e >> 1] += s[mt][nt][e];
+          }
+        }
+        #pragma unroll
+        for (int dn = 0; dn < DP / 8; ++dn) {
+          o[mt][dn][0] *= alpha[0];
+          o[mt][dn][1] *= alpha[0];
+          o[mt][dn][2] *= alpha[1];
+          o[mt][dn][3] *= alpha[1];
         }
       }
       #pragma unroll
-      for (int dn = 0; dn < DP / 8; ++dn) {
-        o[dn][0] *= alpha[0];
-        o[dn][1] *= alpha[0];
-        o[dn][2] *= alpha[1];
-        o[dn][3] *= alpha[1];
-      }
-      #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        uint32_t a[4];
-        acc_to_a(a, s, c);
+        uint32_t a[kFwdMt][4];
+        #pragma unroll
+        for (int mt = 0; mt < kFwdMt; ++mt) acc_to_a(a[mt], s[mt], c);
         #pragma unroll
         for (int dn = 0; dn < DP / 8; dn += 2) {
           uint32_t b[4];
           load_b4_trans(b, vs, kLd, c * 16, dn * 8);
-          mma(o[dn], a, b[0], b[1]);
-          mma(o[dn + 1], a, b[2], b[3]);
+          #pragma unroll
+          for (int mt = 0; mt < kFwdMt; ++mt) {
+            mma(o[mt][dn], a[mt], b[0], b[1]);
+            mma(o[mt][dn + 1], a[mt], b[2], b[3]);
+          }
         }
       }
     }
     cp_async_wait<0>();
     #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-      const int64_t row = row0 + warp * 16 + g + r * 8;
-      if (row >= p.s) continue;
-      const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-      const int64_t at = out_at + row * v_ld;
+    for (int mt = 0; mt < kFwdMt; ++mt) {
       #pragma unroll
-      for (int dn = 0; dn < DP / 8; ++dn) {
-        const int col = dn * 8 + t4 * 2;
-        if (p.elem == Elem::bf16 && p.dv % 2 == 0) {  // a pair in one 4-byte store (at and col even)
-          if (col < p.dv) {
-            *reinterpret_cast<__nv_bfloat162*>(static_cast<bf16*>(out) + at + col) =
-                __floats2bfloat162_rn(o[dn][r * 2] * inv, o[dn][r * 2 + 1] * inv);
-          }
-          continue;
-        }
+      for (int r = 0; r < 2; ++r) {
+        float sum = l[mt][r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int64_t row = row0 + (warp * kFwdMt + mt) * 16 + g + r * 8;
+        if (row >= p.s) continue;
+        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        const int64_t at = out_at + row * v_ld;
         #pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          if (col + j < p.dv) store(out, p.elem, at + col + j, o[dn][r * 2 + j] * inv);
+        for (int dn = 0; dn < DP / 8; ++dn) {
+          const int col = dn * 8 + t4 * 2;
+          if (p.elem == Elem::bf16 && p.dv % 2 == 0) {  // a pair in one 4-byte store (at and col even)
+            if (col < p.dv) {
+              *reinterpret_cast<__nv_bfloat162*>(static_cast<bf16*>(out) + at + col) =
+                  __floats2bfloat162_rn(o[mt][dn][r * 2] * inv, o[mt][dn][r * 2 + 1] * inv);
+            }
+            continue;
+          }
+          #pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            if (col + j < p.dv) store(out, p.elem, at + col + j, o[mt][dn][r * 2 + j] * inv);
+          }
         }
+        if (t4 == 0) lse[b * p.s + row] = sum > 0.0f ? (m[mt][r] + log2f(sum)) * kLn2 : -INFINITY;
       }
-      if (t4 == 0) lse[b * p.s + row] = l[r] > 0.0f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
     }
   }
 }
@@ -541,26 +613,42 @@ void launch_rows(int64_t rows, int lanes, Launch&& launch) {
   else launch(std::integral_constant<int, 32>{}, blocks);
 }
 
+// The backward: a block of kBlockThreads (4 warps) takes MT key tiles (a warp 16 * MT keys as MT
+// m16 tiles) through every query tile live for any of them, in MT passes of 64 / MT queries (P^T,
+// dS^T, dK and dV of 32 keys fit the registers). MT = 2 (head dims up to 64) reads Q and dO from L2
+// once per 128 keys, feeds two MMAs with each Q / dO fragment read from shared memory, and halves
+// dQ's atomics: 589 vs 636 us for GPT-1.3B's layer (bench/results/2026-11-24-gpu-attention.md). A
+// warp skips the query tiles masked for its own key tile (its dS^T rows 0). dQ (the query tile over
+// the block's keys) goes to the fp32 accumulator by atomics, warp w adding query m-tile w.
 template <int DP>
-__global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
+constexpr int kBwdMt = DP <= 64 ? 2 : 1;
+
+template <int DP>
+__global__ void __launch_bounds__(kBlockThreads, kBwdMt<DP> == 2 ? 2 : DP <= 64 ? 3 : 1)
     backward_kernel(Problem p, const void* q, const void* k, const void* v, const void* dout, const float2* row_stats,
                     float* dq_accum, void* dk, void* dv) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int MT = kBwdMt<DP>;
+  constexpr int kKeys = kTile * MT;      // keys per block
+  constexpr int kSub = kTile / MT;       // queries per pass of P / dS (registers)
+  constexpr int kNq = kSub / 8;          // n8 tiles of queries
   constexpr int kLd = DP + kPad;
-  bf16* ks = reinterpret_cast<bf16*>(smem);  // [64][kLd] keys x d
-  bf16* vs = ks + kTile * kLd;                // [64][kLd] keys x dv
-  bf16* qdo = vs + kTile * kLd;               // two buffers of Q [64][kLd] then dO [64][kLd]
-  bf16* dss = qdo + 4 * kTile * kLd;          // [64][kTLd] keys x queries
-  auto* stats = reinterpret_cast<float2*>(dss + kTile * kTLd);  // two buffers of [64] (lse2, dsum)
+  constexpr int kSLd = kTile + kPad;     // row length of the dS^T tile ([key][query])
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* ks = reinterpret_cast<bf16*>(smem);  // [kKeys][kLd] keys x d
+  bf16* vs = ks + kKeys * kLd;                // [kKeys][kLd] keys x dv
+  bf16* qdo = vs + kKeys * kLd;               // two buffers of Q [kTile][kLd] then dO [kTile][kLd]
+  bf16* dss = qdo + 4 * kTile * kLd;          // [kKeys][kSLd] keys x queries
+  auto* stats = reinterpret_cast<float2*>(dss + kKeys * kSLd);  // two buffers of [kTile] (lse2, dsum)
   auto* live = reinterpret_cast<int16_t*>(stats + 2 * kTile);    // [q_tiles + 1]
-  auto* kinds = reinterpret_cast<uint8_t*>(live + p.q_tiles + 1);  // [q_tiles]
+  auto* kinds = reinterpret_cast<uint8_t*>(live + p.q_tiles + 1);  // [MT][q_tiles]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
-  const int kt = blockIdx.x;
-  const int64_t key0 = int64_t{kt} * kTile;
+  const int own = warp * MT / kWarps;  // the warp's key tile within the block
+  const int kt0 = blockIdx.x * MT;
+  const int64_t key0 = int64_t{kt0} * kTile;
   for (int64_t b = blockIdx.y; b < p.batch; b += gridDim.y) {
     int64_t bias_base, flag_base;
     lead_offsets(p, b, bias_base, flag_base);
-    const int n_live = live_tiles(p.flags + flag_base + kt, p.q_tiles, p.k_tiles, live, kinds);
+    const int n_live = live_query_tiles<MT>(p, p.flags + flag_base, kt0, p.q_tiles, live, kinds);
     // Row r of b's q (dout, k, v) at q_at + r * qk_ld (do_at + r * v_ld, k_at + r * qk_ld, v_at + r * v_ld).
     const int64_t qk_ld = row_stride(p, p.d), v_ld = row_stride(p, p.dv);
     const int64_t q_at = row_at(p, b, p.s, 0, p.d), do_at = row_at(p, b, p.s, 0, p.dv);
@@ -582,127 +670,160 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
         }
       }
     };
-    load_tile_async<DP>(ks, kLd, k, p.elem, k_at + key0 * qk_ld, p.t - key0, p.d, qk_ld);
-    load_tile_async<DP>(vs, kLd, v, p.elem, v_at + key0 * v_ld, p.t - key0, p.dv, v_ld);
+    load_tile_async<DP, kBlockThreads, kKeys>(ks, kLd, k, p.elem, k_at + key0 * qk_ld, p.t - key0, p.d, qk_ld);
+    load_tile_async<DP, kBlockThreads, kKeys>(vs, kLd, v, p.elem, v_at + key0 * v_ld, p.t - key0, p.dv, v_ld);
     if (n_live > 0) fetch(0);
     cp_async_commit();
-    float dk_acc[DP / 8][4] = {}, dv_acc[DP / 8][4] = {};
+    float dk_acc[MT][DP / 8][4] = {}, dv_acc[MT][DP / 8][4] = {};
     for (int i = 0; i < n_live; ++i) {
       // Tile i landed and every warp is done with tile i - 1 (its buffer takes tile i + 1, and dS).
       cp_async_wait<0>();
       __syncthreads();
       if (i + 1 < n_live) fetch(i + 1);
       cp_async_commit();
-      const uint8_t flag = kinds[i];
-      const int64_t row0 = int64_t{live[i]} * kTile;
-      const bf16* qs = qdo + (i % 2) * 2 * kTile * kLd;
-      const bf16* dos = qs + kTile * kLd;
-      const float2* st = stats + (i % 2) * kTile;
-      // S^T (this warp's 16 keys x 64 queries) -> P^T; dP^T = V . dO^T; dS^T = P^T (dP^T - dsum).
-      float pt[8][4] = {}, dpt[8][4] = {};
-      #pragma unroll
-      for (int kk = 0; kk < DP / 16; ++kk) {
-        uint32_t a[4], av[4];
-        load_a4(a, ks, kLd, warp * 16, kk * 16);
-        load_a4(av, vs, kLd, warp * 16, kk * 16);
-        #pragma unroll
-        for (int nt = 0; nt < 8; nt += 2) {
-          uint32_t b[4];
-          load_b4(b, qs, kLd, nt * 8, kk * 16);
-          mma(pt[nt], a, b[0], b[1]);
-          mma(pt[nt + 1], a, b[2], b[3]);
-          load_b4(b, dos, kLd, nt * 8, kk * 16);
-          mma(dpt[nt], av, b[0], b[1]);
-          mma(dpt[nt + 1], av, b[2], b[3]);
-        }
-      }
-      const float scale2 = p.scale * kLog2e;
-      const int keys_left = static_cast<int>(p.t - key0 < kTile ? p.t - key0 : kTile);
-      const int rows_left = static_cast<int>(p.s - row0 < kTile ? p.s - row0 : kTile);
-      // The lean path: a whole tile whose bias is 0 or causal (an index test: key0 + local_key <=
-      // row0 + local_q), no bias read.
-      const bool full = (flag == kTileZero || flag == kTileCausal) && keys_left == kTile && rows_left == kTile;
-      // P^T in pt, then dS^T = P^T (dP^T - dsum) in dpt; the branches are uniform over the block.
-      if (full) {
-        #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);  // queries q, q + 1
+      const uint8_t flag = kinds[own * p.q_tiles + i];
+      const int64_t tile_row0 = int64_t{live[i]} * kTile;
+      const bf16* q_tile = qdo + (i % 2) * 2 * kTile * kLd;
+      for (int h = 0; h < MT; ++h) {
+        const int64_t row0 = tile_row0 + h * kSub;
+        const bf16* qs = q_tile + h * kSub * kLd;
+        const bf16* dos = q_tile + (kTile + h * kSub) * kLd;
+        const float2* st = stats + (i % 2) * kTile + h * kSub;
+        // S^T (this warp's keys x the tile's queries) -> P^T; dP^T = V . dO^T; dS^T = P^T (dP^T - dsum).
+        float pt[MT][kNq][4] = {}, dpt[MT][kNq][4] = {};
+        if (flag != kTileMasked) {  // else live for another key tile only: P = dS = 0
           #pragma unroll
-          for (int e = 0; e < 4; ++e) pt[nt][e] = fast_exp2(pt[nt][e] * scale2 - (e & 1 ? stat2.z : stat2.x));
-        }
-        if (flag == kTileCausal) {
-          const int diag = diagonal(row0, key0);
-          #pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
+          for (int kk = 0; kk < DP / 16; ++kk) {
+            uint32_t a[MT][4], av[MT][4];
             #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
-              if (local_key - local_q > diag) pt[nt][e] = 0.0f;
+            for (int mt = 0; mt < MT; ++mt) {
+              load_a4(a[mt], ks, kLd, (warp * MT + mt) * 16, kk * 16);
+              load_a4(av[mt], vs, kLd, (warp * MT + mt) * 16, kk * 16);
+            }
+            #pragma unroll
+            for (int nt = 0; nt < kNq; nt += 2) {
+              uint32_t bq[4], bd[4];
+              load_b4(bq, qs, kLd, nt * 8, kk * 16);
+              load_b4(bd, dos, kLd, nt * 8, kk * 16);
+              #pragma unroll
+              for (int mt = 0; mt < MT; ++mt) {
+                mma(pt[mt][nt], a[mt], bq[0], bq[1]);
+                mma(pt[mt][nt + 1], a[mt], bq[2], bq[3]);
+                mma(dpt[mt][nt], av[mt], bd[0], bd[1]);
+                mma(dpt[mt][nt + 1], av[mt], bd[2], bd[3]);
+              }
             }
           }
-        }
-      } else {
-        #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);
+          const float scale2 = p.scale * kLog2e;
+          const int keys_left = static_cast<int>(p.t - key0 < kKeys ? p.t - key0 : kKeys);
+          const int rows_left = static_cast<int>(p.s - row0 < kSub ? p.s - row0 : kSub);
+          // The lean path: a whole tile whose bias is 0 or causal (an index test: key0 + local_key <=
+          // row0 + local_q), no bias read.
+          const bool full = (flag == kTileZero || flag == kTileCausal) && keys_left == kKeys && rows_left == kSub;
+          // P^T in pt, then dS^T = P^T (dP^T - dsum) in dpt; the branches are uniform over the warp.
           #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int local_key = warp * 16 + g + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
-            float x = pt[nt][e] * p.scale;
-            if (flag != kTileZero && local_q < rows_left && local_key < keys_left) {
-              x += bias_at(p, bias_base, row0 + local_q, key0 + local_key);
+          for (int mt = 0; mt < MT; ++mt) {
+            const int key_base = (warp * MT + mt) * 16 + g;  // local keys key_base and key_base + 8
+            if (full) {
+              #pragma unroll
+              for (int nt = 0; nt < kNq; ++nt) {
+                const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);  // queries q, q + 1
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                  pt[mt][nt][e] = fast_exp2(pt[mt][nt][e] * scale2 - (e & 1 ? stat2.z : stat2.x));
+                }
+              }
+              if (flag == kTileCausal) {
+                const int diag = diagonal(row0, key0);
+                #pragma unroll
+                for (int nt = 0; nt < kNq; ++nt) {
+                  #pragma unroll
+                  for (int e = 0; e < 4; ++e) {
+                    const int local_key = key_base + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
+                    if (local_key - local_q > diag) pt[mt][nt][e] = 0.0f;
+                  }
+                }
+              }
+            } else {
+              #pragma unroll
+              for (int nt = 0; nt < kNq; ++nt) {
+                const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                  const int local_key = key_base + (e >= 2 ? 8 : 0), local_q = nt * 8 + t4 * 2 + (e & 1);
+                  float x = pt[mt][nt][e] * p.scale;
+                  if (flag != kTileZero && local_q < rows_left && local_key < keys_left) {
+                    x += bias_at(p, bias_base, row0 + local_q, key0 + local_key);
+                  }
+                  pt[mt][nt][e] = local_key < keys_left ? fast_exp2(x * kLog2e - (e & 1 ? stat2.z : stat2.x)) : 0.0f;
+                }
+              }
             }
-            pt[nt][e] = local_key < keys_left ? fast_exp2(x * kLog2e - (e & 1 ? stat2.z : stat2.x)) : 0.0f;
+            #pragma unroll
+            for (int nt = 0; nt < kNq; ++nt) {
+              const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);
+              #pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                dpt[mt][nt][e] = pt[mt][nt][e] * (dpt[mt][nt][e] - (e & 1 ? stat2.w : stat2.y));
+              }
+            }
+          }
+          // dV += P^T . dO and dK += dS^T . Q over the tile's queries.
+          #pragma unroll
+          for (int c = 0; c < kSub / 16; ++c) {
+            uint32_t ap[MT][4], ad[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              acc_to_a(ap[mt], pt[mt], c);
+              acc_to_a(ad[mt], dpt[mt], c);
+            }
+            #pragma unroll
+            for (int dn = 0; dn < DP / 8; dn += 2) {
+              uint32_t bd[4], bq[4];
+              load_b4_trans(bd, dos, kLd, c * 16, dn * 8);
+              load_b4_trans(bq, qs, kLd, c * 16, dn * 8);
+              #pragma unroll
+              for (int mt = 0; mt < MT; ++mt) {
+                mma(dv_acc[mt][dn], ap[mt], bd[0], bd[1]);
+                mma(dv_acc[mt][dn + 1], ap[mt], bd[2], bd[3]);
+                mma(dk_acc[mt][dn], ad[mt], bq[0], bq[1]);
+                mma(dk_acc[mt][dn + 1], ad[mt], bq[2], bq[3]);
+              }
+            }
           }
         }
-      }
-      #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const float4 stat2 = *reinterpret_cast<const float4*>(st + nt * 8 + t4 * 2);
-        #pragma unroll
-        for (int e = 0; e < 4; ++e) dpt[nt][e] = pt[nt][e] * (dpt[nt][e] - (e & 1 ? stat2.w : stat2.y));
         // dS^T as stored: [key][query], a pair of queries in one 4-byte store.
         #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          *reinterpret_cast<uint32_t*>(dss + (warp * 16 + g + r * 8) * kTLd + nt * 8 + t4 * 2) =
-              pack(dpt[nt][2 * r], dpt[nt][2 * r + 1]);
-        }
-      }
-      // dV += P^T . dO and dK += dS^T . Q over the 64 queries.
-      #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        uint32_t ap[4], ad[4];
-        acc_to_a(ap, pt, c);
-        acc_to_a(ad, dpt, c);
-        #pragma unroll
-        for (int dn = 0; dn < DP / 8; dn += 2) {
-          uint32_t b[4];
-          load_b4_trans(b, dos, kLd, c * 16, dn * 8);
-          mma(dv_acc[dn], ap, b[0], b[1]);
-          mma(dv_acc[dn + 1], ap, b[2], b[3]);
-          load_b4_trans(b, qs, kLd, c * 16, dn * 8);
-          mma(dk_acc[dn], ad, b[0], b[1]);
-          mma(dk_acc[dn + 1], ad, b[2], b[3]);
+        for (int mt = 0; mt < MT; ++mt) {
+          #pragma unroll
+          for (int nt = 0; nt < kNq; ++nt) {
+            #pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              bf16* at = dss + ((warp * MT + mt) * 16 + g + r * 8) * kSLd + h * kSub + nt * 8 + t4 * 2;
+              *reinterpret_cast<uint32_t*>(at) = pack(dpt[mt][nt][2 * r], dpt[mt][nt][2 * r + 1]);
+            }
+          }
         }
       }
       __syncthreads();  // dS complete
-      // dQ (this warp's 16 queries) += dS . K over the block's 64 keys, added into the fp32 scratch.
+      // dQ (query m-tile qm) += dS . K over the block's keys, added into the fp32 scratch.
+      const int qm = warp;
       float dq[DP / 8][4] = {};
       #pragma unroll
-      for (int c = 0; c < 4; ++c) {
+      for (int c = 0; c < kKeys / 16; ++c) {
         uint32_t a[4];
-        load_a4_trans(a, dss, kTLd, warp * 16, c * 16);
+        load_a4_trans(a, dss, kSLd, qm * 16, c * 16);
         #pragma unroll
         for (int dn = 0; dn < DP / 8; dn += 2) {
-          uint32_t b[4];
-          load_b4_trans(b, ks, kLd, c * 16, dn * 8);
-          mma(dq[dn], a, b[0], b[1]);
-          mma(dq[dn + 1], a, b[2], b[3]);
+          uint32_t bk[4];
+          load_b4_trans(bk, ks, kLd, c * 16, dn * 8);
+          mma(dq[dn], a, bk[0], bk[1]);
+          mma(dq[dn + 1], a, bk[2], bk[3]);
         }
       }
       #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const int64_t row = row0 + warp * 16 + g + r * 8;
+        const int64_t row = tile_row0 + qm * 16 + g + r * 8;
         if (row >= p.s) continue;
         float* dq_row = dq_accum + (b * p.s + row) * p.d;
         #pragma unroll
@@ -720,17 +841,20 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
     }
     cp_async_wait<0>();
     #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int64_t key = key0 + warp * 16 + g + r * 8;
-      if (key >= p.t) continue;
-      const int64_t dk_at = k_at + key * qk_ld, dv_at = v_at + key * v_ld;
+    for (int mt = 0; mt < MT; ++mt) {
       #pragma unroll
-      for (int dn = 0; dn < DP / 8; ++dn) {
+      for (int r = 0; r < 2; ++r) {
+        const int64_t key = key0 + (warp * MT + mt) * 16 + g + r * 8;
+        if (key >= p.t) continue;
+        const int64_t dk_at = k_at + key * qk_ld, dv_at = v_at + key * v_ld;
         #pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const int col = dn * 8 + t4 * 2 + j;
-          if (col < p.d) store(dk, p.elem, dk_at + col, dk_acc[dn][r * 2 + j] * p.scale);
-          if (col < p.dv) store(dv, p.elem, dv_at + col, dv_acc[dn][r * 2 + j]);
+        for (int dn = 0; dn < DP / 8; ++dn) {
+          #pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            const int col = dn * 8 + t4 * 2 + j;
+            if (col < p.d) store(dk, p.elem, dk_at + col, dk_acc[mt][dn][r * 2 + j] * p.scale);
+            if (col < p.dv) store(dv, p.elem, dv_at + col, dv_acc[mt][dn][r * 2 + j]);
+          }
         }
       }
     }
@@ -741,8 +865,11 @@ __global__ void __launch_bounds__(kBlockThreads, DP <= 64 ? 3 : 1)
 size_t forward_smem(int dp, int tiles) {
   return sizeof(bf16) * (kFwdRows + 4 * kTile) * (dp + kPad) + 4 * size_t(tiles) + 2;
 }
-size_t backward_smem(int dp, int tiles) {
-  return sizeof(bf16) * (6 * kTile * (dp + kPad) + kTile * kTLd) + 2 * kTile * sizeof(float2) + 3 * size_t(tiles) + 2;
+template <int DP>
+size_t backward_smem(int tiles) {
+  constexpr int kKeys = kTile * kBwdMt<DP>;
+  return sizeof(bf16) * ((2 * kKeys + 4 * kTile) * (DP + kPad) + kKeys * (kTile + kPad)) + 2 * kTile * sizeof(float2) +
+         (2 + kBwdMt<DP>) * size_t(tiles) + 2;
 }
 
 // The padded head dim the kernels are built for: the smallest of these >= max(d, dv).
@@ -808,7 +935,7 @@ Status run_flags(Problem& p, uint8_t* flags, cudaStream_t stream) {
   const int64_t blocks = flag_bytes(p);
   p.flags = flags;
   if (blocks == 0) return Status::ok();
-  flag_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p, flags, blocks);
+  flag_kernel<<<static_cast<unsigned>(blocks), kFlagThreads, 0, stream>>>(p, flags, blocks);
   STRATA_CUDA_LAUNCHED("attention_flags");
   return Status::ok();
 }
@@ -828,9 +955,9 @@ Status forward_dp(const Problem& p, const void* q, const void* k, const void* v,
 template <int DP>
 Status backward_dp(const Problem& p, const void* q, const void* k, const void* v, const void* dout, const float2* stats,
                    float* dq_accum, void* dk, void* dv, cudaStream_t stream) {
-  const size_t smem = backward_smem(DP, p.q_tiles);
+  const size_t smem = backward_smem<DP>(p.q_tiles);
   STRATA_CUDA_CALL(cudaFuncSetAttribute(backward_kernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  backward_kernel<DP><<<grid_of(p.k_tiles, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, dout, stats, dq_accum,
+  backward_kernel<DP><<<grid_of((p.k_tiles + kBwdMt<DP> - 1) / kBwdMt<DP>, p.batch), kBlockThreads, smem, stream>>>(p, q, k, v, dout, stats, dq_accum,
                                                                                     dk, dv);
   STRATA_CUDA_LAUNCHED("attention_backward");
   return Status::ok();
