@@ -220,6 +220,13 @@ class CudaBackend : public Backend {
       if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_MULTI_ADAM", "must be 0 or 1, got '" + value + "'");
       multi_adam_ = value == "1";
     }
+    // STRATA_CUDA_GEMM_TUNE=0: every cuBLASLt GEMM takes the heuristic's first answer and plain
+    // Dots go through cublasGemmEx (A/B runs); on, each GEMM key's algorithm is timed once.
+    if (const char* env = std::getenv("STRATA_CUDA_GEMM_TUNE")) {
+      const std::string value = env;
+      if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_GEMM_TUNE", "must be 0 or 1, got '" + value + "'");
+      tune_gemms_ = value == "1";
+    }
     return Status::ok();
   }
 
@@ -362,7 +369,9 @@ class CudaBackend : public Backend {
   // gradient, which the marked ReduceSum right after it takes (bias_grad_) instead of reducing.
   // Empty when the op is not in the shape the chain takes: run_op then runs it as usual (its
   // deferred input was resolved by as_cuda or is resolved here).
-  GemmContext gemm_context() const { return GemmContext{cublas_, lt_, workspace_, kWorkspaceBytes, stream_}; }
+  GemmContext gemm_context() {
+    return GemmContext{cublas_, lt_, workspace_, kWorkspaceBytes, stream_, tune_gemms_ ? &tuner_ : nullptr};
+  }
 
   Expected<std::vector<TensorPtr>> run_epilogue_chain(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
     const std::vector<TensorPtr> none;
@@ -726,6 +735,12 @@ class CudaBackend : public Backend {
       case OpKind::Dot: {
         const DotOperand lhs{in[0]->data(), in[0]->elem(), in[0]->shape(), in[0]};
         const DotOperand rhs{in[1]->data(), in[1]->elem(), in[1]->shape(), in[1]};
+        if (tune_gemms_) {  // a single GEMM through cuBLASLt, its algorithm tuned
+          STRATA_ASSIGN_OR_RETURN(const bool ran, run_dot_epilogue(gemm_context(), op, lhs, rhs, out[0]->data(),
+                                                                   out[0]->elem(), op.outputs[0].shape,
+                                                                   activation_elem(), GemmEpilogue{}));
+          if (ran) return Status::ok();
+        }
         return run_dot(cublas_, stream_, op, lhs, rhs, out[0]->data(), out[0]->elem(), op.outputs[0].shape,
                        activation_elem(), options_.pointer_batches);
       }
@@ -994,6 +1009,8 @@ class CudaBackend : public Backend {
   bool epilogues_ = true;
   bool multi_adam_ = true;
   std::shared_ptr<AdamBatch> adam_batch_;  // the AdamUpdates not launched yet
+  bool tune_gemms_ = true;
+  GemmTuner tuner_;
   static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
   void* workspace_ = nullptr;
   int32_t* flag_ = nullptr;

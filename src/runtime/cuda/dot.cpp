@@ -8,6 +8,8 @@
 #include <cublas_api.h>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -179,6 +181,102 @@ cublasStatus_t set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_
   return cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value));
 }
 
+// One cublasLtMatmul as described in `lt`: D[m, n] = op(A) op(B), the epilogue's aux (m x n, when it
+// writes one) and bias gradient (m long) at the pointers last set in the descriptor.
+struct LtCall {
+  const LtObjects& lt;
+  const void* a;
+  const void* b;
+  int64_t m, n;
+  int64_t d_bytes;      // per element of D and of a written aux
+  int64_t bias_bytes;   // per element of a written bias gradient, else 0
+  bool writes_aux;
+  std::array<int64_t, 13> key;
+};
+
+cublasStatus_t matmul(const GemmContext& ctx, const LtCall& call, void* d, const cublasLtMatmulAlgo_t& algo) {
+  const float alpha = 1.0f, beta = 0.0f;
+  return cublasLtMatmul(ctx.lt, call.lt.desc, &alpha, call.a, call.lt.a, call.b, call.lt.b, &beta, d, call.lt.c, d,
+                        call.lt.c, &algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
+}
+
+// Each candidate once to warm up, then kTimedRuns back to back; ms per run, or a negative value
+// when it fails to run. Outputs go to scratch; the descriptor's aux and bias-gradient pointers are
+// left pointing there (the caller sets its own after).
+Expected<std::vector<float>> time_candidates(const GemmContext& ctx, const LtCall& call,
+                                             const std::vector<cublasLtMatmulHeuristicResult_t>& candidates) {
+  constexpr int kTimedRuns = 3;
+  Scratch d(ctx.stream), aux(ctx.stream), grad(ctx.stream);
+  STRATA_RETURN_IF_ERROR(d.allocate(call.m * call.n * call.d_bytes));
+  if (call.writes_aux) {
+    STRATA_RETURN_IF_ERROR(aux.allocate(call.m * call.n * call.d_bytes));
+    STRATA_CUBLAS_CALL(set_desc(call.lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux.get()));
+  }
+  if (call.bias_bytes > 0) {
+    STRATA_RETURN_IF_ERROR(grad.allocate(call.m * call.bias_bytes));
+    STRATA_CUBLAS_CALL(set_desc(call.lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, grad.get()));
+  }
+  cudaEvent_t start = nullptr, stop = nullptr;
+  STRATA_CUDA_CALL(cudaEventCreate(&start));
+  const cudaError_t created = cudaEventCreate(&stop);
+  std::vector<float> ms(candidates.size(), -1.0f);
+  Status status = created == cudaSuccess ? Status::ok() : make_error("", "", "cudaEventCreate failed");
+  for (size_t i = 0; i < candidates.size() && status.is_ok(); ++i) {
+    if (matmul(ctx, call, d.get(), candidates[i].algo) != CUBLAS_STATUS_SUCCESS) continue;
+    bool ran = cudaEventRecord(start, ctx.stream) == cudaSuccess;
+    for (int r = 0; r < kTimedRuns && ran; ++r) ran = matmul(ctx, call, d.get(), candidates[i].algo) == CUBLAS_STATUS_SUCCESS;
+    if (!ran || cudaEventRecord(stop, ctx.stream) != cudaSuccess || cudaEventSynchronize(stop) != cudaSuccess ||
+        cudaEventElapsedTime(&ms[i], start, stop) != cudaSuccess) {
+      status = make_error("", "", std::string("timing a cuBLASLt candidate failed: ") +
+                                      cudaGetErrorString(cudaGetLastError()));
+      break;
+    }
+    ms[i] /= kTimedRuns;
+  }
+  cudaEventDestroy(start);
+  if (stop != nullptr) cudaEventDestroy(stop);
+  STRATA_RETURN_IF_ERROR(status);
+  return ms;
+}
+
+// The algorithm for `call`: the tuner's choice for its key (timed on the key's first use), else
+// cuBLASLt's first heuristic answer; nullopt when cuBLASLt offers none (kept too: a bias type it
+// refuses is not asked about again).
+Expected<std::optional<cublasLtMatmulAlgo_t>> choose_algo(const GemmContext& ctx, const LtCall& call) {
+  GemmTuner* tuner = ctx.tuner;
+  if (tuner != nullptr) {
+    const auto found = tuner->best.find(call.key);
+    if (found != tuner->best.end()) {
+      ++tuner->reused;
+      return found->second;
+    }
+  }
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates(tuner != nullptr ? kGemmTuneCandidates : 1);
+  int count = 0;
+  const cublasStatus_t asked =
+      cublasLtMatmulAlgoGetHeuristic(ctx.lt, call.lt.desc, call.lt.a, call.lt.b, call.lt.c, call.lt.c, call.lt.pref,
+                                     static_cast<int>(candidates.size()), candidates.data(), &count);
+  if (asked != CUBLAS_STATUS_SUCCESS || count == 0) {
+    if (tuner != nullptr) {
+      ++tuner->tuned;
+      tuner->best.emplace(call.key, std::nullopt);
+    }
+    return std::optional<cublasLtMatmulAlgo_t>();
+  }
+  candidates.resize(static_cast<size_t>(count));
+  if (tuner == nullptr) return std::optional<cublasLtMatmulAlgo_t>(candidates[0].algo);
+  size_t best = 0;
+  if (count > 1) {
+    STRATA_ASSIGN_OR_RETURN(const std::vector<float> ms, time_candidates(ctx, call, candidates));
+    for (size_t i = 1; i < ms.size(); ++i) {
+      if (ms[i] >= 0.0f && (ms[best] < 0.0f || ms[i] < ms[best])) best = i;
+    }
+  }
+  ++tuner->tuned;
+  tuner->best.emplace(call.key, candidates[best].algo);
+  return std::optional<cublasLtMatmulAlgo_t>(candidates[best].algo);
+}
+
 }  // namespace
 
 Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const DotOperand& lhs, const DotOperand& rhs,
@@ -188,7 +286,7 @@ Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const 
   const auto lc = attr_list(op, "lhs_contract"), rc = attr_list(op, "rhs_contract");
   const auto lf = ir::dot_free_dims(static_cast<int64_t>(lhs.shape.size()), lb, lc);
   const auto rf = ir::dot_free_dims(static_cast<int64_t>(rhs.shape.size()), rb, rc);
-  if (!lb.empty() || rf.size() != 1 || out_shape.empty() || (epilogue.bias == nullptr) == (epilogue.bias_grad == nullptr)) {
+  if (!lb.empty() || rf.size() != 1 || out_shape.empty() || (epilogue.bias != nullptr && epilogue.bias_grad != nullptr)) {
     return false;
   }
   int64_t rows = 1, depth = 1;
@@ -218,15 +316,14 @@ Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const 
   STRATA_CUBLAS_CALL(cublasLtMatmulDescCreate(&lt.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_TRANSA, static_cast<int32_t>(ta)));
   STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(tb)));
+  const bool backward = epilogue.bias_grad != nullptr;
   const cublasLtEpilogue_t kind =
       epilogue.bias != nullptr
           ? (epilogue.gelu_aux != nullptr ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_BIAS)
-          : (epilogue.dgelu_input != nullptr ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_BGRADA);
+          : !backward ? CUBLASLT_EPILOGUE_DEFAULT
+                      : (epilogue.dgelu_input != nullptr ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_BGRADA);
   STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, static_cast<int32_t>(kind)));
-  if (aux != nullptr) {
-    STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux));
-    STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, static_cast<int64_t>(cols)));
-  }
+  if (aux != nullptr) STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, static_cast<int64_t>(cols)));
   const bool a_n = ta == CUBLAS_OP_N, b_n = tb == CUBLAS_OP_N;
   STRATA_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&lt.a, ab_type, a_n ? m : k, a_n ? k : m, lda));
   STRATA_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&lt.b, ab_type, b_n ? k : n, b_n ? n : k, ldb));
@@ -235,9 +332,19 @@ Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const 
   const uint64_t workspace = ctx.workspace_bytes;
   STRATA_CUBLAS_CALL(cublasLtMatmulPreferenceSetAttribute(lt.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                           &workspace, sizeof(workspace)));
+  int device = 0;
+  STRATA_CUDA_CALL(cudaGetDevice(&device));
+  LtCall call{lt, r.data, l.data, cols, rows, elem_bytes(out_elem), 0, epilogue.gelu_aux != nullptr,
+              {static_cast<int64_t>(m), static_cast<int64_t>(n), static_cast<int64_t>(k), ta, tb, lda, ldb, ab_type,
+               c_type, kind, -1, static_cast<int64_t>(ctx.workspace_bytes), device}};
+  if (kind == CUBLASLT_EPILOGUE_DEFAULT) {
+    STRATA_ASSIGN_OR_RETURN(const auto algo, choose_algo(ctx, call));
+    if (!algo) return false;
+    STRATA_CUBLAS_CALL(matmul(ctx, call, out, *algo));
+    return true;
+  }
   // The bias (gradient) vector in its own type (the bias as stored, an fp32 gradient), else in the
   // output's type through a cols-long scratch (the bias cast first, the gradient cast after).
-  const bool backward = epilogue.bias == nullptr;
   const Elem given = backward ? Elem::f32 : epilogue.bias_elem;
   Scratch vector_scratch(ctx.stream);
   const View vector = kernels::contiguous(&cols, 1);
@@ -249,21 +356,26 @@ Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const 
       STRATA_RETURN_IF_ERROR(vector_scratch.allocate(cols * elem_bytes(bias_elem)));
       bias = vector_scratch.get();
     }
-    STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias));
     STRATA_CUBLAS_CALL(
         set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, static_cast<int32_t>(cuda_type(bias_elem))));
-    cublasLtMatmulHeuristicResult_t heuristic{};
-    int found = 0;
-    const cublasStatus_t asked =
-        cublasLtMatmulAlgoGetHeuristic(ctx.lt, lt.desc, lt.a, lt.b, lt.c, lt.c, lt.pref, 1, &heuristic, &found);
-    if (asked != CUBLAS_STATUS_SUCCESS || found == 0) continue;
+    call.key[10] = cuda_type(bias_elem);
+    call.bias_bytes = backward ? elem_bytes(bias_elem) : 0;
+    // Set before choosing (the candidates read them) and again after (timing points the written
+    // aux and gradient at scratch).
+    const auto point = [&]() -> Status {
+      STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias));
+      if (aux != nullptr) STRATA_CUBLAS_CALL(set_desc(lt.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux));
+      return Status::ok();
+    };
+    STRATA_RETURN_IF_ERROR(point());
+    STRATA_ASSIGN_OR_RETURN(const auto algo, choose_algo(ctx, call));
+    if (!algo) continue;
+    STRATA_RETURN_IF_ERROR(point());
     if (bias_elem != given && !backward) {
       STRATA_RETURN_IF_ERROR(kernels::copy_view(vector_scratch.get(), bias_elem, vector, epilogue.bias,
                                                 epilogue.bias_elem, vector, ctx.stream));
     }
-    const float alpha = 1.0f, beta = 0.0f;
-    STRATA_CUBLAS_CALL(cublasLtMatmul(ctx.lt, lt.desc, &alpha, r.data, lt.a, l.data, lt.b, &beta, out, lt.c, out,
-                                      lt.c, &heuristic.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream));
+    STRATA_CUBLAS_CALL(matmul(ctx, call, out, *algo));
     if (bias_elem != given && backward) {
       STRATA_RETURN_IF_ERROR(kernels::copy_view(epilogue.bias_grad, given, vector, vector_scratch.get(), bias_elem,
                                                 vector, ctx.stream));
