@@ -220,8 +220,9 @@ class CudaBackend : public Backend {
       if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_MULTI_ADAM", "must be 0 or 1, got '" + value + "'");
       multi_adam_ = value == "1";
     }
-    // STRATA_CUDA_GEMM_TUNE=0: every cuBLASLt GEMM takes the heuristic's first answer and plain
-    // Dots go through cublasGemmEx (A/B runs); on, each GEMM key's algorithm is timed once.
+    // STRATA_CUDA_GEMM_TUNE=1: each cuBLASLt GEMM key's algorithm is timed once (GemmTuner) and
+    // plain Dots go through cuBLASLt too. Off by default: on GPT-1.3B's shapes on an H200 it gained
+    // nothing over the heuristic's first answer (bench/results/2026-11-24-gpu-epilogues.md).
     if (const char* env = std::getenv("STRATA_CUDA_GEMM_TUNE")) {
       const std::string value = env;
       if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_GEMM_TUNE", "must be 0 or 1, got '" + value + "'");
@@ -1009,7 +1010,7 @@ class CudaBackend : public Backend {
   bool epilogues_ = true;
   bool multi_adam_ = true;
   std::shared_ptr<AdamBatch> adam_batch_;  // the AdamUpdates not launched yet
-  bool tune_gemms_ = true;
+  bool tune_gemms_ = false;
   GemmTuner tuner_;
   static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
   void* workspace_ = nullptr;

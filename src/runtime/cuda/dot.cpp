@@ -200,12 +200,14 @@ cublasStatus_t matmul(const GemmContext& ctx, const LtCall& call, void* d, const
                         call.lt.c, &algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
 }
 
-// Each candidate once to warm up, then kTimedRuns back to back; ms per run, or a negative value
+// A warm-up round, then kRounds rounds that run each candidate once, its own events around it:
+// interleaved, so that the clocks falling under a long run of GEMMs weigh on every candidate
+// alike (timed back to back, the first ones ran cooler and won). ms per run, or a negative value
 // when it fails to run. Outputs go to scratch; the descriptor's aux and bias-gradient pointers are
 // left pointing there (the caller sets its own after).
 Expected<std::vector<float>> time_candidates(const GemmContext& ctx, const LtCall& call,
                                              const std::vector<cublasLtMatmulHeuristicResult_t>& candidates) {
-  constexpr int kTimedRuns = 3;
+  constexpr int kRounds = 3;
   Scratch d(ctx.stream), aux(ctx.stream), grad(ctx.stream);
   STRATA_RETURN_IF_ERROR(d.allocate(call.m * call.n * call.d_bytes));
   if (call.writes_aux) {
@@ -216,25 +218,40 @@ Expected<std::vector<float>> time_candidates(const GemmContext& ctx, const LtCal
     STRATA_RETURN_IF_ERROR(grad.allocate(call.m * call.bias_bytes));
     STRATA_CUBLAS_CALL(set_desc(call.lt.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, grad.get()));
   }
-  cudaEvent_t start = nullptr, stop = nullptr;
-  STRATA_CUDA_CALL(cudaEventCreate(&start));
-  const cudaError_t created = cudaEventCreate(&stop);
   std::vector<float> ms(candidates.size(), -1.0f);
-  Status status = created == cudaSuccess ? Status::ok() : make_error("", "", "cudaEventCreate failed");
-  for (size_t i = 0; i < candidates.size() && status.is_ok(); ++i) {
-    if (matmul(ctx, call, d.get(), candidates[i].algo) != CUBLAS_STATUS_SUCCESS) continue;
-    bool ran = cudaEventRecord(start, ctx.stream) == cudaSuccess;
-    for (int r = 0; r < kTimedRuns && ran; ++r) ran = matmul(ctx, call, d.get(), candidates[i].algo) == CUBLAS_STATUS_SUCCESS;
-    if (!ran || cudaEventRecord(stop, ctx.stream) != cudaSuccess || cudaEventSynchronize(stop) != cudaSuccess ||
-        cudaEventElapsedTime(&ms[i], start, stop) != cudaSuccess) {
-      status = make_error("", "", std::string("timing a cuBLASLt candidate failed: ") +
-                                      cudaGetErrorString(cudaGetLastError()));
-      break;
-    }
-    ms[i] /= kTimedRuns;
+  for (size_t i = 0; i < candidates.size(); ++i) {  // warm-up; a candidate that fails stays out
+    if (matmul(ctx, call, d.get(), candidates[i].algo) == CUBLAS_STATUS_SUCCESS) ms[i] = 0.0f;
   }
-  cudaEventDestroy(start);
-  if (stop != nullptr) cudaEventDestroy(stop);
+  std::vector<cudaEvent_t> events(2 * candidates.size(), nullptr);
+  Status status = Status::ok();
+  for (cudaEvent_t& e : events) {
+    if (status.is_ok() && cudaEventCreate(&e) != cudaSuccess) status = make_error("", "", "cudaEventCreate failed");
+  }
+  for (int round = 0; round < kRounds && status.is_ok(); ++round) {
+    for (size_t i = 0; i < candidates.size() && status.is_ok(); ++i) {
+      if (ms[i] < 0.0f) continue;
+      if (cudaEventRecord(events[2 * i], ctx.stream) != cudaSuccess ||
+          matmul(ctx, call, d.get(), candidates[i].algo) != CUBLAS_STATUS_SUCCESS ||
+          cudaEventRecord(events[2 * i + 1], ctx.stream) != cudaSuccess) {
+        status = make_error("", "", "timing a cuBLASLt candidate failed");
+      }
+    }
+    if (status.is_ok() && cudaStreamSynchronize(ctx.stream) != cudaSuccess) {
+      status = make_error("", "", std::string("timing cuBLASLt candidates failed: ") +
+                                      cudaGetErrorString(cudaGetLastError()));
+    }
+    for (size_t i = 0; i < candidates.size() && status.is_ok(); ++i) {
+      float elapsed = 0.0f;
+      if (ms[i] < 0.0f) continue;
+      if (cudaEventElapsedTime(&elapsed, events[2 * i], events[2 * i + 1]) != cudaSuccess) {
+        status = make_error("", "", "cudaEventElapsedTime failed");
+      }
+      ms[i] += elapsed / kRounds;
+    }
+  }
+  for (cudaEvent_t e : events) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
   STRATA_RETURN_IF_ERROR(status);
   return ms;
 }
