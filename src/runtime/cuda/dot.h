@@ -76,7 +76,7 @@ struct GemmEpilogue {
 // chosen on its first use: the fastest of up to kGemmTuneCandidates heuristic answers, each timed on
 // scratch outputs, then kept for the owner's life (the backend's: one choice per key per process;
 // ranks may choose differently). On GPT-1.3B's shapes on an H200 it gained nothing over the first
-// answer (within 1-2%, fc2's dx +6%), so the backend asks for it only with STRATA_CUDA_GEMM_TUNE=1.
+// answer (within about 2%, fc2's dx +5%), so the backend asks for it only with STRATA_CUDA_GEMM_TUNE=1.
 inline constexpr int kGemmTuneCandidates = 16;
 struct GemmTuner {
   std::map<std::array<int64_t, 13>, std::optional<cublasLtMatmulAlgo_t>> best;  // nullopt: no kernel
