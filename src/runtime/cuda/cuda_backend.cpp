@@ -178,6 +178,16 @@ std::vector<int64_t> ints_attr(const ir::Op& op, const char* key) {
   return *v;
 }
 
+// An A/B switch from the environment: `name` set to 0 or 1 sets `flag`; unset keeps it.
+Status env_switch(const char* name, bool& flag) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return Status::ok();
+  const std::string value = env;
+  if (value != "0" && value != "1") return make_error("", name, "must be 0 or 1, got '" + value + "'");
+  flag = value == "1";
+  return Status::ok();
+}
+
 class CudaBackend : public Backend {
  public:
   CudaBackend(int device, const CudaOptions& options) : device_(device), options_(options) {}
@@ -208,26 +218,14 @@ class CudaBackend : public Backend {
     STRATA_CUDA_CALL(cudaMalloc(&workspace_, kWorkspaceBytes));
     STRATA_CUBLAS_CALL(cublasSetWorkspace(cublas_, workspace_, kWorkspaceBytes));
     STRATA_CUBLAS_CALL(cublasLtCreate(&lt_));
-    // STRATA_CUDA_EPILOGUES=0 runs the chains fuse_for_cuda marked for a GEMM epilogue op by op (A/B runs).
-    if (const char* env = std::getenv("STRATA_CUDA_EPILOGUES")) {
-      const std::string value = env;
-      if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_EPILOGUES", "must be 0 or 1, got '" + value + "'");
-      epilogues_ = value == "1";
-    }
-    // STRATA_CUDA_MULTI_ADAM=0 runs each AdamUpdate on its own (A/B runs of adam_batch).
-    if (const char* env = std::getenv("STRATA_CUDA_MULTI_ADAM")) {
-      const std::string value = env;
-      if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_MULTI_ADAM", "must be 0 or 1, got '" + value + "'");
-      multi_adam_ = value == "1";
-    }
-    // STRATA_CUDA_GEMM_TUNE=1: each cuBLASLt GEMM key's algorithm is timed once (GemmTuner) and
-    // plain Dots go through cuBLASLt too. Off by default: on GPT-1.3B's shapes on an H200 it gained
-    // nothing over the heuristic's first answer (bench/results/2026-11-24-gpu-epilogues.md).
-    if (const char* env = std::getenv("STRATA_CUDA_GEMM_TUNE")) {
-      const std::string value = env;
-      if (value != "0" && value != "1") return make_error("", "STRATA_CUDA_GEMM_TUNE", "must be 0 or 1, got '" + value + "'");
-      tune_gemms_ = value == "1";
-    }
+    // A/B switches: STRATA_CUDA_EPILOGUES=0 runs the chains fuse_for_cuda marked for a GEMM
+    // epilogue op by op; STRATA_CUDA_MULTI_ADAM=0 runs each AdamUpdate on its own;
+    // STRATA_CUDA_GEMM_TUNE=1 times each cuBLASLt GEMM key's algorithms once (GemmTuner) and sends
+    // plain Dots through cuBLASLt too. Tuning is off by default: on GPT-1.3B's shapes on an H200 it
+    // gained nothing over the heuristic's first answer (bench/results/2026-11-24-gpu-epilogues.md).
+    STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_EPILOGUES", epilogues_));
+    STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_MULTI_ADAM", multi_adam_));
+    STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_GEMM_TUNE", tune_gemms_));
     return Status::ok();
   }
 
