@@ -14,25 +14,12 @@
 #include <functional>
 #include <vector>
 
+#include "cuda_check.h"
 #include "kernels.h"
 
 using namespace strata::runtime::cuda;
 
 namespace {
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
-
-void check(const strata::Status& s, const char* what) {
-  if (!s.is_ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.message().c_str());
-    std::exit(1);
-  }
-}
 
 // bf16 values in [-2, 2) from a fixed seed.
 void* random_bf16(int64_t n) {
