@@ -14,7 +14,7 @@
 #include <functional>
 #include <vector>
 
-#include "cuda_check.h"
+#include "cuda_bench.h"
 #include "kernels.h"
 
 using namespace strata::runtime::cuda;
@@ -33,27 +33,6 @@ void* random_bf16(int64_t n) {
   check(cudaMalloc(&p, n * 2), "cudaMalloc");
   check(cudaMemcpy(p, host.data(), n * 2, cudaMemcpyHostToDevice), "upload");
   return p;
-}
-
-double median_ms(cudaStream_t stream, const std::function<void()>& run) {
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "event");
-  check(cudaEventCreate(&stop), "event");
-  for (int i = 0; i < 3; ++i) run();
-  std::vector<float> ms;
-  for (int i = 0; i < 20; ++i) {
-    check(cudaEventRecord(start, stream), "record");
-    run();
-    check(cudaEventRecord(stop, stream), "record");
-    check(cudaEventSynchronize(stop), "sync");
-    float t = 0;
-    check(cudaEventElapsedTime(&t, start, stop), "elapsed");
-    ms.push_back(t);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
 }
 
 }  // namespace

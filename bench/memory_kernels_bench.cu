@@ -13,7 +13,7 @@
 #include <functional>
 #include <vector>
 
-#include "cuda_check.h"
+#include "cuda_bench.h"
 #include "kernels.h"
 
 using namespace strata::runtime::cuda;
@@ -28,25 +28,8 @@ void* device(int64_t bytes, float value, Elem elem, cudaStream_t stream) {
 }
 
 void time(const char* name, double bytes, cudaStream_t stream, const std::function<void()>& run) {
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "event");
-  check(cudaEventCreate(&stop), "event");
-  for (int i = 0; i < 3; ++i) run();
-  std::vector<float> ms;
-  for (int i = 0; i < 20; ++i) {
-    check(cudaEventRecord(start, stream), "record");
-    run();
-    check(cudaEventRecord(stop, stream), "record");
-    check(cudaEventSynchronize(stop), "sync");
-    float t = 0;
-    check(cudaEventElapsedTime(&t, start, stop), "elapsed");
-    ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  const double median = ms[ms.size() / 2];
+  const double median = median_ms(stream, run);
   std::printf("%-44s %9.1f us %8.0f GB/s\n", name, median * 1e3, bytes / (median * 1e-3) / 1e9);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
 }
 
 #ifndef STRATA_OLD_ADAM
