@@ -125,16 +125,26 @@ Expected<Stage> parse_stage(const YAML::Node& node, const std::string& file, con
 // The `training` block: every key optional, defaults from plan::Training.
 Expected<Training> parse_training(const YAML::Node& node, const std::string& file) {
   Fields f(node, file, "training");
-  STRATA_RETURN_IF_ERROR(f.only({"optimizer", "lr", "beta1", "beta2", "eps", "weight_decay"}));
+  STRATA_RETURN_IF_ERROR(f.only({"optimizer", "lr", "beta1", "beta2", "eps", "weight_decay", "warmup_steps", "decay",
+                                  "decay_steps", "min_lr"}));
   Training training;
   if (f.has("optimizer")) {
     STRATA_ASSIGN_OR_RETURN(training.optimizer, f.text("optimizer"));
+  }
+  if (f.has("decay")) {
+    STRATA_ASSIGN_OR_RETURN(training.decay, f.text("decay"));
+  }
+  for (auto& [key, value] : {std::pair{"warmup_steps", &training.warmup_steps}, {"decay_steps", &training.decay_steps}}) {
+    if (f.has(key)) {
+      STRATA_ASSIGN_OR_RETURN(*value, f.integer(key));
+    }
   }
   std::pair<const char*, double*> numbers[] = {{"lr", &training.lr},
                                                {"beta1", &training.beta1},
                                                {"beta2", &training.beta2},
                                                {"eps", &training.eps},
-                                               {"weight_decay", &training.weight_decay}};
+                                               {"weight_decay", &training.weight_decay},
+                                               {"min_lr", &training.min_lr}};
   for (auto& [key, value] : numbers) {
     if (f.has(key)) {
       STRATA_ASSIGN_OR_RETURN(*value, f.number(key));
@@ -282,6 +292,12 @@ std::string plan_to_yaml(const Plan& plan) {
   out += "  beta2: " + number_text(plan.training.beta2) + "\n";
   out += "  eps: " + number_text(plan.training.eps) + "\n";
   out += "  weight_decay: " + number_text(plan.training.weight_decay) + "\n";
+  if (has_schedule(plan.training)) {  // plans with a constant lr keep their text (and checkpoints' plan hash)
+    out += "  warmup_steps: " + std::to_string(plan.training.warmup_steps) + "\n";
+    out += "  decay: " + quoted(plan.training.decay) + "\n";
+    out += "  decay_steps: " + std::to_string(plan.training.decay_steps) + "\n";
+    out += "  min_lr: " + number_text(plan.training.min_lr) + "\n";
+  }
   out += "cross_stage_link:\n";
   out += "  bandwidth_bytes_per_second: " + number_text(plan.cross_stage_link.bandwidth_bytes_per_second) + "\n";
   out += "  latency_seconds: " + number_text(plan.cross_stage_link.latency_seconds) + "\n";

@@ -52,6 +52,9 @@ Status validate(const Plan& plan, const cluster::ClusterSpec* spec) {
   if (!(plan.training.beta1 < 1)) return fail("training.beta1", "must be below 1");
   if (!(plan.training.beta2 < 1)) return fail("training.beta2", "must be below 1");
   if (!(plan.training.eps > 0)) return fail("training.eps", "must be positive");
+  if (Status schedule = validate_schedule(plan.training); !schedule) {
+    return schedule.error().under("training").in_file(file);
+  }
   if (plan.stages.empty()) return fail("stages", "must have at least one stage");
   if (plan.num_stages() > 1 && !(plan.cross_stage_link.bandwidth_bytes_per_second > 0)) {
     return fail("cross_stage_link.bandwidth_bytes_per_second", "must be positive when there are several stages");

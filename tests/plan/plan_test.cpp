@@ -1,6 +1,7 @@
 // Plan YAML: byte-identical round trips, the example plan, and every validation rule's error.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 #include "strata/core/units.h"
@@ -172,6 +173,65 @@ TEST(PlanValidation, TrainingBlock) {
   EXPECT_EQ(plan->training.optimizer, "sgd");
   EXPECT_EQ(plan->training.lr, Training{}.lr);
   EXPECT_NE(plan_to_yaml(*plan).find("training:\n  optimizer: \"sgd\"\n  lr: 0.001\n"), std::string::npos);
+}
+
+TEST(PlanValidation, LearningRateSchedule) {
+  const std::string wd = "weight_decay: 0\n";
+  EXPECT_EQ(error_of(wd, wd + "  warmup_steps: -1\n"), "plan.yaml: training.warmup_steps: must be non-negative, got -1");
+  EXPECT_EQ(error_of(wd, wd + "  decay: \"exponential\"\n"),
+            "plan.yaml: training.decay: must be \"constant\", \"linear\" or \"cosine\", got \"exponential\"");
+  EXPECT_EQ(error_of(wd, wd + "  decay: \"cosine\"\n  warmup_steps: 10\n  decay_steps: 10\n"),
+            "plan.yaml: training.decay_steps: 10 must exceed warmup_steps 10 for a cosine decay");
+  EXPECT_EQ(error_of(wd, wd + "  decay: \"linear\"\n  decay_steps: 100\n  min_lr: 0.01\n"),
+            "plan.yaml: training.min_lr: must lie in [0, lr]");
+  EXPECT_EQ(error_of(wd, wd + "  decay_steps: 100\n"),
+            "plan.yaml: training.decay_steps: is read only by a linear or cosine decay");
+  EXPECT_EQ(error_of(wd, wd + "  min_lr: 0.0001\n"), "plan.yaml: training.min_lr: is read only by a linear or cosine decay");
+  EXPECT_EQ(error_of(wd, wd + "  warmup: 4\n"), "plan.yaml: training.warmup: unknown field");
+  // A schedule round-trips; a constant lr writes no schedule keys (the example's text is unchanged).
+  std::string text = example_text();
+  EXPECT_EQ(text.find("warmup_steps"), std::string::npos);
+  text.replace(text.find(wd), wd.size(), wd + "  warmup_steps: 4\n  decay: \"cosine\"\n  decay_steps: 20\n  min_lr: 1e-04\n");
+  auto plan = parse_plan(text, "plan.yaml");
+  ASSERT_TRUE(plan.is_ok()) << plan.error().message();
+  ASSERT_TRUE(validate(*plan).is_ok()) << validate(*plan).message();
+  EXPECT_EQ(plan->training.warmup_steps, 4);
+  EXPECT_EQ(plan->training.decay, "cosine");
+  EXPECT_EQ(plan->training.decay_steps, 20);
+  EXPECT_EQ(plan->training.min_lr, 1e-4);
+  EXPECT_EQ(plan_to_yaml(*plan), text);
+}
+
+TEST(Plan, LearningRateOfEachStep) {
+  Training constant;
+  constant.lr = 0.3;
+  for (int64_t step : {1, 2, 1000}) EXPECT_EQ(learning_rate(constant, step), 0.3);
+  Training warm = constant;
+  warm.warmup_steps = 4;
+  EXPECT_DOUBLE_EQ(learning_rate(warm, 1), 0.3 / 4);
+  EXPECT_DOUBLE_EQ(learning_rate(warm, 2), 0.3 * 2 / 4);
+  EXPECT_DOUBLE_EQ(learning_rate(warm, 3), 0.3 * 3 / 4);
+  EXPECT_EQ(learning_rate(warm, 4), 0.3);
+  EXPECT_EQ(learning_rate(warm, 5), 0.3);
+  // Warmup 4, then a decay over steps 4..12 to min_lr 0.1, which then stays.
+  Training linear = warm;
+  linear.decay = "linear";
+  linear.decay_steps = 12;
+  linear.min_lr = 0.1;
+  EXPECT_DOUBLE_EQ(learning_rate(linear, 2), 0.15);
+  EXPECT_DOUBLE_EQ(learning_rate(linear, 6), 0.1 + 0.2 * 0.75);
+  EXPECT_DOUBLE_EQ(learning_rate(linear, 8), 0.2);
+  EXPECT_DOUBLE_EQ(learning_rate(linear, 12), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(linear, 50), 0.1);
+  Training cosine = linear;
+  cosine.decay = "cosine";
+  EXPECT_DOUBLE_EQ(learning_rate(cosine, 3), 0.3 * 3 / 4);
+  EXPECT_DOUBLE_EQ(learning_rate(cosine, 8), (0.3 + 0.1) / 2);  // the midpoint
+  EXPECT_DOUBLE_EQ(learning_rate(cosine, 6), 0.1 + 0.2 * 0.5 * (1 + std::sqrt(0.5)));  // cos(pi/4)
+  EXPECT_DOUBLE_EQ(learning_rate(cosine, 12), 0.1);
+  EXPECT_TRUE(validate_schedule(cosine).is_ok());
+  EXPECT_FALSE(has_schedule(constant));
+  EXPECT_TRUE(has_schedule(warm));
 }
 
 TEST(PlanValidation, ModelFileIsOptionalButNotEmpty) {

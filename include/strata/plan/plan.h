@@ -42,16 +42,32 @@ struct ClusterShape {
 };
 
 // The optimizer the training graph was built with (docs/plan_format.md `training`). Defaults are
-// what a plan without a `training` block means; the writer always writes the block out.
+// what a plan without a `training` block means; the writer always writes the block out, and the
+// schedule keys only when the schedule is not the constant lr.
 struct Training {
   std::string optimizer = "adam";  // "adam" or "sgd"
-  double lr = 1e-3;
+  double lr = 1e-3;                // the peak lr of the schedule
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;
+  // The lr schedule, as Megatron-LM's --lr-warmup-iters, --lr-decay-style, --lr-decay-iters and
+  // --min-lr: a linear warmup to lr over steps 1..warmup_steps, then a decay to min_lr at step
+  // decay_steps (counted from the start, warmup included) that stays there.
+  int64_t warmup_steps = 0;
+  std::string decay = "constant";  // "constant", "linear" or "cosine"
+  int64_t decay_steps = 0;         // only for linear or cosine
+  double min_lr = 0.0;             // only for linear or cosine
   bool operator==(const Training&) const = default;
 };
+
+// The schedule's rules (docs/plan_format.md); the first problem as an Error whose field is the
+// key's name in the `training` block, with no file.
+Status validate_schedule(const Training& training);
+bool has_schedule(const Training& training);  // any schedule key differs from a constant lr
+
+// The lr of 1-based step `step` under the schedule; exactly `training.lr` for a constant lr.
+double learning_rate(const Training& training, int64_t step);
 
 // The autodiff options that build the training graph a plan's `training` block describes.
 autodiff::TrainingOptions autodiff_options(const Training& training);
