@@ -2,13 +2,14 @@
 // loss, step time and tokens/s on rank 0. Data: --data (a uint16 token file or any text as byte
 // tokens), else a synthetic, learnable stream (each sequence counts upward from a random start
 // modulo the vocabulary). --checkpoint DIR saves every rank's tiles; --resume continues from the
-// newest complete step with the data stream and Adam's step where they were.
+// newest complete step with the data stream, Adam's step and the lr schedule where they were.
 #include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -170,6 +171,29 @@ Status write_trace(const std::string& path, const std::vector<runtime::TraceEven
   return write_file_atomically(path, text);
 }
 
+// The --lr-* flags replace the plan's schedule keys (as Megatron-LM's flags set its schedule); the
+// result obeys the plan's rules, an error naming the flag when the key came from one. The plan hash
+// covers the schedule, so --resume needs the same flags.
+Status override_schedule(const ArgParser& args, plan::Training& training, const std::string& plan_file) {
+  const std::map<std::string, std::string> flag_of = {{"warmup_steps", "lr-warmup-steps"},
+                                                      {"decay", "lr-decay"},
+                                                      {"decay_steps", "lr-decay-steps"},
+                                                      {"min_lr", "min-lr"}};
+  for (auto [flag, value] : {std::pair{"lr-warmup-steps", &training.warmup_steps}, {"lr-decay-steps", &training.decay_steps}}) {
+    if (!args.has(flag)) continue;
+    STRATA_ASSIGN_OR_RETURN(*value, args.get_int(flag, 0));
+  }
+  if (args.has("lr-decay")) training.decay = args.get("lr-decay");
+  if (args.has("min-lr")) {
+    STRATA_ASSIGN_OR_RETURN(training.min_lr, args.get_double("min-lr", 0));
+  }
+  Status valid = plan::validate_schedule(training);
+  if (valid) return valid;
+  const std::string& flag = flag_of.at(valid.error().field);
+  if (args.has(flag)) return make_error("", "--" + flag, valid.error().reason);
+  return valid.error().under("training").in_file(plan_file);
+}
+
 int train_on_rank(const ArgParser& args, int rank) {
   auto fail = [&](const Error& error, int code) {
     // Errors that every rank sees alike are printed once, by rank 0.
@@ -194,6 +218,9 @@ int train_on_rank(const ArgParser& args, int rank) {
   }
   auto plan = plan::read_plan(args.get("plan"));
   if (!plan) return fail(plan.error(), kExitBadInput);
+  if (Status overridden = override_schedule(args, plan->training, plan->source_file); !overridden) {
+    return fail(overridden.error(), kExitBadInput);
+  }
   auto model = runtime::load_planned_model(*plan);
   if (!model) return fail(model.error(), kExitBadInput);
   const models::ModelSpec& spec = model->spec;
@@ -280,7 +307,14 @@ int train_on_rank(const ArgParser& args, int rank) {
     std::printf("# strata train: %s on %d stage(s), %d rank(s), backend %s, %d micro-batch(es) of %lld, data %s\n",
                 spec.name.c_str(), plan->num_stages(), world, (*backend)->name().c_str(), plan->num_micro_batches,
                 static_cast<long long>(plan->micro_batch_size()), data ? data->options().path.c_str() : "synthetic");
-    std::printf("%6s %12s %10s %12s %12s\n", "step", "loss", "seconds", "tokens/s", "TFLOP/s/dev");
+    if (plan::has_schedule(plan->training)) {
+      const plan::Training& t = plan->training;
+      std::printf("# lr: warmup over %lld step(s) to %g, then %s", static_cast<long long>(t.warmup_steps), t.lr,
+                  t.decay.c_str());
+      if (t.decay != "constant") std::printf(" decay to %g at step %lld", t.min_lr, static_cast<long long>(t.decay_steps));
+      std::printf("\n");
+    }
+    std::printf("%6s %12s %10s %12s %12s %12s\n", "step", "loss", "seconds", "tokens/s", "TFLOP/s/dev", "lr");
   }
   double first_loss = 0, last_loss = 0;
   Watchdog watchdog(rank, *comm_timeout);
@@ -303,8 +337,9 @@ int train_on_rank(const ArgParser& args, int rank) {
     if (step == done + 1) first_loss = result->loss;
     last_loss = result->loss;
     if (rank == 0 && (step % *log_every == 0 || step == *steps)) {
-      std::printf("%6lld %12.6f %10.4f %12.1f %12.4g\n", static_cast<long long>(step), result->loss, result->seconds,
-                  tokens_per_step / result->seconds, flops_per_device / result->seconds / 1e12);
+      std::printf("%6lld %12.6f %10.4f %12.1f %12.4g %12.6g\n", static_cast<long long>(step), result->loss,
+                  result->seconds, tokens_per_step / result->seconds, flops_per_device / result->seconds / 1e12,
+                  plan::learning_rate(plan->training, step));
       std::fflush(stdout);
     }
     const bool periodic = *checkpoint_every > 0 && step % *checkpoint_every == 0;
@@ -339,6 +374,10 @@ int run_train(int argc, char** argv) {
       .option("checkpoint-every", "also save every N steps (default 0: only at the end)", "N")
       .flag("resume", "continue from the newest complete checkpoint under --checkpoint")
       .option("trace", "write every rank's executor instructions as Chrome/Perfetto trace JSON (on rank 0)", "t.json")
+      .option("lr-warmup-steps", "override the plan's training.warmup_steps: lr rises linearly over steps 1..N", "N")
+      .option("lr-decay", "override training.decay: constant, linear or cosine (after the warmup)", "STYLE")
+      .option("lr-decay-steps", "override training.decay_steps: the step the decay reaches --min-lr, warmup included", "N")
+      .option("min-lr", "override training.min_lr: where a linear or cosine decay ends", "LR")
       .option("comm-timeout", "end the job when one step takes longer (a dead or hung rank; default 600, 0: never)", "S")
       .required("plan");
   Status parsed = args.parse(argc, argv);

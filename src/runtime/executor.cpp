@@ -644,6 +644,8 @@ struct Executor::Impl {
       if (sg.stage_of[update] != stage) continue;
       ir::Op local = sg.local_ops[update];
       if (local.kind == ir::OpKind::AdamUpdate) local.attrs.set("step", step_number);
+      // Without a schedule the graph's lr stays as built, so such runs keep their values bit for bit.
+      if (plan::has_schedule(plan.training)) local.attrs.set("lr", plan::learning_rate(plan.training, step_number));
       std::vector<const DeviceTensor*> inputs;
       for (size_t k = 0; k < local.inputs.size(); ++k) {
         inputs.push_back(k == 1 ? synced.at(g).get() : state.at(local.inputs[k].op).get());

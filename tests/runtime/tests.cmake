@@ -25,6 +25,14 @@ add_test(NAME runtime_spmd_gpt-tiny_planned
 set_tests_properties(runtime_spmd_gpt-tiny_planned PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
                      PASS_REGULAR_EXPRESSION "spmd check: 1 passed, 0 failed")
 
+# An lr schedule (warmup, then cosine decay) on random plans: every rank's updates use the step's lr.
+add_test(NAME runtime_spmd_gpt-tiny_schedule
+         COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 8
+                 $<TARGET_FILE:spmd_check> --model ${CMAKE_SOURCE_DIR}/configs/models/gpt-tiny.yaml
+                 --cluster ${CMAKE_SOURCE_DIR}/configs/clusters/cpu-8.yaml --plans 3 --seed 13 --steps 4 --schedule 1)
+set_tests_properties(runtime_spmd_gpt-tiny_schedule PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "spmd check: 3 passed, 0 failed")
+
 # The graph after fuse_for_cuda (Attention, AttentionGrad, ...) partitioned by fuse_plan_for_cuda on
 # random meshes and pipelines, run on the cpu backend against the unfused reference (built with CUDA
 # only: the rewrite lives in the cuda backend's sources).
@@ -45,6 +53,13 @@ add_test(NAME runtime_train_cli
                  $<TARGET_FILE:spmd_check>)
 set_tests_properties(runtime_train_cli PROPERTIES TIMEOUT 600 RUN_SERIAL TRUE
                      PASS_REGULAR_EXPRESSION "train cli test: [0-9]+ passed, 0 failed")
+
+# strata train with an lr schedule (--lr-* flags): the logged lr, resume mid-warmup, bad flags.
+add_test(NAME runtime_train_schedule
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/runtime/train_schedule_test.sh ${CMAKE_SOURCE_DIR} $<TARGET_FILE:strata>
+                 $<TARGET_FILE:spmd_check>)
+set_tests_properties(runtime_train_schedule PROPERTIES TIMEOUT 300 RUN_SERIAL TRUE
+                     PASS_REGULAR_EXPRESSION "train schedule test: [0-9]+ passed, 0 failed")
 
 # A rank that dies (SIGKILL), fails (STRATA_FAULT_RANK test hook) or hangs (SIGSTOP, --comm-timeout)
 # during `strata train` ends the job non-zero within a bounded time, naming the rank (issue 10).

@@ -63,7 +63,10 @@ class Executor {
                                                     std::optional<bool> fuse = std::nullopt);
   ~Executor();
 
-  // One training step; `step_number` (1-based) feeds Adam's bias correction. An error is this
+  // One training step; `step_number` (1-based) feeds Adam's bias correction and, when the plan's
+  // `training` block has an lr schedule, picks the lr every update op runs with
+  // (plan::learning_rate; the graph's lr must then be the plan's peak lr, as load_planned_model
+  // builds it), so a run resumed at step s + 1 continues the schedule where it was. An error is this
   // rank's: the others may stay blocked in a transfer or collective with it, so the caller must
   // end the job (MPI_Abort), as `strata train` does.
   Expected<StepResult> step(const Feeder& feed, int64_t step_number);

@@ -37,6 +37,7 @@ struct Options {
   bool planned = false;
   bool memory = false;
   bool fuse = false;
+  bool schedule = false;  // an lr schedule: warmup over 2 steps, then a cosine decay to lr/10 at the last step
 };
 
 // The plan the planner finds for `spec` on `cluster` with `training` (micro-batches forced when > 0).
@@ -218,6 +219,12 @@ Expected<double> check_plan(const models::ModelSpec& spec, const cluster::Cluste
   // key bias: softmax ignores a shift) both runs hold rounding noise, and a tiny eps would blow
   // that noise up to ±lr. eps = 1e-3 keeps Adam's normalisation for real gradients only.
   training.eps = 1e-3;
+  if (o.schedule) {
+    training.warmup_steps = 2;
+    training.decay = "cosine";
+    training.decay_steps = std::max(o.steps, 3);
+    training.min_lr = training.lr / 10;
+  }
   const autodiff::TrainingOptions options = plan::autodiff_options(training);
   STRATA_ASSIGN_OR_RETURN(ir::Graph forward, models::build_forward_graph(spec, spec.global_batch / micro_batches));
   STRATA_ASSIGN_OR_RETURN(ir::Graph train, autodiff::build_training_graph(forward, options));
@@ -298,6 +305,7 @@ Expected<double> check_plan(const models::ModelSpec& spec, const cluster::Cluste
   for (int step = 1; step <= o.steps; ++step) {
     autodiff::TrainingOptions at_step = options;
     at_step.step = step;
+    at_step.lr = plan::learning_rate(training, step);
     STRATA_ASSIGN_OR_RETURN(ir::Graph ref, autodiff::build_training_graph(global_forward, at_step));
     std::map<std::string, interp::Tensor> in = feeds[static_cast<size_t>(step - 1)];
     for (const auto& [name, t] : state) in[name] = t;
@@ -368,6 +376,7 @@ int main(int argc, char** argv) {
     else if (key == "--planned") o.planned = value == "1";
     else if (key == "--memory") o.memory = value == "1";
     else if (key == "--fuse") o.fuse = value == "1";
+    else if (key == "--schedule") o.schedule = value == "1";
   }
   auto spec = models::load_model_config(o.model);
   auto cluster = cluster::load_cluster(o.cluster);
