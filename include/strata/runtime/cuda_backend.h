@@ -41,10 +41,14 @@ struct CudaOptions {
 struct RuntimeCosts {
   std::optional<double> op_overhead_seconds;
   std::vector<profile::MemoryOpCurve> memory_ops;
+  std::vector<profile::AttentionPoint> attention;
+  std::vector<profile::GemmPoint> gemm;  // the backend's Dot at GPT layer shapes (bf16)
 };
 // Times a training step of a short and a long chain of tiny ops through an Executor on `backend`
 // (one device, MPI_COMM_SELF; MPI must be initialised): the slope is seconds per op. Then Add,
-// Gelu, Softmax and LayerNorm on bf16 tensors of 16M and 64M elements through backend.run_op.
+// Gelu, Softmax and LayerNorm on bf16 tensors of 16M and 64M elements through backend.run_op,
+// Attention / AttentionGrad at GPT shapes (S 1024, head dim 64 and 80, causal mask) and the Dot
+// at GPT layer shapes.
 // Appends a readable table to `table` when given. (Defined in src/runtime/cuda/: CUDA builds.)
 #ifdef STRATA_HAVE_CUDA
 Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table = nullptr);
