@@ -73,6 +73,8 @@ int profile_on_rank(const ArgParser& args, int rank) {
     std::printf("%s", text.c_str());
     result->op_overhead_seconds = costs->op_overhead_seconds;
     result->memory_ops = costs->memory_ops;
+    result->attention = costs->attention;
+    result->gemm.insert(result->gemm.end(), costs->gemm.begin(), costs->gemm.end());
   }
 #endif
   const std::string out = args.get("out");

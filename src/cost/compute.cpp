@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "strata/core/check.h"
+
 namespace strata::cost {
 namespace {
 
@@ -77,6 +79,7 @@ void ComputeModel::use_profile(const profile::Profile& profile) {
     }
   }
   set_memory_op_bandwidths(std::move(by_class));
+  use_attention_table(profile.attention);
 }
 
 double ComputeModel::memory_seconds(ir::OpKind kind, double flops, int64_t bytes, DType dtype) const {
@@ -104,10 +107,16 @@ std::string ComputeModel::describe() const {
   }
   out += text;
   if (op_overhead_) {
-    std::snprintf(text, sizeof text, "%.3g us per executed op (measured)", *op_overhead_ * 1e6);
+    std::snprintf(text, sizeof text, "%.3g us per executed op (measured); ", *op_overhead_ * 1e6);
   } else {
-    std::snprintf(text, sizeof text, "no per-op cost (none measured)");
+    std::snprintf(text, sizeof text, "no per-op cost (none measured); ");
   }
+  out += text;
+  if (!prices_cuda_fusion()) return out + "every op of the graph as built (no fused attention measured)";
+  std::snprintf(text, sizeof text,
+                "the graph as the cuda backend runs it (fuse_for_cuda: attention blocks at %zu measured points, "
+                "bias/GELU epilogues and bias-gradient sums free)",
+                attention_.size());
   return out + text;
 }
 
@@ -144,6 +153,51 @@ double ComputeModel::gemm_seconds(int64_t batch, int64_t m, int64_t n, int64_t k
   const double point_flops = 2.0 * static_cast<double>(nearest->m) * static_cast<double>(nearest->n) *
                              static_cast<double>(nearest->k);
   return nearest->seconds * flops / point_flops;
+}
+
+double ComputeModel::attention_seconds(const AttentionShape& block, bool backward) const {
+  STRATA_CHECK(!attention_.empty(), "attention_seconds without measured attention");
+  auto gap = [](double a, double b) { return std::log(std::max(a, 1.0) / std::max(b, 1.0)); };
+  auto work = [](double batch_heads, double s, double t, double d, double dv) { return batch_heads * s * t * (d + dv); };
+  const double area = static_cast<double>(block.queries) * static_cast<double>(block.keys);
+  const profile::AttentionPoint* nearest = nullptr;
+  double best = std::numeric_limits<double>::infinity();
+  for (const profile::AttentionPoint& point : attention_) {
+    const double seq = static_cast<double>(point.seq);
+    const double distance = std::pow(gap(static_cast<double>(block.head_dim), static_cast<double>(point.head_dim)), 2) +
+                            std::pow(gap(static_cast<double>(block.batch_heads), static_cast<double>(point.batch_heads)), 2) +
+                            std::pow(gap(area, seq * seq), 2);
+    if (distance < best) {
+      best = distance;
+      nearest = &point;
+    }
+  }
+  const double seq = static_cast<double>(nearest->seq), d = static_cast<double>(nearest->head_dim);
+  const double ratio = work(static_cast<double>(block.batch_heads), static_cast<double>(block.queries),
+                            static_cast<double>(block.keys), static_cast<double>(block.head_dim),
+                            static_cast<double>(block.value_dim)) /
+                       work(static_cast<double>(nearest->batch_heads), seq, seq, d, d);
+  return (backward ? nearest->backward_seconds : nearest->forward_seconds) * ratio;
+}
+
+double ComputeModel::accumulation_seconds(const ir::TensorType& grad, int micro_batches) const {
+  if (micro_batches < 2) return 0;
+  const std::vector<ir::TensorType> one{grad}, two{grad, grad};
+  return (micro_batches - 1) * op_seconds(ir::OpKind::Add, two, one, {}) + op_seconds(ir::OpKind::Scale, one, one, {});
+}
+
+double ComputeModel::op_seconds(const FusedOp& how, ir::OpKind kind, const std::vector<ir::TensorType>& inputs,
+                                const std::vector<ir::TensorType>& outputs, const ir::Attrs& attrs) const {
+  switch (how.how) {
+    case FusedOp::How::runs: return op_seconds(kind, inputs, outputs, attrs);
+    case FusedOp::How::fused_away: return 0;
+    case FusedOp::How::attention:
+    case FusedOp::How::attention_grad: break;
+  }
+  const double share = how.whole_elements > 0 && !outputs.empty()
+                           ? static_cast<double>(outputs[0].numel()) / static_cast<double>(how.whole_elements)
+                           : 1.0;
+  return op_overhead_.value_or(0.0) + share * attention_seconds(how.block, how.how == FusedOp::How::attention_grad);
 }
 
 double ComputeModel::op_seconds(ir::OpKind kind, const std::vector<ir::TensorType>& inputs,

@@ -93,6 +93,7 @@ struct Builder {
   const StageProblem& problem;
   const ir::Graph& graph;
   const cost::ComputeModel& compute;
+  std::vector<cost::FusedOp> fused;  // per op of graph; empty: every op as built
   ReshardCache reshard;
   std::vector<int> node_of;  // op id -> node, -1 outside the stage
   StageRequest out;
@@ -103,6 +104,15 @@ struct Builder {
   // How often an op runs per step: update ops once, the others once per micro-batch.
   double times_per_step(const ir::Op& op) const {
     return op.role == ir::Role::update ? 1.0 : static_cast<double>(problem.num_micro_batches);
+  }
+
+  // An update op's gradient summed over the step's micro-batches before it (the executor's add of
+  // each micro-batch's gradient after the first and one scale by 1/B), on the update's device tile.
+  double accumulation_seconds(const ir::Op& op, const Strategy& s) const {
+    if (problem.num_micro_batches < 2 || !is_update(op.kind)) return 0;
+    const ir::TensorType& grad = graph.type(op.inputs[1]);
+    auto shape = local_shape(s.sharding.inputs[1], grad.shape, problem.mesh);
+    return compute.accumulation_seconds(ir::TensorType{*shape, grad.dtype}, problem.num_micro_batches);
   }
 
   // Bytes of op `id`'s outputs that stay on the device: parameters and optimizer state always,
@@ -120,10 +130,13 @@ struct Builder {
   Status add_nodes() {
     for (ir::OpId id : out.node_ops) {
       const ir::Op& op = graph.op(id);
-      STRATA_ASSIGN_OR_RETURN(std::vector<Strategy> all, enumerate_strategies(graph, id, problem.mesh, compute));
+      const cost::FusedOp how = fused.empty() ? cost::FusedOp{} : fused[static_cast<size_t>(id)];
+      STRATA_ASSIGN_OR_RETURN(std::vector<Strategy> all, enumerate_strategies(graph, id, problem.mesh, compute, how));
       std::vector<Strategy> kept;
       for (Strategy& s : all) {
-        if (!problem.allow || problem.allow(op, s)) kept.push_back(std::move(s));
+        if (problem.allow && !problem.allow(op, s)) continue;
+        s.compute_seconds += accumulation_seconds(op, s);
+        kept.push_back(std::move(s));
       }
       if (kept.empty()) return make_error("", op.name, "the strategy restriction forbids every strategy of this op");
       SolverNode node;
@@ -667,6 +680,11 @@ Expected<StageRequest> build_stage_request(const StageProblem& problem) {
   if (problem.compute == nullptr) own.emplace(*problem.cluster);
   Builder builder(problem, problem.compute != nullptr ? *problem.compute : *own);
   const ir::Graph& graph = *problem.graph;
+  if (problem.fused != nullptr) {
+    builder.fused = *problem.fused;
+  } else if (builder.compute.prices_cuda_fusion()) {
+    STRATA_ASSIGN_OR_RETURN(builder.fused, cost::fused_for_cuda(graph));
+  }
   std::vector<ir::OpId> ops = problem.ops;
   if (ops.empty()) {
     for (ir::OpId id = 0; id < graph.num_ops(); ++id) ops.push_back(id);

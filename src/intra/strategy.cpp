@@ -136,7 +136,7 @@ Expected<OpSharding> parse_op_sharding(const std::string& text) {
 }
 
 Expected<std::vector<Strategy>> enumerate_strategies(const ir::Graph& graph, ir::OpId id, const cluster::LogicalMesh& mesh,
-                                                     const cost::ComputeModel& compute) {
+                                                     const cost::ComputeModel& compute, const cost::FusedOp& how) {
   if (id < 0 || id >= graph.num_ops()) return make_error("", "op", "id " + std::to_string(id) + " out of range");
   const ir::Op& op = graph.op(id);
   const std::vector<ir::TensorType> inputs = input_types(graph, op);
@@ -155,7 +155,7 @@ Expected<std::vector<Strategy>> enumerate_strategies(const ir::Graph& graph, ir:
       STRATA_ASSIGN_OR_RETURN(std::vector<ir::TensorType> local_in, local_types(sharding->inputs, inputs, mesh));
       STRATA_ASSIGN_OR_RETURN(std::vector<ir::TensorType> local_out, local_types(sharding->outputs, op.outputs, mesh));
       STRATA_ASSIGN_OR_RETURN(ir::Attrs attrs, local_attrs(op, inputs, *sharding, mesh));
-      strategy.compute_seconds = compute.op_seconds(op.kind, local_in, local_out, attrs);
+      strategy.compute_seconds = compute.op_seconds(how, op.kind, local_in, local_out, attrs);
       if (op.kind == ir::OpKind::Input || op.kind == ir::OpKind::Constant) {
         // Feeding (or filling) the device's tile: its bytes written to device memory.
         strategy.compute_seconds = compute.roofline_seconds(0, local_out[0].bytes(), local_out[0].dtype, false);

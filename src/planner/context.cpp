@@ -183,6 +183,11 @@ Status Context::build(const models::ModelSpec& spec) {
     bg.signature = std::make_unique<GraphSignature>(bg.graph);
     bg.layer_seconds.assign(num_layers, 0.0);
     bg.layer_state_bytes.assign(num_layers, 0);
+    if (compute_->prices_cuda_fusion()) {
+      auto fused = cost::fused_for_cuda(bg.graph);
+      if (!fused.is_ok()) return fused.error().in_file(spec.file);
+      bg.fused = std::move(fused).value();
+    }
     for (ir::OpId id = 0; id < bg.graph.num_ops(); ++id) {
       const ir::Op& op = bg.graph.op(id);
       const int layer = layers_.layer_of[id];
@@ -190,7 +195,8 @@ Status Context::build(const models::ModelSpec& spec) {
       if (op.role == ir::Role::update || ir::op_info(op.kind).is_source) continue;
       std::vector<ir::TensorType> inputs;
       for (const ir::Value& in : op.inputs) inputs.push_back(bg.graph.type(in));
-      bg.layer_seconds[layer] += compute_->op_seconds(op.kind, inputs, op.outputs, op.attrs);
+      const cost::FusedOp how = bg.fused.empty() ? cost::FusedOp{} : bg.fused[static_cast<size_t>(id)];
+      bg.layer_seconds[layer] += compute_->op_seconds(how, op.kind, inputs, op.outputs, op.attrs);
     }
   }
   Hasher env;
@@ -267,6 +273,7 @@ intra::StageProblem Context::problem_for(int b, const std::vector<ir::OpId>& ops
   problem.cluster = &cluster_;
   problem.comm = &comm_;
   problem.compute = compute_;
+  problem.fused = graphs_[b].fused.empty() ? nullptr : &graphs_[b].fused;
   problem.time_limit_seconds = options_.ilp_time_limit_seconds;
   problem.num_micro_batches = counts_[b];  // the update and gradient sync run once per B micro-batches
   return problem;

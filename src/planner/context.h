@@ -177,6 +177,7 @@ class Context {
     double training_flops = 0;                 // one micro-batch, forward + backward + update
     std::vector<double> layer_seconds;         // Σ roofline seconds of forward + backward ops
     std::vector<int64_t> layer_state_bytes;    // Σ bytes of parameters and optimizer state
+    std::vector<cost::FusedOp> fused;          // how the cuda backend runs each op; empty: as built
   };
 
   models::ModelSpec spec_;

@@ -119,6 +119,23 @@ Status write_all(hid_t file_id, const std::string& file, const Profile& profile)
     STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "bytes", curve.bytes));
     STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), path, "seconds", curve.seconds));
   }
+  if (!profile.attention.empty()) {
+    std::vector<int64_t> head_dim, batch_heads, seq;
+    std::vector<double> forward, backward;
+    for (const AttentionPoint& point : profile.attention) {
+      head_dim.push_back(point.head_dim);
+      batch_heads.push_back(point.batch_heads);
+      seq.push_back(point.seq);
+      forward.push_back(point.forward_seconds);
+      backward.push_back(point.backward_seconds);
+    }
+    STRATA_ASSIGN_OR_RETURN(Handle g, writer.group("/attention"));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), "/attention", "head_dim", head_dim));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), "/attention", "batch_heads", batch_heads));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), "/attention", "seq", seq));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), "/attention", "forward_seconds", forward));
+    STRATA_RETURN_IF_ERROR(writer.dataset(g.get(), "/attention", "backward_seconds", backward));
+  }
   STRATA_H5_CALL(H5Fflush(file_id, H5F_SCOPE_GLOBAL), file, "");
   return writer.attr_int("complete", 1);  // last: a reader rejects a file without it
 }
@@ -185,6 +202,29 @@ Expected<std::pair<int, int>> parse_shape(const std::string& text, const std::st
     return make_error(file, field, "group name '" + text + "' is not a shape like 2x4");
   }
   return std::make_pair(a, b);
+}
+
+// /attention's five datasets: equal lengths, every value positive and finite.
+Expected<std::vector<AttentionPoint>> read_attention(Reader& reader, const std::string& file) {
+  STRATA_ASSIGN_OR_RETURN(auto head_dim, reader.dataset<int64_t>("/attention/head_dim"));
+  STRATA_ASSIGN_OR_RETURN(auto batch_heads, reader.dataset<int64_t>("/attention/batch_heads"));
+  STRATA_ASSIGN_OR_RETURN(auto seq, reader.dataset<int64_t>("/attention/seq"));
+  STRATA_ASSIGN_OR_RETURN(auto forward, reader.dataset<double>("/attention/forward_seconds"));
+  STRATA_ASSIGN_OR_RETURN(auto backward, reader.dataset<double>("/attention/backward_seconds"));
+  const size_t n = head_dim.size();
+  if (n == 0 || batch_heads.size() != n || seq.size() != n || forward.size() != n || backward.size() != n) {
+    return make_error(file, "/attention", "head_dim, batch_heads, seq, forward_seconds, backward_seconds must be non-empty and of equal length");
+  }
+  std::vector<AttentionPoint> points;
+  for (size_t i = 0; i < n; ++i) {
+    const AttentionPoint point{head_dim[i], batch_heads[i], seq[i], forward[i], backward[i]};
+    if (point.head_dim <= 0 || point.batch_heads <= 0 || point.seq <= 0 || !(point.forward_seconds > 0) ||
+        !(point.backward_seconds > 0) || !std::isfinite(point.forward_seconds) || !std::isfinite(point.backward_seconds)) {
+      return make_error(file, "/attention", "point " + std::to_string(i) + ": sizes and seconds must be positive and finite");
+    }
+    points.push_back(point);
+  }
+  return points;
 }
 
 Expected<Profile> read_all(Reader& reader) {
@@ -281,6 +321,10 @@ Expected<Profile> read_all(Reader& reader) {
     STRATA_ASSIGN_OR_RETURN(curve.bytes, reader.dataset<int64_t>(path + "/bytes"));
     STRATA_ASSIGN_OR_RETURN(curve.seconds, reader.dataset<double>(path + "/seconds"));
     profile.memory_ops.push_back(std::move(curve));
+  }
+  // Optional (nccl profiles since session 19): the fused attention's kernels.
+  if (H5Lexists(reader.file_id(), "/attention", H5P_DEFAULT) > 0) {
+    STRATA_ASSIGN_OR_RETURN(profile.attention, read_attention(reader, file));
   }
   // Curves must be usable for interpolation: same lengths, sizes increasing, times positive.
   auto check_curve = [&](const std::string& path, const std::vector<int64_t>& sizes,

@@ -131,10 +131,11 @@ TEST(StageSolver, MlpTwoByTwoUsesBothAxes) {
   ASSERT_TRUE(solution->feasible) << solution->reason;
   dump(g, *solution);
   const std::string x = out_spec(*solution, "x"), w1 = out_spec(*solution, "w1"), w2 = out_spec(*solution, "w2");
-  // Batch over one axis, the weights' hidden dim over the other.
+  // Batch over one axis, the weights' hidden dim over the other. w1 may also split its rows over
+  // the batch axis: its gradient, summed over the 4 micro-batches, is then a quarter tile.
   const bool batch_on_0 = x == "S0R";
   ASSERT_TRUE(x == "S0R" || x == "S1R") << x;
-  EXPECT_EQ(w1, batch_on_0 ? "RS1" : "RS0");
+  EXPECT_TRUE(w1 == (batch_on_0 ? "RS1" : "RS0") || w1 == (batch_on_0 ? "S0S1" : "S1S0")) << w1;
   EXPECT_EQ(w2, batch_on_0 ? "S1R" : "S0R");
 }
 

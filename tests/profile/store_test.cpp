@@ -198,6 +198,35 @@ TEST(Store, RuntimeCostsRoundTripAndMayBeAbsent) {
   std::filesystem::remove(path);
 }
 
+// The fused attention's points (session 19): written and read back; absent in older files; a
+// malformed point is refused in one line naming /attention.
+TEST(Store, AttentionRoundTripAndMayBeAbsent) {
+  const std::string path = temp_path("attention.h5");
+  Profile profile = sample_profile();
+  profile.attention = {{64, 256, 1024, 2.2e-4, 6.0e-4}, {80, 512, 1024, 5.5e-4, 1.8e-3}};
+  ASSERT_TRUE(Store::write(path, profile).is_ok());
+  auto read = Store::read(path);
+  ASSERT_TRUE(read.is_ok()) << read.error().message();
+  ASSERT_EQ(read->attention.size(), 2u);
+  EXPECT_EQ(read->attention[1].head_dim, 80);
+  EXPECT_EQ(read->attention[1].batch_heads, 512);
+  EXPECT_EQ(read->attention[1].seq, 1024);
+  EXPECT_EQ(read->attention[1].forward_seconds, 5.5e-4);
+  EXPECT_EQ(read->attention[1].backward_seconds, 1.8e-3);
+
+  ASSERT_TRUE(Store::write(path, sample_profile()).is_ok());
+  auto old = Store::read(path);
+  ASSERT_TRUE(old.is_ok()) << old.error().message();
+  EXPECT_TRUE(old->attention.empty());
+
+  profile.attention[1].backward_seconds = 0;
+  ASSERT_TRUE(Store::write(path, profile).is_ok());
+  auto bad = Store::read(path);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.error().message(), path + ": /attention: point 1: sizes and seconds must be positive and finite");
+  std::filesystem::remove(path);
+}
+
 TEST(Interpolate, ExactBetweenAndBeyond) {
   const std::vector<int64_t> sizes = {1024, 4096, 16384};
   const std::vector<double> seconds = {1e-5, 2e-5, 6e-5};

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "strata/cluster/cluster.h"
+#include "strata/cost/fused.h"
 #include "strata/ir/op.h"
 #include "strata/profile/store.h"
 
@@ -32,9 +33,16 @@ class ComputeModel {
   void use_gemm_table(std::vector<profile::GemmPoint> points);
   bool has_gemm_table() const { return !gemm_.empty(); }
 
-  // Everything a profile measured for compute: its GEMM table, the runtime's per-op cost and the
-  // achieved bandwidth of memory-bound ops (each only when the profile has it).
+  // Everything a profile measured for compute: its GEMM table, the runtime's per-op cost, the
+  // achieved bandwidth of memory-bound ops and the fused attention (each only when it has it).
   void use_profile(const profile::Profile& profile);
+  // The fused attention's measured kernels (profile::Profile::attention). With points the model
+  // prices the graph as the cuda backend runs it (fused_for_cuda: an attention block as its
+  // Attention and AttentionGrad at these rates, epilogue-fused ops free); with none, every op of
+  // the graph as built (a cpu profile, no profile, an older cuda profile). A profile that timed
+  // the fused kernels was measured through that backend, so its presence decides.
+  void use_attention_table(std::vector<profile::AttentionPoint> points) { attention_ = std::move(points); }
+  bool prices_cuda_fusion() const { return !attention_.empty(); }
   // Added to every op the executor runs (not to sources: Parameter, Input, Constant).
   void set_op_overhead(std::optional<double> seconds) { op_overhead_ = seconds; }
   // Replaces bandwidth · bandwidth_efficiency in the roofline's memory term (measured, so no
@@ -55,6 +63,18 @@ class ComputeModel {
   // One execution of an op with these (per-device) input/output types and attributes.
   double op_seconds(ir::OpKind kind, const std::vector<ir::TensorType>& inputs,
                     const std::vector<ir::TensorType>& outputs, const ir::Attrs& attrs) const;
+  // One op as the target backend runs it (`how` from fused_for_cuda; How::runs is op_seconds):
+  // fused away, nothing; an attention carrier, its whole block's kernel times its devices' share
+  // (its local output elements over how.whole_elements) plus the per-op cost.
+  double op_seconds(const FusedOp& how, ir::OpKind kind, const std::vector<ir::TensorType>& inputs,
+                    const std::vector<ir::TensorType>& outputs, const ir::Attrs& attrs) const;
+  // A whole attention block's Attention (or AttentionGrad) kernel: the measured point of the
+  // nearest shape (log distance in head dim, batch*heads and S*T), scaled by work
+  // batch_heads * S * T * (D + Dv). Needs prices_cuda_fusion().
+  double attention_seconds(const AttentionShape& block, bool backward) const;
+  // A gradient of this (device) type summed over `micro_batches` > 1 micro-batches, as the
+  // executor does: an Add into the sum per micro-batch after the first, one Scale by 1/B.
+  double accumulation_seconds(const ir::TensorType& grad, int micro_batches) const;
   // Seconds for C[m,n] = A[m,k]·B[k,n] (times `batch`), from the table when there is one.
   double gemm_seconds(int64_t batch, int64_t m, int64_t n, int64_t k, DType dtype) const;
 
@@ -68,6 +88,7 @@ class ComputeModel {
   std::optional<double> op_overhead_;
   std::optional<double> memory_bandwidth_;
   std::map<std::string, double> class_bandwidth_;
+  std::vector<profile::AttentionPoint> attention_;
   double memory_seconds(ir::OpKind kind, double flops, int64_t bytes, DType dtype) const;
 };
 

@@ -50,6 +50,9 @@ struct StageProblem {
   const cluster::CommModel* comm = nullptr;
   // Prices the ops; when null, a ComputeModel of *cluster with default options is used.
   const cost::ComputeModel* compute = nullptr;
+  // Optional, not owned: cost::fused_for_cuda(*graph), used when compute prices the cuda backend's
+  // fused graph (computed here when null).
+  const std::vector<cost::FusedOp>* fused = nullptr;
   int64_t memory_budget_bytes = 0;      // per device; 0 = none
   double time_limit_seconds = 30;
   // Micro-batches per step: the objective is one step, num_micro_batches × (forward + backward)

@@ -43,9 +43,11 @@ struct Strategy {
 // along dimensions it is linear over: never through a nonlinear reduction. Sources (Parameter,
 // Input, Constant) have no inputs and never produce partial outputs. Strategies come in a fixed
 // order (deterministic); mesh axes of size 1 are never used, so a 1×1 mesh gives one strategy.
+// `how`: how the target backend runs the op (cost::fused_for_cuda when compute.prices_cuda_fusion()),
+// which sets its compute seconds; the strategies themselves stay those of the graph as built.
 Expected<std::vector<Strategy>> enumerate_strategies(const ir::Graph& graph, ir::OpId id,
                                                      const cluster::LogicalMesh& mesh,
-                                                     const cost::ComputeModel& compute);
+                                                     const cost::ComputeModel& compute, const cost::FusedOp& how = {});
 
 // The op's attributes with global shapes replaced by local ones under `sharding` (Reshape and
 // Broadcast shape, Slice limits, Conv2dGradInput/AvgPool2dGrad input_shape, Conv2dGradFilter

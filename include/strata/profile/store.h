@@ -47,6 +47,16 @@ struct MemoryOpCurve {
   std::vector<double> seconds;
 };
 
+// The cuda backend's fused attention (Attention, AttentionGrad) timed through the backend on a GPT
+// causal mask: q, k, v [B, S, N, D] bf16 (batch_heads = B * N, keys = queries = seq).
+struct AttentionPoint {
+  int64_t head_dim = 0;
+  int64_t batch_heads = 0;
+  int64_t seq = 0;
+  double forward_seconds = 0;
+  double backward_seconds = 0;
+};
+
 struct Profile {
   int schema_version = kSchemaVersion;
   std::string cluster_name;
@@ -62,6 +72,9 @@ struct Profile {
   // large memory-bound ops. Absent means unknown: the cost model then keeps its datasheet roofline.
   std::optional<double> op_overhead_seconds;
   std::vector<MemoryOpCurve> memory_ops;
+  // The fused attention's kernels (nccl profiles since session 19; absent: not measured). Their
+  // presence says the profile measured the cuda backend's fused executor (cost::ComputeModel).
+  std::vector<AttentionPoint> attention;
 
   // Achieved bandwidth of memory-bound ops: the largest point of each curve, total bytes over
   // total seconds; nullopt without curves.

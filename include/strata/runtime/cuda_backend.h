@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/fusion/cuda_fusion.h"
 #include "strata/plan/plan.h"
 #include "strata/profile/store.h"
 #include "strata/runtime/backend.h"
@@ -40,10 +41,14 @@ struct CudaOptions {
 struct RuntimeCosts {
   std::optional<double> op_overhead_seconds;
   std::vector<profile::MemoryOpCurve> memory_ops;
+  std::vector<profile::AttentionPoint> attention;
+  std::vector<profile::GemmPoint> gemm;  // the backend's Dot at GPT layer shapes (bf16)
 };
 // Times a training step of a short and a long chain of tiny ops through an Executor on `backend`
 // (one device, MPI_COMM_SELF; MPI must be initialised): the slope is seconds per op. Then Add,
-// Gelu, Softmax and LayerNorm on bf16 tensors of 16M and 64M elements through backend.run_op.
+// Gelu, Softmax and LayerNorm on bf16 tensors of 16M and 64M elements through backend.run_op,
+// Attention / AttentionGrad at GPT shapes (S 1024, head dim 64 and 80, causal mask) and the Dot
+// at GPT layer shapes.
 // Appends a readable table to `table` when given. (Defined in src/runtime/cuda/: CUDA builds.)
 #ifdef STRATA_HAVE_CUDA
 Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table = nullptr);
@@ -53,34 +58,12 @@ Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table = n
 // `strata train --collectives` sets) into the options.
 Expected<std::unique_ptr<Backend>> make_cuda_backend(int local_rank, const CudaOptions& options);
 
-// What fuse_for_cuda changed.
-struct FusionStats {
-  int scales_into_operand = 0;  // Scale(Dot(a, b)) -> Dot(Scale(a), b), a the smaller operand
-  int scales_after_dot = 0;     // Dot(Scale(x), y) -> Scale(Dot(x, y)) for every Dot user of a Scale
-  int pad_sums_to_concat = 0;   // Add trees over Pads tiling one axis -> Concat
-  int bias_adds_into_softmax = 0;  // Adds marked kSoftmaxBiasAttr (the attention mask)
-  int attentions = 0;  // scores Dot .. context Dot (and their backward) -> Attention (+ AttentionGrad)
-};
-
-// What fuse_for_cuda may do. attention: fuse attention blocks into Attention/AttentionGrad, whose
-// kernels run bf16 tensor-core GEMMs with fp32 accumulation even on fp32 activations (so an fp32
-// run that must match the fp64 reference tightly turns it off).
-struct FusionOptions {
-  bool attention = true;
-};
-// The largest head dim (D and Dv) the attention kernels take.
-inline constexpr int64_t kMaxAttentionHeadDim = 128;
-
-// An Add's attribute (integer 1) that fuse_for_cuda sets where the Add's only user is a Softmax
-// over the last axis and its second input broadcasts into the first's shape (x + mask). The cuda
-// backend then returns the sum deferred and the Softmax computes softmax(x + mask) in one pass;
-// any other reader computes the sum first. Other backends and the interpreter ignore it.
-inline constexpr const char* kSoftmaxBiasAttr = "cuda_softmax_bias";
-
-// A graph with the same values (equal in exact arithmetic; op names, roles, parameters, inputs and
-// outputs kept) that makes fewer passes over large tensors on the cuda backend: see fusion.cpp.
-Expected<ir::Graph> fuse_for_cuda(const ir::Graph& graph, FusionStats* stats = nullptr,
-                                  const FusionOptions& options = {});
+// The rewrites themselves are pure IR (strata/fusion/cuda_fusion.h), so the cost model can match them.
+using fusion::FusionStats;
+using fusion::FusionOptions;
+using fusion::kMaxAttentionHeadDim;
+using fusion::kSoftmaxBiasAttr;
+using fusion::fuse_for_cuda;
 
 // What the executor runs on the cuda backend: the training graph after fuse_for_cuda and the plan
 // with strategies for the rewritten graph's ops (op names are kept; a Concat takes its Add tree's

@@ -17,6 +17,7 @@
 
 #include "cuda_common.h"
 #include "cuda_tensor.h"
+#include "strata/fusion/cuda_fusion.h"
 #include "strata/ir/graph.h"
 
 // Every cuBLAS call goes through this: a failure becomes an Error naming the call.
@@ -45,15 +46,7 @@ Status run_dot(cublasHandle_t handle, cudaStream_t stream, const ir::Op& op, con
                const DotOperand& rhs, void* out, Elem out_elem, const ir::Shape& out_shape, Elem gemm_elem,
                bool pointer_batches);
 
-// fuse_for_cuda's mark of a Dot + bias Add (+ Gelu) chain, which changes no value (the interpreter
-// and the cpu backend ignore it): on the Dot 1 (run_op defers it: its only reader is the bias Add);
-// on the Add 1 (the bias goes into the GEMM's epilogue) or 2 (and so does the Gelu that reads the
-// sum: the Add is deferred too); on that Gelu 1. In the backward, 3 on a bias gradient's
-// ReduceSum(dy) (over all but the last dim) and on the weight-gradient Dot(x, dy) that computes it
-// in its epilogue (the ReduceSum placed after the Dot); the backend also takes 1 on a
-// GeluGrad(pre, Dot(..)) whose Dot is deferred (1 too) and whose bias-gradient ReduceSum (3) right
-// after it the GEMM computes (DGELU_BGRAD; fuse_for_cuda does not mark it: slower on an H200).
-inline constexpr const char* kGemmEpilogueAttr = "cuda_gemm_epilogue";
+using fusion::kGemmEpilogueAttr;  // strata/fusion/cuda_fusion.h
 
 // What a cuBLASLt epilogue adds to a Dot without batch dims whose rhs has one free dim (the
 // output's last, `cols` long): out = gemm + bias[cols] broadcast over the rows; with `gelu_aux`,

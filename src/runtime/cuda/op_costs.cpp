@@ -3,6 +3,7 @@
 // `strata train --backend cuda` runs.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -96,6 +97,69 @@ Expected<double> time_op(Backend& backend, const ir::Graph& g, ir::OpId id, cons
   return median(seconds);
 }
 
+// Attention and AttentionGrad on q, k, v [B, S, N, D] bf16 (the layout fuse_for_cuda emits) under
+// a causal [S, S] mask: the kernels skip its masked blocks, as in GPT's training step.
+Expected<profile::AttentionPoint> time_attention(Backend& backend, int64_t batch, int64_t heads, int64_t seq,
+                                                 int64_t head_dim) {
+  ir::Graph g;
+  const ir::Shape shape{batch, seq, heads, head_dim};
+  const ir::Value q = g.input("q", shape, DType::bf16), k = g.input("k", shape, DType::bf16);
+  const ir::Value v = g.input("v", shape, DType::bf16), dout = g.input("dout", shape, DType::bf16);
+  const ir::Value mask = g.input("mask", {seq, seq}, DType::f32);
+  ir::Attrs attrs{{"layout", std::string("bsnd")}};
+  attrs.set("scale", 1.0 / std::sqrt(static_cast<double>(head_dim)));
+  const ir::OpId att = g.add(ir::OpKind::Attention, {q, k, v, mask}, attrs, "attention");
+  const ir::OpId grad =
+      g.add(ir::OpKind::AttentionGrad, {q, k, v, mask, ir::Value{att, 0}, ir::Value{att, 1}, dout}, attrs, "attention_grad");
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  std::vector<TensorPtr> in;
+  for (const ir::Value& x : {q, k, v, dout}) {
+    interp::Tensor host(shape);
+    for (int64_t i = 0; i < host.numel(); ++i) host[i] = uniform(rng);
+    STRATA_ASSIGN_OR_RETURN(TensorPtr d, backend.upload(host, g.type(x).dtype));
+    in.push_back(d);
+  }
+  interp::Tensor causal({seq, seq});
+  for (int64_t i = 0; i < seq; ++i)
+    for (int64_t j = 0; j < seq; ++j) causal[i * seq + j] = j <= i ? 0.0 : -1e9;
+  STRATA_ASSIGN_OR_RETURN(TensorPtr bias, backend.upload(causal, DType::f32));
+  const std::vector<TensorPtr> forward_in{in[0], in[1], in[2], bias};
+  STRATA_ASSIGN_OR_RETURN(std::vector<TensorPtr> out, backend.run_op(g.op(att), {in[0].get(), in[1].get(), in[2].get(), bias.get()}));
+  const std::vector<TensorPtr> backward_in{in[0], in[1], in[2], bias, out[0], out[1], in[3]};
+  profile::AttentionPoint point{head_dim, batch * heads, seq, 0, 0};
+  STRATA_ASSIGN_OR_RETURN(point.forward_seconds, time_op(backend, g, att, forward_in, 10));
+  STRATA_ASSIGN_OR_RETURN(point.backward_seconds, time_op(backend, g, grad, backward_in, 10));
+  if (!(point.forward_seconds > 0) || !(point.backward_seconds > 0)) {
+    return make_error("", "attention", "timed at zero seconds");
+  }
+  return point;
+}
+
+// C[m, n] = A.B through the backend's Dot on bf16 operands, as a GPT's layers run it: A [m, k]
+// (activations) times B [k, n] (a weight), or with `weight_grad` the weight gradient x^T.dy, A
+// given as [k, m] and contracted over its first dim (the tokens).
+Expected<profile::GemmPoint> time_gemm(Backend& backend, int64_t m, int64_t n, int64_t k, bool weight_grad) {
+  ir::Graph g;
+  const ir::Value a = g.input("a", weight_grad ? ir::Shape{k, m} : ir::Shape{m, k}, DType::bf16);
+  const ir::Value b = g.input("b", {k, n}, DType::bf16);
+  ir::Attrs attrs{{"lhs_batch", std::vector<int64_t>{}}, {"rhs_batch", std::vector<int64_t>{}}};
+  attrs.set("lhs_contract", std::vector<int64_t>{weight_grad ? 0 : 1});
+  attrs.set("rhs_contract", std::vector<int64_t>{0});
+  const ir::OpId dot = g.add(ir::OpKind::Dot, {a, b}, attrs, "gemm");
+  std::vector<TensorPtr> in;
+  for (const ir::Value& x : {a, b}) {  // a cheap pattern in [-0.5, 0.5): the head's operands are 400M values
+    interp::Tensor host(g.type(x).shape);
+    for (int64_t i = 0; i < host.numel(); ++i) host[i] = static_cast<double>((i * 7919) % 1000) / 1000.0 - 0.5;
+    STRATA_ASSIGN_OR_RETURN(TensorPtr d, backend.upload(host, DType::bf16));
+    in.push_back(d);
+  }
+  profile::GemmPoint point{m, n, k, DType::bf16, 0};
+  STRATA_ASSIGN_OR_RETURN(point.seconds, time_op(backend, g, dot, in, 10));
+  if (!(point.seconds > 0)) return make_error("", "gemm", "timed at zero seconds");
+  return point;
+}
+
 }  // namespace
 
 Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table) {
@@ -165,6 +229,53 @@ Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table) {
       }
     }
     costs.memory_ops.push_back(std::move(curve));
+  }
+  // The fused attention at GPT shapes: S 1024, 32 heads of 64 (GPT-1.3B, 350M) or 80 (GPT-2.6B),
+  // batch * heads from 64 to 512 (micro-batches 2 to 16).
+  if (table != nullptr) *table += "# fused attention through the backend (causal, S x S mask)\n#   head_dim  batch*heads   seq  forward(us)  backward(us)\n";
+  for (int64_t head_dim : {int64_t{64}, int64_t{80}}) {
+    for (int64_t batch : {int64_t{2}, int64_t{4}, int64_t{8}, int64_t{16}}) {
+      STRATA_ASSIGN_OR_RETURN(profile::AttentionPoint point, time_attention(backend, batch, 32, 1024, head_dim));
+      if (table != nullptr) {
+        std::snprintf(line, sizeof line, "  %8lld %12lld %5lld %12.1f %13.1f\n", static_cast<long long>(point.head_dim),
+                      static_cast<long long>(point.batch_heads), static_cast<long long>(point.seq),
+                      point.forward_seconds * 1e6, point.backward_seconds * 1e6);
+        *table += line;
+      }
+      costs.attention.push_back(point);
+    }
+  }
+  // The GEMMs of GPT layers (hidden 1024, 2048, 2560; 2048 to 8192 tokens a micro-batch), forward
+  // and weight gradient, and the 51200-word head: cuBLAS's rate varies with the shape by more than
+  // the nearest square point of the profiler's sweep tells.
+  for (int64_t h : {int64_t{1024}, int64_t{2048}, int64_t{2560}}) {
+    for (int64_t tokens : {int64_t{2048}, int64_t{4096}, int64_t{8192}}) {
+      for (int64_t n : {3 * h, h, 4 * h}) {
+        for (bool weight_grad : {false, true}) {
+          STRATA_ASSIGN_OR_RETURN(profile::GemmPoint p, weight_grad ? time_gemm(backend, h, n, tokens, true)
+                                                                     : time_gemm(backend, tokens, n, h, false));
+          costs.gemm.push_back(p);
+        }
+        STRATA_ASSIGN_OR_RETURN(profile::GemmPoint dx, time_gemm(backend, tokens, h, n, false));
+        costs.gemm.push_back(dx);
+      }
+    }
+    for (bool weight_grad : {false, true}) {
+      STRATA_ASSIGN_OR_RETURN(profile::GemmPoint p, weight_grad ? time_gemm(backend, h, 51200, 8192, true)
+                                                                 : time_gemm(backend, 8192, 51200, h, false));
+      costs.gemm.push_back(p);
+    }
+    STRATA_ASSIGN_OR_RETURN(profile::GemmPoint dx, time_gemm(backend, 8192, h, 51200, false));
+    costs.gemm.push_back(dx);
+  }
+  if (table != nullptr) {
+    *table += "# GEMMs through the backend's Dot (bf16), GPT shapes\n#        m        n        k    time(us)  TFLOP/s\n";
+    for (const profile::GemmPoint& p : costs.gemm) {
+      std::snprintf(line, sizeof line, "  %8lld %8lld %8lld %11.1f %8.0f\n", static_cast<long long>(p.m),
+                    static_cast<long long>(p.n), static_cast<long long>(p.k), p.seconds * 1e6,
+                    2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) / p.seconds / 1e12);
+      *table += line;
+    }
   }
   return costs;
 }

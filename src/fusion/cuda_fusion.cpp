@@ -31,11 +31,9 @@
 #include <string>
 #include <vector>
 
-#include "dot.h"
-#include "strata/intra/strategy.h"
-#include "strata/runtime/cuda_backend.h"
+#include "strata/fusion/cuda_fusion.h"
 
-namespace strata::runtime {
+namespace strata::fusion {
 namespace {
 
 using ir::OpId;
@@ -546,7 +544,7 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const 
     }
     ir::Attrs attrs = op.attrs;
     if (softmax_bias[id]) attrs.set(kSoftmaxBiasAttr, int64_t{1});
-    if (gemm_mark[id] != 0) attrs.set(cuda::kGemmEpilogueAttr, gemm_mark[id]);
+    if (gemm_mark[id] != 0) attrs.set(kGemmEpilogueAttr, gemm_mark[id]);
     STRATA_ASSIGN_OR_RETURN(OpId made, add(op.kind, inputs, std::move(attrs), op.name, op));
     if (scale_after[id]) {
       const ir::Op& s = g.op(moved_from[id]);
@@ -568,4 +566,4 @@ Expected<ir::Graph> fuse_for_cuda(const ir::Graph& g, FusionStats* stats, const 
   return out;
 }
 
-}  // namespace strata::runtime
+}  // namespace strata::fusion
