@@ -92,43 +92,7 @@ Status AdamBatch::run() {
   return status;
 }
 
-Status DeferredLayerNormGrad::run(void* sum, const void* residual) {
-  if (ran) return Status::ok();
-  ran = true;
-  dx_written = sum == nullptr;
-  const CudaTensor &dx = *outputs[0], &dgamma = *outputs[1], &dbeta = *outputs[2];
-  Status status = kernels::layer_norm_grad(x, x_elem, gamma, gamma_elem, dy, dy_elem, rows, h, eps,
-                                           dx_written ? dx.data() : sum, dx.elem(), dgamma.data(), dgamma.elem(),
-                                           dbeta.data(), dbeta.elem(), stream, residual);
-  for (size_t i = dx_written ? 0 : 1; i < made.size(); ++i) {  // written: nothing left pending on them
-    if (const auto t = made[i].lock()) t->defer_layer_norm_grad(nullptr);
-  }
-  outputs.clear();  // the frees are stream-ordered after the launch
-  if (dx_written) keep.clear();
-  return status;
-}
-
-Status DeferredLayerNormGrad::run_dx(void* dx, Elem dx_elem) {
-  auto scratch = std::make_shared<Storage>(2 * h * elem_bytes(Elem::f32), stream);
-  if (scratch->data == nullptr) {
-    return make_error("", "", std::string("device allocation for a LayerNormGrad's scratch failed: ") +
-                                  cudaGetErrorString(scratch->status));
-  }
-  float* params = static_cast<float*>(scratch->data);
-  STRATA_RETURN_IF_ERROR(kernels::layer_norm_grad(x, x_elem, gamma, gamma_elem, dy, dy_elem, rows, h, eps, dx, dx_elem,
-                                                  params, Elem::f32, params + h, Elem::f32, stream));
-  dx_written = true;
-  keep.clear();
-  return Status::ok();
-}
-
 Status CudaTensor::resolve() const {
-  if (ln_grad_ != nullptr) {
-    const std::shared_ptr<DeferredLayerNormGrad> grad = ln_grad_;  // run() drops ln_grad_
-    STRATA_RETURN_IF_ERROR(grad->ran ? grad->run_dx(storage_->data, elem_) : grad->run());
-    ln_grad_.reset();
-    return Status::ok();
-  }
   if (row_view_) {
     auto own = std::make_shared<Storage>(bytes(), storage_->stream);
     if (own->data == nullptr) {
@@ -283,7 +247,7 @@ class CudaBackend : public Backend {
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
-    (void)flush_deferred();  // nothing to report an error to
+    (void)flush_adam();  // nothing to report an error to
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (lt_ != nullptr) cublasLtDestroy(lt_);
@@ -313,11 +277,9 @@ class CudaBackend : public Backend {
     // plain Dots through cuBLASLt too. Tuning is off by default: on GPT-1.3B's shapes on an H200 it
     // gained nothing over the heuristic's first answer (bench/results/2026-11-24-gpu-epilogues.md).
     // STRATA_CUDA_STRIDED_QKV=0 copies the q/k/v Slices and dq/dk/dv into their Concat (RowView);
-    // STRATA_CUDA_RESIDUAL_GEMM=0 runs a residual Add after its GEMM instead of in it;
-    // STRATA_CUDA_RESIDUAL_GRAD=0 the gradient sum after a LayerNormGrad instead of in it.
+    // STRATA_CUDA_RESIDUAL_GEMM=0 runs a residual Add after its GEMM instead of in it.
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_EPILOGUES", epilogues_));
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_RESIDUAL_GEMM", residual_gemm_));
-    STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_RESIDUAL_GRAD", residual_grad_));
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_STRIDED_QKV", strided_qkv_));
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_MULTI_ADAM", multi_adam_));
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_GEMM_TUNE", tune_gemms_));
@@ -357,7 +319,7 @@ class CudaBackend : public Backend {
   }
 
   Expected<interp::Tensor> download(const DeviceTensor& tensor) override {
-    STRATA_RETURN_IF_ERROR(flush_deferred());
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
     std::vector<unsigned char> bytes(static_cast<size_t>(t->bytes()));
     STRATA_CUDA_CALL(cudaMemcpyAsync(bytes.data(), t->data(), bytes.size(), cudaMemcpyDeviceToHost, stream_));
@@ -384,7 +346,6 @@ class CudaBackend : public Backend {
 
   Expected<std::vector<TensorPtr>> run_op(const ir::Op& op, const std::vector<const DeviceTensor*>& inputs) override {
     if (op.kind != OpKind::AdamUpdate) STRATA_RETURN_IF_ERROR(flush_adam());
-    if (op.kind != OpKind::Add) STRATA_RETURN_IF_ERROR(flush_layer_norm_grad());
     last_bias_grad_ = std::move(bias_grad_);
     bias_grad_ = BiasGrad{};
     std::vector<const CudaTensor*> in;
@@ -401,7 +362,7 @@ class CudaBackend : public Backend {
       const bool viewed = direct != nullptr && direct->row_view() != nullptr;
       const bool keep_pending =
           viewed ? takes_row_view(op.kind, i)
-                 : epilogue_input || residual_term(op, direct) ||
+                 : epilogue_input || (residual_add(op) && direct != nullptr && direct->deferred_dot() != nullptr) ||
                        (i == 0 && direct != nullptr && op.kind == OpKind::Softmax && direct->deferred_dot() == nullptr);
       if (direct != nullptr && (keep_pending || !direct->pending())) {
         in.push_back(direct);  // the common case: no field name to build
@@ -448,7 +409,7 @@ class CudaBackend : public Backend {
         return std::vector<TensorPtr>{std::move(sum)};
       }
     }
-    if (in.size() == 2 && (residual_term(op, in[0]) || residual_term(op, in[1]))) {
+    if (residual_add(op)) {
       auto fused = run_residual_add(op, in);
       if (!fused.is_ok()) return fused.error().under("ops." + op.name);
       if (!fused->empty()) return std::move(fused).value();
@@ -459,11 +420,6 @@ class CudaBackend : public Backend {
       if (!fused->empty()) return std::move(fused).value();
     }
     std::vector<std::shared_ptr<CudaTensor>> outs;
-    if (op.kind == OpKind::LayerNormGrad && residual_grad_ && in.size() == 3) {
-      auto deferred = defer_layer_norm_grad(op, in);
-      if (!deferred.is_ok()) return deferred.error().under("ops." + op.name);
-      return std::move(deferred).value();
-    }
     if (op.kind == OpKind::AttentionGrad && packed_qkv_pitch(op, in) != 0) {
       auto packed = packed_gradients(op, in);
       if (!packed.is_ok()) return packed.error().under("ops." + op.name);
@@ -595,92 +551,35 @@ class CudaBackend : public Backend {
     return none;
   }
 
-  // Whether `t` is an input that an Add fuse_for_cuda left unmarked may take as it is (a residual
-  // connection, run_residual_add): a deferred Dot + bias, or the dx of the LayerNormGrad just
-  // deferred.
-  bool residual_term(const ir::Op& op, const CudaTensor* t) const {
-    if (t == nullptr || op.kind != OpKind::Add || op.inputs.size() != 2 || op.attrs.has(kGemmEpilogueAttr) ||
-        op.attrs.has(kSoftmaxBiasAttr)) {
-      return false;
-    }
-    if (t->deferred_dot() != nullptr) return residual_gemm_ && epilogues_;
-    const auto& grad = t->deferred_layer_norm_grad();
-    return grad != nullptr && grad == ln_grad_ && !grad->ran && grad->outputs[0].get() == t;
+  // An Add that fuse_for_cuda left unmarked: a residual Add when one input is a deferred Dot + bias.
+  bool residual_add(const ir::Op& op) const {
+    return residual_gemm_ && epilogues_ && op.kind == OpKind::Add && op.inputs.size() == 2 &&
+           !op.attrs.has(kGemmEpilogueAttr) && !op.attrs.has(kSoftmaxBiasAttr);
   }
 
-  // Add(x, y) or Add(y, x) of a tensor x of the sum's shape and type and y a deferred Dot + bias
-  // (a residual connection in the forward: one GEMM that reads x as its C, GemmEpilogue::residual)
-  // or the dx of the deferred LayerNormGrad (the gradient sum where the residual meets the
-  // LayerNorm: written in the LayerNormGrad's pass). Either instead of a pass over x, y and the sum;
-  // y itself stays deferred (a later reader computes it). Empty, every input resolved, when the
-  // Add is not in that shape.
+  // Add(x, y) or Add(y, x) of a deferred Dot + bias y and a tensor x of the sum's shape and type (a
+  // residual connection): one GEMM that reads x as its C (GemmEpilogue::residual) instead of a pass
+  // over x, y and the sum. Empty, every input resolved, when the Add is not in that shape.
   Expected<std::vector<TensorPtr>> run_residual_add(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
-    const size_t at = residual_term(op, in[0]) ? 0 : 1;
-    const CudaTensor* y = in[at];
+    const size_t at = in[0]->deferred_dot() != nullptr ? 0 : 1;
+    const DeferredDot* dot = in[at]->deferred_dot();
     const CudaTensor* x = in[1 - at];
     STRATA_ASSIGN_OR_RETURN(const Elem elem, output_elem(op, 0, in));
     const ir::Shape& shape = op.outputs[0].shape;
-    const DeferredDot* dot = y->deferred_dot();
-    if ((dot != nullptr && dot->epilogue.bias == nullptr) || x->pending() || x->elem() != elem || y->elem() != elem ||
-        x->shape() != shape || y->shape() != shape) {
+    if (dot == nullptr || dot->epilogue.bias == nullptr || x->pending() || x->elem() != elem ||
+        in[at]->elem() != elem || x->shape() != shape || in[at]->shape() != shape) {
       for (const CudaTensor* t : in) STRATA_RETURN_IF_ERROR(t->resolve());
       return std::vector<TensorPtr>{};
     }
-    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(shape, elem, stream_));
-    if (dot == nullptr) {
-      const std::shared_ptr<DeferredLayerNormGrad> grad = std::move(ln_grad_);
-      ln_grad_.reset();
-      STRATA_RETURN_IF_ERROR(grad->run(out->data(), x->data()));
-      return std::vector<TensorPtr>{std::move(out)};
-    }
-    DeferredDot fused = *dot;
+    DeferredDot fused = *dot;  // y itself stays deferred: a later reader runs its own GEMM
     fused.epilogue.residual = x->data();
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(shape, elem, stream_));
     STRATA_RETURN_IF_ERROR(run_deferred_dot(fused, out->data(), elem).status());
     return std::vector<TensorPtr>{std::move(out)};
   }
 
-  // A LayerNormGrad whose kernel waits for the next op (DeferredLayerNormGrad): its outputs.
-  Expected<std::vector<TensorPtr>> defer_layer_norm_grad(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
-    auto grad = std::make_shared<DeferredLayerNormGrad>();
-    grad->x = in[0]->data();
-    grad->gamma = in[1]->data();
-    grad->dy = in[2]->data();
-    grad->x_elem = in[0]->elem();
-    grad->gamma_elem = in[1]->elem();
-    grad->dy_elem = in[2]->elem();
-    grad->h = in[0]->shape().empty() ? 1 : in[0]->shape().back();
-    grad->rows = grad->h == 0 ? 0 : in[0]->numel() / grad->h;
-    grad->eps = static_cast<float>(op.attrs.real_or("eps", 1e-5));
-    grad->stream = stream_;
-    for (const CudaTensor* t : in) grad->keep.push_back(t->storage());
-    std::vector<TensorPtr> outs;
-    for (size_t i = 0; i < op.outputs.size(); ++i) {
-      STRATA_ASSIGN_OR_RETURN(const Elem elem, output_elem(op, i, in));
-      STRATA_ASSIGN_OR_RETURN(auto t, make_tensor(op.outputs[i].shape, elem, stream_));
-      t->defer_layer_norm_grad(grad);
-      grad->outputs.push_back(t);
-      grad->made.push_back(t);
-      outs.push_back(std::move(t));
-    }
-    ln_grad_ = std::move(grad);
-    return outs;
-  }
-
-  // Runs the deferred LayerNormGrad as it is; before any op but an Add that may take its dx.
-  Status flush_layer_norm_grad() {
-    if (ln_grad_ == nullptr) return Status::ok();
-    const std::shared_ptr<DeferredLayerNormGrad> grad = std::move(ln_grad_);
-    ln_grad_.reset();
-    return grad->run();
-  }
-
-  Status flush_deferred() {
-    STRATA_RETURN_IF_ERROR(flush_adam());
-    return flush_layer_norm_grad();
-  }
-
   Status add_into(DeviceTensor& dst, const DeviceTensor& src) override {
-    STRATA_RETURN_IF_ERROR(flush_deferred());
+    STRATA_RETURN_IF_ERROR(flush_adam());
     bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* s, as_cuda(src, "src"));
@@ -691,7 +590,7 @@ class CudaBackend : public Backend {
   }
 
   Status scale(DeviceTensor& tensor, double factor) override {
-    STRATA_RETURN_IF_ERROR(flush_deferred());
+    STRATA_RETURN_IF_ERROR(flush_adam());
     bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* t, as_cuda_for_write(tensor, "tensor"));
     return kernels::scale_in_place(t->data(), t->elem(), static_cast<float>(factor), t->numel(), stream_);
@@ -699,7 +598,7 @@ class CudaBackend : public Backend {
 
   Expected<TensorPtr> slice(const DeviceTensor& tensor, const std::vector<int64_t>& starts,
                             const std::vector<int64_t>& sizes) override {
-    STRATA_RETURN_IF_ERROR(flush_deferred());
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* t, as_cuda(tensor, "tensor"));
     STRATA_RETURN_IF_ERROR(check_block(t->shape(), starts, sizes, "starts"));
     STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(sizes, t->elem(), stream_));
@@ -714,7 +613,7 @@ class CudaBackend : public Backend {
   }
 
   Status insert(DeviceTensor& dst, const DeviceTensor& block, const std::vector<int64_t>& starts) override {
-    STRATA_RETURN_IF_ERROR(flush_deferred());
+    STRATA_RETURN_IF_ERROR(flush_adam());
     bias_grad_ = BiasGrad{};  // an in-place write: an epilogue's bias gradient may be stale
     STRATA_ASSIGN_OR_RETURN(CudaTensor* d, as_cuda_for_write(dst, "dst"));
     STRATA_ASSIGN_OR_RETURN(const CudaTensor* b, as_cuda(block, "block"));
@@ -729,13 +628,13 @@ class CudaBackend : public Backend {
   }
 
   Expected<std::unique_ptr<Communicator>> communicator(MPI_Comm comm) override {
-    STRATA_RETURN_IF_ERROR(flush_deferred());
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_CUDA_CALL(cudaSetDevice(device_));
     return make_communicator(comm, stream_, options_.collectives);
   }
 
   Status synchronize() override {
-    STRATA_RETURN_IF_ERROR(flush_deferred());
+    STRATA_RETURN_IF_ERROR(flush_adam());
     STRATA_CUDA_CALL(cudaStreamSynchronize(stream_));
     int32_t flag = 0;
     STRATA_CUDA_CALL(cudaMemcpy(&flag, flag_, sizeof(flag), cudaMemcpyDeviceToHost));
@@ -1293,8 +1192,6 @@ class CudaBackend : public Backend {
   bool multi_adam_ = true;
   bool strided_qkv_ = true;
   bool residual_gemm_ = true;
-  bool residual_grad_ = true;
-  std::shared_ptr<DeferredLayerNormGrad> ln_grad_;  // the LayerNormGrad not launched yet
   std::shared_ptr<AdamBatch> adam_batch_;  // the AdamUpdates not launched yet
   bool tune_gemms_ = false;
   GemmTuner tuner_;

@@ -50,32 +50,6 @@ struct AdamBatch {
   Status run();
 };
 
-class CudaTensor;
-
-// A LayerNormGrad that the backend deferred (STRATA_CUDA_RESIDUAL_GRAD): its outputs are allocated
-// but not written until the next op, which may be the Add of dx and the residual gradient: then
-// that Add's sum is written in the kernel's pass (kernels::layer_norm_grad's residual) and dx is
-// not. Any other op, or a read of an output, runs it as it is first (run()). `keep` holds the
-// inputs' storage; `outputs` (dx, dgamma, dbeta) stay alive until the launch.
-struct DeferredLayerNormGrad {
-  const void* x = nullptr;
-  const void* gamma = nullptr;
-  const void* dy = nullptr;
-  Elem x_elem = Elem::bf16, gamma_elem = Elem::f32, dy_elem = Elem::bf16;
-  int64_t rows = 0, h = 0;
-  float eps = 0.0f;
-  std::vector<std::shared_ptr<Storage>> keep;
-  std::vector<std::shared_ptr<CudaTensor>> outputs;  // until the launch
-  std::vector<std::weak_ptr<CudaTensor>> made;       // to drop their deferral after it
-  cudaStream_t stream = nullptr;
-  bool ran = false;
-  bool dx_written = false;
-  // The kernel into the outputs; with `sum` and `residual`: sum = residual + dx instead of dx.
-  Status run(void* sum = nullptr, const void* residual = nullptr);
-  // dx alone, after run() wrote the sum in its place (dgamma and dbeta go to scratch).
-  Status run_dx(void* dx, Elem dx_elem);
-};
-
 class CudaTensor : public DeviceTensor {
  public:
   // Allocates numel * elem bytes on `stream` (uninitialised); check data() != nullptr.
@@ -132,12 +106,8 @@ class CudaTensor : public DeviceTensor {
   void drop_deferred_dot() const { deferred_dot_.reset(); }  // the caller wrote the bytes itself
   // An output of an AdamBatch not run yet.
   void defer_adam(std::shared_ptr<AdamBatch> batch) { adam_ = std::move(batch); }
-  // An output of a deferred LayerNormGrad (dx is its first).
-  void defer_layer_norm_grad(std::shared_ptr<DeferredLayerNormGrad> grad) const { ln_grad_ = std::move(grad); }
-  const std::shared_ptr<DeferredLayerNormGrad>& deferred_layer_norm_grad() const { return ln_grad_; }
   bool pending() const {
-    return pending_ != nullptr || deferred_dot_ != nullptr || adam_ != nullptr || row_view_.has_value() ||
-           ln_grad_ != nullptr;
+    return pending_ != nullptr || deferred_dot_ != nullptr || adam_ != nullptr || row_view_.has_value();
   }
   // Writes storage + bias into fresh storage and drops the bias, runs a deferred Dot into the
   // storage, or the AdamBatch that writes it, or copies a row view into storage of its own (a
@@ -151,7 +121,6 @@ class CudaTensor : public DeviceTensor {
   mutable std::shared_ptr<DeferredDot> deferred_dot_;
   mutable std::shared_ptr<AdamBatch> adam_;
   mutable std::optional<RowView> row_view_;
-  mutable std::shared_ptr<DeferredLayerNormGrad> ln_grad_;
 };
 
 // A zero-filled or uninitialised tensor of `shape` in `elem` (the IR dtype follows from elem).

@@ -84,11 +84,9 @@ Status softmax_grad(const void* y, Elem y_elem, const void* dy, Elem dy_elem, in
                     void* dx, Elem dx_elem, cudaStream_t stream);
 Status layer_norm(const void* x, Elem x_elem, const void* gamma, Elem gamma_elem, const void* beta, Elem beta_elem,
                   int64_t rows, int64_t h, float eps, void* y, Elem y_elem, cudaStream_t stream);
-// `residual` (in dx's type and layout), when not null, is added to dx in the same pass: the
-// gradient sum where a residual connection meets the LayerNorm's input.
 Status layer_norm_grad(const void* x, Elem x_elem, const void* gamma, Elem gamma_elem, const void* dy, Elem dy_elem,
                        int64_t rows, int64_t h, float eps, void* dx, Elem dx_elem, void* dgamma, Elem dgamma_elem,
-                       void* dbeta, Elem dbeta_elem, cudaStream_t stream, const void* residual = nullptr);
+                       void* dbeta, Elem dbeta_elem, cudaStream_t stream);
 // loss[0] = mean over rows of -log softmax(logits)[label] (fp32 scalar).
 Status cross_entropy(const void* logits, Elem logits_elem, const int32_t* labels, int64_t rows, int64_t vocab,
                      void* loss, Elem loss_elem, int32_t* error_flag, int32_t flag_code, cudaStream_t stream);

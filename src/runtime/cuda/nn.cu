@@ -132,11 +132,9 @@ __global__ void layer_norm_kernel(const void* x, Elem xe, const void* gamma, Ele
   }
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, plus the residual (in dx's
-// type) when not null; keeps mean/rstd per row.
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; keeps mean/rstd per row.
 __global__ void layer_norm_dx_kernel(const void* x, Elem xe, const void* gamma, Elem ge, const void* dy, Elem dye,
-                                     int64_t h, float eps, const void* residual, void* dx, Elem dxe, float* means,
-                                     float* rstds) {
+                                     int64_t h, float eps, void* dx, Elem dxe, float* means, float* rstds) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   float mean, rstd;
@@ -152,8 +150,7 @@ __global__ void layer_norm_dx_kernel(const void* x, Elem xe, const void* gamma, 
   for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
     const float xhat = (load(x, xe, r * h + j) - mean) * rstd;
     const float g = load(dy, dye, r * h + j) * load(gamma, ge, j);
-    const float grad = rstd * (g - mean_g - xhat * mean_gx);
-    store(dx, dxe, r * h + j, residual != nullptr ? load(residual, dxe, r * h + j) + grad : grad);
+    store(dx, dxe, r * h + j, rstd * (g - mean_g - xhat * mean_gx));
   }
   if (threadIdx.x == 0) {
     means[r] = mean;
@@ -619,11 +616,10 @@ constexpr int kGradSliceFloats = 2 * kWords * 8 * 32;
 // kRowsPerBlock-th row from q): each lane adds its columns into its own slots of the warp's
 // shared-memory slice (laid out [sum][column within the lane's words][lane]: no bank conflicts,
 // no atomics), then the block adds the slices in warp order into partial[block][2][h]. Fixed
-// orders throughout, so the sums are deterministic. dx gets the residual added when it is not null.
+// orders throughout, so the sums are deterministic.
 template <int kWords>
 __global__ void layer_norm_grad_warp_kernel(const uint4* x, const void* gamma, Elem ge, const uint4* dy, int64_t rows,
-                                            int64_t words, int64_t chunk, float eps, const uint4* residual, uint4* dx,
-                                            float* partial) {
+                                            int64_t words, int64_t chunk, float eps, uint4* dx, float* partial) {
   extern __shared__ float slices[];  // [kRowsPerBlock][kGradSliceFloats<kWords>]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* mine = slices + warp * kGradSliceFloats<kWords>;
@@ -677,14 +673,12 @@ __global__ void layer_norm_grad_warp_kernel(const uint4* x, const void* gamma, E
       if (w >= words) continue;
       float gam[8];
       device::load8(gamma, ge, w * 8, gam);
-      device::Bf16x8 out, res;
-      res.word = residual != nullptr ? residual[row * words + w] : make_uint4(0, 0, 0, 0);
+      device::Bf16x8 out;
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         const float xhat = (__bfloat162float(xs[c].h[k]) - mean) * rstd;
         const float g = __bfloat162float(ds[c].h[k]) * gam[k];
-        const float grad = rstd * (g - mean_g - xhat * mean_gx);
-        out.h[k] = __float2bfloat16_rn(residual != nullptr ? __bfloat162float(res.h[k]) + grad : grad);
+        out.h[k] = __float2bfloat16_rn(rstd * (g - mean_g - xhat * mean_gx));
       }
       dx[row * words + w] = out.word;
     }
@@ -871,7 +865,7 @@ Status layer_norm(const void* x, Elem xe, const void* gamma, Elem ge, const void
 
 Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const void* dy, Elem dye, int64_t rows,
                        int64_t h, float eps, void* dx, Elem dxe, void* dgamma, Elem dge, void* dbeta, Elem dbe,
-                       cudaStream_t stream, const void* residual) {
+                       cudaStream_t stream) {
   if (h == 0) return Status::ok();
   if (rows == 0) {
     STRATA_RETURN_IF_ERROR(fill(dgamma, dge, h, 0.0f, stream));
@@ -885,7 +879,7 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
   chunks = (rows + chunk - 1) / chunk;
   const int kw = layer_norm_warp_words(h);
   if (kw > 0 && xe == Elem::bf16 && dye == Elem::bf16 && dxe == Elem::bf16 && aligned16(x) && aligned16(dy) &&
-      aligned16(dx) && aligned16(gamma) && (residual == nullptr || aligned16(residual))) {
+      aligned16(dx) && aligned16(gamma)) {
     // One pass: about three blocks of 4 warps per SM (their shared-memory slices: 8 KB per 256
     // columns of a row), each over a chunk of rows, then the chunks' column sums in a fixed order.
     const int64_t words = h / 8;
@@ -897,27 +891,26 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
     const auto* xw = static_cast<const uint4*>(x);
     const auto* dyw = static_cast<const uint4*>(dy);
     auto* dxw = static_cast<uint4*>(dx);
-    const auto* rw = static_cast<const uint4*>(residual);
     const unsigned threads = 32 * kRowsPerBlock;
     const auto grid = static_cast<unsigned>(blocks);
     if (kw == 4) {
       constexpr int smem = kRowsPerBlock * kGradSliceFloats<4> * sizeof(float);
       STRATA_CUDA_CALL(cudaFuncSetAttribute(layer_norm_grad_warp_kernel<4>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-      layer_norm_grad_warp_kernel<4><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps, rw,
-                                                                      dxw, partial);
+      layer_norm_grad_warp_kernel<4><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps, dxw,
+                                                                      partial);
     } else if (kw == 8) {
       constexpr int smem = kRowsPerBlock * kGradSliceFloats<8> * sizeof(float);
       STRATA_CUDA_CALL(cudaFuncSetAttribute(layer_norm_grad_warp_kernel<8>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-      layer_norm_grad_warp_kernel<8><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps, rw,
-                                                                      dxw, partial);
+      layer_norm_grad_warp_kernel<8><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps, dxw,
+                                                                      partial);
     } else {
       constexpr int smem = kRowsPerBlock * kGradSliceFloats<16> * sizeof(float);
       STRATA_CUDA_CALL(cudaFuncSetAttribute(layer_norm_grad_warp_kernel<16>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
       layer_norm_grad_warp_kernel<16><<<grid, threads, smem, stream>>>(xw, gamma, ge, dyw, rows, words, chunk, eps,
-                                                                       rw, dxw, partial);
+                                                                       dxw, partial);
     }
     STRATA_CUDA_LAUNCHED("layer_norm_grad_warp");
     layer_norm_dparams_final<<<static_cast<unsigned>((h + 31) / 32), 32 * kFinalSlices, 0, stream>>>(
@@ -933,7 +926,7 @@ Status layer_norm_grad(const void* x, Elem xe, const void* gamma, Elem ge, const
   float* rstds = scratch + rows;
   float* partial = scratch + 2 * rows;
   layer_norm_dx_kernel<<<static_cast<unsigned>(rows), row_threads(h), 0, stream>>>(x, xe, gamma, ge, dy, dye, h, eps,
-                                                                                    residual, dx, dxe, means, rstds);
+                                                                                    dx, dxe, means, rstds);
   STRATA_CUDA_LAUNCHED("layer_norm_dx");
   const dim3 grid(static_cast<unsigned>((h + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));
   layer_norm_dparams_partial<<<grid, kThreads, 0, stream>>>(x, xe, dy, dye, means, rstds, rows, h, chunk, partial);
