@@ -46,16 +46,23 @@ struct Problem {
   int32_t q_tiles = 0, k_tiles = 0;
   const uint8_t* flags = nullptr;
   int64_t heads = 0;  // layout bsnd: q, k, v, out (and gradients) are [B, S, N, D] with N = heads
+  int64_t qkv_pitch = 0;  // AttentionProblem::qkv_pitch
 };
 
-// The element offset of row `row` (of `rows`: S or T) of leading index b in a q/k/v/out-like
-// tensor of row width `width`, and the distance between two of its rows.
-__host__ __device__ __forceinline__ int64_t row_at(const Problem& p, int64_t b, int64_t rows, int64_t row, int64_t width) {
-  if (p.heads == 0) return (b * rows + row) * width;
-  return ((b / p.heads * rows + row) * p.heads + b % p.heads) * width;
-}
+// The distance between two rows (tokens) of an out-like tensor of row width `width`, and of q, k,
+// v, dq, dk, dv (qkv_pitch when they lie in one packed [B, S, 3, N, D] buffer).
 __host__ __device__ __forceinline__ int64_t row_stride(const Problem& p, int64_t width) {
   return p.heads == 0 ? width : p.heads * width;
+}
+__host__ __device__ __forceinline__ int64_t qkv_stride(const Problem& p, int64_t width) {
+  return p.qkv_pitch != 0 ? p.qkv_pitch : row_stride(p, width);
+}
+// The element offset of row `row` (of `rows`: S or T) of leading index b in a tensor of row width
+// `width` whose rows lie `ld` apart.
+__host__ __device__ __forceinline__ int64_t row_at(const Problem& p, int64_t b, int64_t rows, int64_t row, int64_t width,
+                                                   int64_t ld) {
+  if (p.heads == 0) return (b * rows + row) * ld;
+  return (b / p.heads * rows + row) * ld + b % p.heads * width;
 }
 
 // The bias offset and flag block of leading index b.
@@ -363,10 +370,10 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 96 ? 2 : 1)
     lead_offsets(p, b, bias_base, flag_base);
     const uint8_t* flag_row = p.flags + flag_base + int64_t{qt} * p.k_tiles;
     const int n_live = live_tiles2(flag_row, qt + 1 < p.q_tiles ? flag_row + p.k_tiles : nullptr, p.k_tiles, live, kinds);
-    // Row r of b's q (k, v, out) at q_at + r * qk_ld (k_at + r * qk_ld, v_at + r * v_ld, out_at + r * v_ld).
-    const int64_t qk_ld = row_stride(p, p.d), v_ld = row_stride(p, p.dv);
-    const int64_t q_at = row_at(p, b, p.s, 0, p.d), k_at = row_at(p, b, p.t, 0, p.d);
-    const int64_t v_at = row_at(p, b, p.t, 0, p.dv), out_at = row_at(p, b, p.s, 0, p.dv);
+    // Row r of b's q (k, v, out) at q_at + r * qk_ld (k_at + r * qk_ld, v_at + r * v_ld, out_at + r * out_ld).
+    const int64_t qk_ld = qkv_stride(p, p.d), v_ld = qkv_stride(p, p.dv), out_ld = row_stride(p, p.dv);
+    const int64_t q_at = row_at(p, b, p.s, 0, p.d, qk_ld), k_at = row_at(p, b, p.t, 0, p.d, qk_ld);
+    const int64_t v_at = row_at(p, b, p.t, 0, p.dv, v_ld), out_at = row_at(p, b, p.s, 0, p.dv, out_ld);
     // K/V of live tile i go to buffer i % 2, fetched one tile ahead of the math.
     auto fetch = [&](int i) {
       const int64_t key0 = int64_t{live[i]} * kTile;
@@ -525,7 +532,7 @@ __global__ void __launch_bounds__(kFwdThreads, DP <= 96 ? 2 : 1)
         const int64_t row = row0 + (warp * kFwdMt + mt) * 16 + g + r * 8;
         if (row >= p.s) continue;
         const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-        const int64_t at = out_at + row * v_ld;
+        const int64_t at = out_at + row * out_ld;
         #pragma unroll
         for (int dn = 0; dn < DP / 8; ++dn) {
           const int col = dn * 8 + t4 * 2;
@@ -557,7 +564,7 @@ __global__ void row_stats_kernel(Problem p, const void* out, const void* dout, c
   const int sub = threadIdx.x % L;
   float acc = 0.0f;
   if (row < rows) {  // no return before the shuffles: a warp may hold rows past the last
-    const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.dv);
+    const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.dv, row_stride(p, p.dv));
     if (vec) {
       if (sub * 8 < p.dv) {
         float x[8], y[8];
@@ -588,7 +595,7 @@ __global__ void convert_kernel(Problem p, const float* src, void* dst, int64_t r
   const int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / L;
   if (row >= rows) return;
   const int sub = threadIdx.x % L;
-  const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.d);
+  const int64_t at = row_at(p, row / p.s, p.s, row % p.s, p.d, qkv_stride(p, p.d));
   const float* from = src + row * p.d;
   if (p.elem == Elem::bf16 && p.d % 4 == 0) {  // at and c multiples of 4: 8-byte aligned stores
     for (int c = sub * 4; c < p.d; c += 4 * L) {
@@ -649,16 +656,17 @@ __global__ void __launch_bounds__(kBlockThreads, kBwdMt<DP> == 2 ? 2 : DP <= 64 
     int64_t bias_base, flag_base;
     lead_offsets(p, b, bias_base, flag_base);
     const int n_live = live_query_tiles<MT>(p, p.flags + flag_base, kt0, p.q_tiles, live, kinds);
-    // Row r of b's q (dout, k, v) at q_at + r * qk_ld (do_at + r * v_ld, k_at + r * qk_ld, v_at + r * v_ld).
-    const int64_t qk_ld = row_stride(p, p.d), v_ld = row_stride(p, p.dv);
-    const int64_t q_at = row_at(p, b, p.s, 0, p.d), do_at = row_at(p, b, p.s, 0, p.dv);
-    const int64_t k_at = row_at(p, b, p.t, 0, p.d), v_at = row_at(p, b, p.t, 0, p.dv);
+    // Row r of b's q (dout, k and dk, v and dv) at q_at + r * qk_ld (do_at + r * do_ld, k_at + r * qk_ld,
+    // v_at + r * v_ld).
+    const int64_t qk_ld = qkv_stride(p, p.d), v_ld = qkv_stride(p, p.dv), do_ld = row_stride(p, p.dv);
+    const int64_t q_at = row_at(p, b, p.s, 0, p.d, qk_ld), do_at = row_at(p, b, p.s, 0, p.dv, do_ld);
+    const int64_t k_at = row_at(p, b, p.t, 0, p.d, qk_ld), v_at = row_at(p, b, p.t, 0, p.dv, v_ld);
     // Q, dO and the rows' (lse2, dsum) of live tile i go to buffer i % 2, one tile ahead.
     auto fetch = [&](int i) {
       const int64_t row0 = int64_t{live[i]} * kTile;
       bf16* buffer = qdo + (i % 2) * 2 * kTile * kLd;
       load_tile_async<DP>(buffer, kLd, q, p.elem, q_at + row0 * qk_ld, p.s - row0, p.d, qk_ld);
-      load_tile_async<DP>(buffer + kTile * kLd, kLd, dout, p.elem, do_at + row0 * v_ld, p.s - row0, p.dv, v_ld);
+      load_tile_async<DP>(buffer + kTile * kLd, kLd, dout, p.elem, do_at + row0 * do_ld, p.s - row0, p.dv, do_ld);
       if (threadIdx.x < kTile) {
         float2* slot = stats + (i % 2) * kTile + threadIdx.x;
         const int64_t row = row0 + threadIdx.x;
@@ -922,6 +930,7 @@ Expected<Problem> make_problem(const AttentionProblem& a, Elem elem) {
   p.bias_s = a.bias_view.stride[p.lead_rank];
   p.bias_t = a.bias_view.stride[p.lead_rank + 1];
   p.heads = a.heads;
+  p.qkv_pitch = a.qkv_pitch;
   p.q_tiles = static_cast<int32_t>((a.s + kTile - 1) / kTile);
   p.k_tiles = static_cast<int32_t>((a.t + kTile - 1) / kTile);
   return p;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,15 @@ CudaTensor::CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> 
   STRATA_CHECK(storage_->bytes >= bytes(), "CudaTensor: a view larger than its storage");
 }
 
+CudaTensor::CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> storage, RowView view)
+    : CudaTensor(std::move(type), elem, std::move(storage)) {
+  const int64_t rows = view.width == 0 ? 0 : numel() / view.width;
+  STRATA_CHECK(view.width > 0 && view.pitch >= view.width && numel() % view.width == 0 &&
+                   (rows == 0 || (view.offset + (rows - 1) * view.pitch + view.width) * elem_bytes(elem) <= storage_->bytes),
+               "CudaTensor: a row view outside its storage");
+  row_view_ = view;
+}
+
 Status CudaTensor::own_storage() {
   STRATA_RETURN_IF_ERROR(resolve());
   if (storage_.use_count() == 1) {
@@ -83,6 +93,22 @@ Status AdamBatch::run() {
 }
 
 Status CudaTensor::resolve() const {
+  if (row_view_) {
+    auto own = std::make_shared<Storage>(bytes(), storage_->stream);
+    if (own->data == nullptr) {
+      return make_error("", "", std::string("device allocation for a row view's copy failed: ") +
+                                    cudaGetErrorString(own->status));
+    }
+    const int64_t shape[2] = {numel() / row_view_->width, row_view_->width};
+    View rows = kernels::contiguous(shape, 2);
+    rows.stride[0] = row_view_->pitch;
+    rows.offset = row_view_->offset;
+    STRATA_RETURN_IF_ERROR(kernels::copy_view(own->data, elem_, kernels::contiguous(shape, 2), storage_->data, elem_,
+                                              rows, storage_->stream));
+    storage_ = std::move(own);
+    row_view_.reset();
+    return Status::ok();  // a row view has nothing else pending
+  }
   if (adam_ != nullptr) {
     const std::shared_ptr<AdamBatch> batch = std::move(adam_);
     adam_.reset();
@@ -178,6 +204,33 @@ std::vector<int64_t> ints_attr(const ir::Op& op, const char* key) {
   return *v;
 }
 
+// Whether input i of an op of `kind` may stay a row view (CudaTensor::RowView): the ops that
+// carry it (Reshape), take it in place (Attention's q, k, v) or may be its buffer (Concat).
+bool takes_row_view(OpKind kind, size_t i) {
+  return kind == OpKind::Reshape || kind == OpKind::Concat ||
+         ((kind == OpKind::Attention || kind == OpKind::AttentionGrad) && i < 3);
+}
+
+// A Slice of contiguous `from` to `to` that cuts one dim and keeps every other whole, as a row
+// view of from's storage; none when it cuts more dims, or would hold more than 4 times its own
+// bytes alive (until its first reader that copies it).
+std::optional<CudaTensor::RowView> slice_row_view(const ir::Shape& from, const ir::Shape& to,
+                                                  const std::vector<int64_t>& starts) {
+  if (from.size() != to.size() || starts.size() != from.size()) return std::nullopt;
+  size_t cut = from.size();
+  for (size_t d = 0; d < from.size(); ++d) {
+    if (to[d] == from[d]) continue;
+    if (cut != from.size()) return std::nullopt;
+    cut = d;
+  }
+  if (cut == from.size()) return std::nullopt;
+  int64_t inner = 1;
+  for (size_t d = cut + 1; d < from.size(); ++d) inner *= from[d];
+  const CudaTensor::RowView view{starts[cut] * inner, to[cut] * inner, from[cut] * inner};
+  if (view.width == 0 || view.pitch > 4 * view.width) return std::nullopt;
+  return view;
+}
+
 // An A/B switch from the environment: `name` set to 0 or 1 sets `flag`; unset keeps it.
 Status env_switch(const char* name, bool& flag) {
   const char* env = std::getenv(name);
@@ -223,7 +276,11 @@ class CudaBackend : public Backend {
     // STRATA_CUDA_GEMM_TUNE=1 times each cuBLASLt GEMM key's algorithms once (GemmTuner) and sends
     // plain Dots through cuBLASLt too. Tuning is off by default: on GPT-1.3B's shapes on an H200 it
     // gained nothing over the heuristic's first answer (bench/results/2026-11-24-gpu-epilogues.md).
+    // STRATA_CUDA_STRIDED_QKV=0 copies the q/k/v Slices and dq/dk/dv into their Concat (RowView);
+    // STRATA_CUDA_RESIDUAL_GEMM=0 runs a residual Add after its GEMM instead of in it.
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_EPILOGUES", epilogues_));
+    STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_RESIDUAL_GEMM", residual_gemm_));
+    STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_STRIDED_QKV", strided_qkv_));
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_MULTI_ADAM", multi_adam_));
     STRATA_RETURN_IF_ERROR(env_switch("STRATA_CUDA_GEMM_TUNE", tune_gemms_));
     return Status::ok();
@@ -302,9 +359,11 @@ class CudaBackend : public Backend {
                                   (((op.kind == OpKind::Add || op.kind == OpKind::Gelu) && i == 0) ||
                                    (op.kind == OpKind::GeluGrad && i == 1)) &&
                                   op.attrs.int_or(kGemmEpilogueAttr, 0) != 0;
+      const bool viewed = direct != nullptr && direct->row_view() != nullptr;
       const bool keep_pending =
-          epilogue_input ||
-          (i == 0 && direct != nullptr && op.kind == OpKind::Softmax && direct->deferred_dot() == nullptr);
+          viewed ? takes_row_view(op.kind, i)
+                 : epilogue_input || (residual_add(op) && direct != nullptr && direct->deferred_dot() != nullptr) ||
+                       (i == 0 && direct != nullptr && op.kind == OpKind::Softmax && direct->deferred_dot() == nullptr);
       if (direct != nullptr && (keep_pending || !direct->pending())) {
         in.push_back(direct);  // the common case: no field name to build
         continue;
@@ -322,9 +381,16 @@ class CudaBackend : public Backend {
       auto elem = output_elem(op, 0, in);
       if (!elem.is_ok()) return elem.error().under("ops." + op.name);
       if (*elem == in[0]->elem()) {
-        return std::vector<TensorPtr>{std::make_shared<CudaTensor>(
-            ir::TensorType{op.outputs[0].shape, dtype_of(*elem)}, *elem, in[0]->storage())};
+        const ir::TensorType type{op.outputs[0].shape, dtype_of(*elem)};
+        const CudaTensor::RowView* view = in[0]->row_view();
+        return std::vector<TensorPtr>{view ? std::make_shared<CudaTensor>(type, *elem, in[0]->storage(), *view)
+                                           : std::make_shared<CudaTensor>(type, *elem, in[0]->storage())};
       }
+    }
+    if (strided_qkv_ && (op.kind == OpKind::Slice || op.kind == OpKind::Concat)) {
+      auto view = layout_in_place(op, in);
+      if (!view.is_ok()) return view.error().under("ops." + op.name);
+      if (*view != nullptr) return std::vector<TensorPtr>{std::move(view).value()};
     }
     if (op.kind == OpKind::AdamUpdate && multi_adam_) {
       auto deferred = defer_adam(op, in);
@@ -343,13 +409,23 @@ class CudaBackend : public Backend {
         return std::vector<TensorPtr>{std::move(sum)};
       }
     }
+    if (residual_add(op)) {
+      auto fused = run_residual_add(op, in);
+      if (!fused.is_ok()) return fused.error().under("ops." + op.name);
+      if (!fused->empty()) return std::move(fused).value();
+    }
     if (epilogues_ && op.attrs.int_or(kGemmEpilogueAttr, 0) != 0) {
       auto fused = run_epilogue_chain(op, in);
       if (!fused.is_ok()) return fused.error().under("ops." + op.name);
       if (!fused->empty()) return std::move(fused).value();
     }
     std::vector<std::shared_ptr<CudaTensor>> outs;
-    for (size_t i = 0; i < op.outputs.size(); ++i) {
+    if (op.kind == OpKind::AttentionGrad && packed_qkv_pitch(op, in) != 0) {
+      auto packed = packed_gradients(op, in);
+      if (!packed.is_ok()) return packed.error().under("ops." + op.name);
+      outs = std::move(packed).value();
+    }
+    for (size_t i = outs.size(); i < op.outputs.size(); ++i) {
       auto elem = output_elem(op, i, in);
       if (!elem.is_ok()) return elem.error().under("ops." + op.name);
       auto t = make_tensor(op.outputs[i].shape, *elem, stream_);
@@ -452,7 +528,8 @@ class CudaBackend : public Backend {
       dot->epilogue.bias_elem = in[1]->elem();
       dot->bias_keep = in[1]->storage();
       STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(op.outputs[0].shape, elem, stream_));
-      if (op.attrs.int_or(kGemmEpilogueAttr, 0) == 2) {
+      // Deferred for the Gelu (2), or for a residual Add that may read it (run_residual_add).
+      if (op.attrs.int_or(kGemmEpilogueAttr, 0) == 2 || residual_gemm_) {
         out->defer_dot(std::move(dot));
       } else {
         STRATA_RETURN_IF_ERROR(run_deferred_dot(*dot, out->data(), elem).status());
@@ -472,6 +549,33 @@ class CudaBackend : public Backend {
     }
     STRATA_RETURN_IF_ERROR(in[0]->resolve());
     return none;
+  }
+
+  // An Add that fuse_for_cuda left unmarked: a residual Add when one input is a deferred Dot + bias.
+  bool residual_add(const ir::Op& op) const {
+    return residual_gemm_ && epilogues_ && op.kind == OpKind::Add && op.inputs.size() == 2 &&
+           !op.attrs.has(kGemmEpilogueAttr) && !op.attrs.has(kSoftmaxBiasAttr);
+  }
+
+  // Add(x, y) or Add(y, x) of a deferred Dot + bias y and a tensor x of the sum's shape and type (a
+  // residual connection): one GEMM that reads x as its C (GemmEpilogue::residual) instead of a pass
+  // over x, y and the sum. Empty, every input resolved, when the Add is not in that shape.
+  Expected<std::vector<TensorPtr>> run_residual_add(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
+    const size_t at = in[0]->deferred_dot() != nullptr ? 0 : 1;
+    const DeferredDot* dot = in[at]->deferred_dot();
+    const CudaTensor* x = in[1 - at];
+    STRATA_ASSIGN_OR_RETURN(const Elem elem, output_elem(op, 0, in));
+    const ir::Shape& shape = op.outputs[0].shape;
+    if (dot == nullptr || dot->epilogue.bias == nullptr || x->pending() || x->elem() != elem ||
+        in[at]->elem() != elem || x->shape() != shape || in[at]->shape() != shape) {
+      for (const CudaTensor* t : in) STRATA_RETURN_IF_ERROR(t->resolve());
+      return std::vector<TensorPtr>{};
+    }
+    DeferredDot fused = *dot;  // y itself stays deferred: a later reader runs its own GEMM
+    fused.epilogue.residual = x->data();
+    STRATA_ASSIGN_OR_RETURN(auto out, make_tensor(shape, elem, stream_));
+    STRATA_RETURN_IF_ERROR(run_deferred_dot(fused, out->data(), elem).status());
+    return std::vector<TensorPtr>{std::move(out)};
   }
 
   Status add_into(DeviceTensor& dst, const DeviceTensor& src) override {
@@ -633,6 +737,11 @@ class CudaBackend : public Backend {
                              stream_);
     };
     const int32_t out_rank = static_cast<int32_t>(op.outputs[0].shape.size());
+    if (op.kind != OpKind::Attention && op.kind != OpKind::AttentionGrad) {
+      for (const CudaTensor* t : in) {  // a row view that run_op kept but could not use in place
+        if (t->row_view() != nullptr) STRATA_RETURN_IF_ERROR(t->resolve());
+      }
+    }
     switch (op.kind) {
       case OpKind::Parameter:
       case OpKind::Input:
@@ -855,6 +964,8 @@ class CudaBackend : public Backend {
         a.bias = in[3]->data();
         a.bias_elem = in[3]->elem();
         a.bias_view = broadcast_view(in[3]->shape(), scores);
+        a.qkv_pitch = packed_qkv_pitch(op, in);
+        for (size_t i = 0; i < 3 && a.qkv_pitch == 0; ++i) STRATA_RETURN_IF_ERROR(in[i]->resolve());
         const Elem elem = in[0]->elem();
         const bool backward = op.kind == OpKind::AttentionGrad;
         for (size_t i : backward ? std::vector<size_t>{1, 2, 4, 6} : std::vector<size_t>{1, 2}) {
@@ -866,13 +977,15 @@ class CudaBackend : public Backend {
         const int64_t bytes = kernels::attention_workspace_bytes(a, backward);
         STRATA_ASSIGN_OR_RETURN(auto workspace, make_tensor({std::max<int64_t>(bytes / 4, 1)}, Elem::f32, stream_));
         if (!backward) {
-          return kernels::attention_forward(a, in[0]->data(), in[1]->data(), in[2]->data(), elem, out[0]->data(),
+          return kernels::attention_forward(a, in[0]->first(), in[1]->first(), in[2]->first(), elem, out[0]->data(),
                                             static_cast<float*>(out[1]->data()), workspace->data(), stream_);
         }
         if (in[5]->elem() != Elem::f32) return make_error("", "inputs[5]", "lse must be f32");
-        return kernels::attention_backward(a, in[0]->data(), in[1]->data(), in[2]->data(), in[4]->data(),
+        // run_op made dq, dk, dv row views like q, k, v (packed_gradients) exactly when a.qkv_pitch != 0.
+        return kernels::attention_backward(a, in[0]->first(), in[1]->first(), in[2]->first(), in[4]->data(),
                                            in[6]->data(), static_cast<const float*>(in[5]->data()), elem,
-                                           out[0]->data(), out[1]->data(), out[2]->data(), workspace->data(), stream_);
+                                           out[0]->first(), out[1]->first(), out[2]->first(), workspace->data(),
+                                           stream_);
       }
       case OpKind::SgdUpdate:
         return kernels::sgd(static_cast<float>(op.attrs.real_or("lr", 0.0)), in[0]->data(), in[0]->elem(),
@@ -880,6 +993,76 @@ class CudaBackend : public Backend {
       default:
         return run_on_host(op, in, out);
     }
+  }
+
+  // A Slice as a row view of its input (the q/k/v Slices of the qkv GEMM's output), or a Concat
+  // of row views that tile their buffer in order (AttentionGrad's dq, dk, dv) as that buffer: no
+  // copy. Null when the op is not in that shape.
+  Expected<std::shared_ptr<CudaTensor>> layout_in_place(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
+    STRATA_ASSIGN_OR_RETURN(const Elem elem, output_elem(op, 0, in));
+    const ir::TensorType type{op.outputs[0].shape, dtype_of(elem)};
+    if (op.kind == OpKind::Slice) {
+      const auto view = slice_row_view(in[0]->shape(), type.shape, ints_attr(op, "starts"));
+      if (!view || in[0]->row_view() != nullptr || in[0]->elem() != elem) return std::shared_ptr<CudaTensor>{};
+      return std::make_shared<CudaTensor>(type, elem, in[0]->storage(), *view);
+    }
+    const size_t rank = type.shape.size();
+    const auto axis = static_cast<size_t>(norm_axis(op.attrs.int_or("axis", 0), static_cast<int64_t>(rank)));
+    int64_t pitch = 1;
+    for (size_t d = axis; d < rank; ++d) pitch *= type.shape[d];
+    int64_t offset = 0;
+    for (const CudaTensor* x : in) {
+      const CudaTensor::RowView* view = x->row_view();
+      int64_t width = 1;
+      for (size_t d = axis; d < x->shape().size(); ++d) width *= x->shape()[d];
+      if (view == nullptr || x->storage() != in[0]->storage() || x->elem() != elem || view->offset != offset ||
+          view->width != width || view->pitch != pitch) {
+        return std::shared_ptr<CudaTensor>{};
+      }
+      offset += width;
+    }
+    if (offset != pitch || in[0]->storage()->bytes != type.numel() * elem_bytes(elem)) return std::shared_ptr<CudaTensor>{};
+    return std::make_shared<CudaTensor>(type, elem, in[0]->storage());
+  }
+
+  // The row pitch of q, k, v when they are the row views of one token row [.., 3, N, D], in that
+  // order, that the q/k/v Slices of the qkv GEMM's output make: Attention reads them in place and
+  // AttentionGrad writes dq, dk, dv the same way (packed_gradients). 0 otherwise.
+  static int64_t packed_qkv_pitch(const ir::Op& op, const std::vector<const CudaTensor*>& in) {
+    const CudaTensor::RowView* q = in[0]->row_view();
+    const ir::Shape& shape = in[0]->shape();
+    if (q == nullptr || shape.size() < 2) return 0;
+    // A view row must be one token: [B, S, N, D] rows of N D (layout bsnd), else rows of D.
+    const int64_t token = ir::attention_bsnd(op.attrs) ? shape[shape.size() - 2] * shape.back() : shape.back();
+    if (q->width != token || q->width % 8 != 0 || q->pitch != 3 * q->width || q->offset != 0) return 0;
+    for (size_t i = 1; i < 3; ++i) {
+      const CudaTensor::RowView* x = in[i]->row_view();
+      if (x == nullptr || in[i]->storage() != in[0]->storage() || in[i]->shape() != shape ||
+          in[i]->elem() != in[0]->elem() || x->width != q->width || x->pitch != q->pitch ||
+          x->offset != static_cast<int64_t>(i) * q->width) {
+        return 0;
+      }
+    }
+    return q->pitch;
+  }
+
+  // dq, dk, dv as the row views of one new buffer laid out as q, k, v are (packed_qkv_pitch): the
+  // Concat that follows is then that buffer.
+  Expected<std::vector<std::shared_ptr<CudaTensor>>> packed_gradients(const ir::Op& op,
+                                                                       const std::vector<const CudaTensor*>& in) {
+    const Elem elem = in[0]->elem();
+    auto storage = std::make_shared<Storage>(3 * in[0]->bytes(), stream_);
+    if (storage->data == nullptr) {
+      return make_error("", "", std::string("device allocation of dq, dk, dv failed: ") +
+                                    cudaGetErrorString(storage->status));
+    }
+    std::vector<std::shared_ptr<CudaTensor>> outs;
+    for (size_t i = 0; i < 3; ++i) {
+      const CudaTensor::RowView& view = *in[i]->row_view();
+      outs.push_back(std::make_shared<CudaTensor>(ir::TensorType{op.outputs[i].shape, dtype_of(elem)}, elem, storage,
+                                                  view));
+    }
+    return outs;
   }
 
   static kernels::AdamParams adam_params(const ir::Op& op) {
@@ -1007,6 +1190,8 @@ class CudaBackend : public Backend {
   BiasGrad bias_grad_, last_bias_grad_;
   bool epilogues_ = true;
   bool multi_adam_ = true;
+  bool strided_qkv_ = true;
+  bool residual_gemm_ = true;
   std::shared_ptr<AdamBatch> adam_batch_;  // the AdamUpdates not launched yet
   bool tune_gemms_ = false;
   GemmTuner tuner_;

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "cuda_common.h"
@@ -55,9 +56,22 @@ class CudaTensor : public DeviceTensor {
   CudaTensor(ir::TensorType type, Elem elem, cudaStream_t stream);
   // A view of `storage` (a Reshape: same bytes, another shape).
   CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> storage);
+  // A row view of `storage`: element i at offset + (i / width) * pitch + i % width (elements), so
+  // that a Reshape keeps it. A Slice of one dim of a token row (q of qkv [B, S, 3, N, D]) and
+  // AttentionGrad's dq, dk, dv in one buffer, whose Concat is then that buffer. Attention reads it
+  // in place; every other reader goes through resolve(), which copies it into contiguous storage.
+  struct RowView {
+    int64_t offset = 0, width = 0, pitch = 0;
+  };
+  CudaTensor(ir::TensorType type, Elem elem, std::shared_ptr<Storage> storage, RowView view);
 
   Elem elem() const { return elem_; }
   void* data() const { return storage_->data; }
+  const RowView* row_view() const { return row_view_ ? &*row_view_ : nullptr; }
+  // The first element: data() plus a row view's offset.
+  void* first() const {
+    return static_cast<char*>(storage_->data) + (row_view_ ? row_view_->offset * elem_bytes(elem_) : 0);
+  }
   int64_t bytes() const { return numel() * elem_bytes(elem_); }
   cudaError_t status() const { return storage_->status; }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
@@ -92,10 +106,12 @@ class CudaTensor : public DeviceTensor {
   void drop_deferred_dot() const { deferred_dot_.reset(); }  // the caller wrote the bytes itself
   // An output of an AdamBatch not run yet.
   void defer_adam(std::shared_ptr<AdamBatch> batch) { adam_ = std::move(batch); }
-  bool pending() const { return pending_ != nullptr || deferred_dot_ != nullptr || adam_ != nullptr; }
-  // Writes storage + bias into fresh storage and drops the bias, and runs a deferred Dot into the
-  // storage, or the AdamBatch that writes it (a no-op when nothing is pending). The value stays
-  // the same, so this is const.
+  bool pending() const {
+    return pending_ != nullptr || deferred_dot_ != nullptr || adam_ != nullptr || row_view_.has_value();
+  }
+  // Writes storage + bias into fresh storage and drops the bias, runs a deferred Dot into the
+  // storage, or the AdamBatch that writes it, or copies a row view into storage of its own (a
+  // no-op when nothing is pending). The value stays the same, so this is const.
   Status resolve() const;
 
  private:
@@ -104,6 +120,7 @@ class CudaTensor : public DeviceTensor {
   mutable std::shared_ptr<PendingBias> pending_;
   mutable std::shared_ptr<DeferredDot> deferred_dot_;
   mutable std::shared_ptr<AdamBatch> adam_;
+  mutable std::optional<RowView> row_view_;
 };
 
 // A zero-filled or uninitialised tensor of `shape` in `elem` (the IR dtype follows from elem).

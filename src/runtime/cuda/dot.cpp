@@ -191,13 +191,15 @@ struct LtCall {
   int64_t d_bytes;      // per element of D and of a written aux
   int64_t bias_bytes;   // per element of a written bias gradient, else 0
   bool writes_aux;
-  std::array<int64_t, 13> key;
+  const void* c;  // added to the product (beta 1; GemmEpilogue::residual), or null
+  std::array<int64_t, 14> key;
 };
 
 cublasStatus_t matmul(const GemmContext& ctx, const LtCall& call, void* d, const cublasLtMatmulAlgo_t& algo) {
-  const float alpha = 1.0f, beta = 0.0f;
-  return cublasLtMatmul(ctx.lt, call.lt.desc, &alpha, call.a, call.lt.a, call.b, call.lt.b, &beta, d, call.lt.c, d,
-                        call.lt.c, &algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
+  const float alpha = 1.0f, beta = call.c != nullptr ? 1.0f : 0.0f;
+  return cublasLtMatmul(ctx.lt, call.lt.desc, &alpha, call.a, call.lt.a, call.b, call.lt.b, &beta,
+                        call.c != nullptr ? call.c : d, call.lt.c, d, call.lt.c, &algo, ctx.workspace,
+                        ctx.workspace_bytes, ctx.stream);
 }
 
 // A warm-up round, then kRounds rounds that run each candidate once, its own events around it:
@@ -303,7 +305,8 @@ Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const 
   const auto lc = attr_list(op, "lhs_contract"), rc = attr_list(op, "rhs_contract");
   const auto lf = ir::dot_free_dims(static_cast<int64_t>(lhs.shape.size()), lb, lc);
   const auto rf = ir::dot_free_dims(static_cast<int64_t>(rhs.shape.size()), rb, rc);
-  if (!lb.empty() || rf.size() != 1 || out_shape.empty() || (epilogue.bias != nullptr && epilogue.bias_grad != nullptr)) {
+  if (!lb.empty() || rf.size() != 1 || out_shape.empty() || (epilogue.bias != nullptr && epilogue.bias_grad != nullptr) ||
+      (epilogue.residual != nullptr && (epilogue.bias_grad != nullptr || epilogue.gelu_aux != nullptr))) {
     return false;
   }
   int64_t rows = 1, depth = 1;
@@ -351,9 +354,9 @@ Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const 
                                                           &workspace, sizeof(workspace)));
   int device = 0;
   STRATA_CUDA_CALL(cudaGetDevice(&device));
-  LtCall call{lt, r.data, l.data, cols, rows, elem_bytes(out_elem), 0, epilogue.gelu_aux != nullptr,
+  LtCall call{lt, r.data, l.data, cols, rows, elem_bytes(out_elem), 0, epilogue.gelu_aux != nullptr, epilogue.residual,
               {static_cast<int64_t>(m), static_cast<int64_t>(n), static_cast<int64_t>(k), ta, tb, lda, ldb, ab_type,
-               c_type, kind, -1, static_cast<int64_t>(ctx.workspace_bytes), device}};
+               c_type, kind, -1, static_cast<int64_t>(ctx.workspace_bytes), device, epilogue.residual != nullptr}};
   if (kind == CUBLASLT_EPILOGUE_DEFAULT) {
     STRATA_ASSIGN_OR_RETURN(const auto algo, choose_algo(ctx, call));
     if (!algo) return false;
@@ -404,7 +407,9 @@ Expected<bool> run_dot_epilogue(const GemmContext& ctx, const ir::Op& op, const 
 
 Expected<bool> run_deferred_dot(const DeferredDot& dot, void* out, Elem out_elem, void* gelu_out) {
   const ir::Shape& shape = dot.op.outputs[0].shape;
-  if (dot.epilogue.bias != nullptr) {
+  const int32_t rank = static_cast<int32_t>(shape.size());
+  const View own = kernels::contiguous(shape.data(), rank);
+  if (dot.epilogue.bias != nullptr || dot.epilogue.residual != nullptr) {
     GemmEpilogue epilogue = dot.epilogue;
     epilogue.gelu_aux = gelu_out != nullptr ? out : nullptr;
     STRATA_ASSIGN_OR_RETURN(const bool fused, run_dot_epilogue(dot.ctx, dot.op, dot.lhs, dot.rhs,
@@ -414,14 +419,18 @@ Expected<bool> run_deferred_dot(const DeferredDot& dot, void* out, Elem out_elem
   }
   STRATA_RETURN_IF_ERROR(run_dot(dot.ctx.blas, dot.ctx.stream, dot.op, dot.lhs, dot.rhs, out, out_elem, shape,
                                  dot.gemm_elem, dot.pointer_batches));
-  if (dot.epilogue.bias == nullptr) return false;
-  // Unfused: out += bias along the last dim, in place (each element read and written by one thread).
-  const int32_t rank = static_cast<int32_t>(shape.size());
-  const View own = kernels::contiguous(shape.data(), rank);
-  View bias = own;
-  for (int32_t d = 0; d < rank; ++d) bias.stride[d] = d == rank - 1 ? 1 : 0;
-  STRATA_RETURN_IF_ERROR(kernels::binary(kernels::Binary::add, out, out_elem, own, dot.epilogue.bias,
-                                         dot.epilogue.bias_elem, bias, out, out_elem, dot.ctx.stream));
+  // Unfused: out += bias along the last dim, then out += residual, in place (each element read and
+  // written by one thread).
+  if (dot.epilogue.bias != nullptr) {
+    View bias = own;
+    for (int32_t d = 0; d < rank; ++d) bias.stride[d] = d == rank - 1 ? 1 : 0;
+    STRATA_RETURN_IF_ERROR(kernels::binary(kernels::Binary::add, out, out_elem, own, dot.epilogue.bias,
+                                           dot.epilogue.bias_elem, bias, out, out_elem, dot.ctx.stream));
+  }
+  if (dot.epilogue.residual != nullptr) {
+    STRATA_RETURN_IF_ERROR(kernels::binary(kernels::Binary::add, dot.epilogue.residual, out_elem, own, out, out_elem,
+                                           own, out, out_elem, dot.ctx.stream));
+  }
   return false;
 }
 

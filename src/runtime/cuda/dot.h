@@ -57,8 +57,12 @@ using fusion::kGemmEpilogueAttr;  // strata/fusion/cuda_fusion.h
 // dims (BGRADA: the rhs is a dense layer's output gradient dy, the Dot its weight gradient); with
 // `dgelu_input` (the Gelu's input, in out's type and layout) out = gemm * gelu'(dgelu_input) and
 // bias_grad the sum of out over the rows (DGELU_BGRAD).
+//
+// `residual` (forward, no gelu_aux): out = gemm + bias + residual, the residual in out's type and
+// layout as the GEMM's C with beta 1 (a residual Add read in the GEMM instead of a pass of its own).
 struct GemmEpilogue {
   const void* bias = nullptr;
+  const void* residual = nullptr;
   Elem bias_elem = Elem::f32;
   void* gelu_aux = nullptr;
   void* bias_grad = nullptr;
@@ -72,7 +76,7 @@ struct GemmEpilogue {
 // answer (within about 2%, fc2's dx +5%), so the backend asks for it only with STRATA_CUDA_GEMM_TUNE=1.
 inline constexpr int kGemmTuneCandidates = 16;
 struct GemmTuner {
-  std::map<std::array<int64_t, 13>, std::optional<cublasLtMatmulAlgo_t>> best;  // nullopt: no kernel
+  std::map<std::array<int64_t, 14>, std::optional<cublasLtMatmulAlgo_t>> best;  // nullopt: no kernel
   int64_t tuned = 0;   // keys chosen (those with no kernel too)
   int64_t reused = 0;  // calls that found their key in `best`
 };
@@ -110,8 +114,8 @@ struct DeferredDot {
   std::shared_ptr<const void> bias_keep;
 };
 
-// The deferred Dot (plus its bias) into `out`, through the epilogue when cuBLASLt takes it, else as
-// run_dot and an in-place bias Add. `gelu_out`: also the Gelu of the sum into gelu_out (the sum to
+// The deferred Dot (plus its bias and residual) into `out`, through the epilogue when cuBLASLt takes
+// it, else as run_dot and in-place Adds of the bias and the residual. `gelu_out`: also the Gelu of the sum into gelu_out (the sum to
 // `out`) when the fused GEMM runs; Ok(false) when it did not (then only `out` holds the sum).
 Expected<bool> run_deferred_dot(const DeferredDot& dot, void* out, Elem out_elem, void* gelu_out = nullptr);
 

@@ -103,6 +103,9 @@ Status cross_entropy_grad(const void* logits, Elem logits_elem, const int32_t* l
 struct AttentionProblem {
   int64_t batch = 0, s = 0, t = 0, d = 0, dv = 0;
   int64_t heads = 0;  // layout bsnd ([B, S, N, D] tensors, batch = B * N): N; 0 for [..., S, D]
+  // Elements between two rows (tokens) of q, k, v and of dq, dk, dv, when they lie in one packed
+  // buffer (bsnd: [B, S, 3, N, D], pitch 3 N D; a multiple of 8); 0: each in its own tensor.
+  int64_t qkv_pitch = 0;
   float scale = 1.0f;
   const void* bias = nullptr;
   Elem bias_elem = Elem::f32;
