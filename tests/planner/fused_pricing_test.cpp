@@ -14,16 +14,7 @@ namespace {
 
 using cost::FusedOp;
 using testing_util::tiny_gpt;
-
-ir::Graph training_graph(const models::ModelSpec& spec, int64_t micro_batch) {
-  auto forward = models::build_forward_graph(spec, micro_batch);
-  EXPECT_TRUE(forward.is_ok()) << forward.error().message();
-  autodiff::TrainingOptions options;
-  options.optimizer = autodiff::Optimizer::adam;
-  auto graph = autodiff::build_training_graph(*forward, options);
-  EXPECT_TRUE(graph.is_ok()) << graph.error().message();
-  return std::move(graph).value();
-}
+using testing_util::training_graph;
 
 cluster::ClusterSpec gpu() {
   cluster::ClusterSpec spec;

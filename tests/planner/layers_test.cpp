@@ -10,16 +10,7 @@ namespace strata::planner {
 namespace {
 
 using testing_util::tiny_gpt;
-
-ir::Graph training_graph(const models::ModelSpec& spec, int64_t micro_batch) {
-  auto forward = models::build_forward_graph(spec, micro_batch);
-  EXPECT_TRUE(forward.is_ok()) << forward.error().message();
-  autodiff::TrainingOptions options;
-  options.optimizer = autodiff::Optimizer::adam;
-  auto graph = autodiff::build_training_graph(*forward, options);
-  EXPECT_TRUE(graph.is_ok()) << graph.error().message();
-  return std::move(graph).value();
-}
+using testing_util::training_graph;
 
 TEST(Layers, ForwardOpsFormContiguousLayersAndTheRestFollow) {
   const ir::Graph g = training_graph(tiny_gpt(4), 2);

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "strata/autodiff/autodiff.h"
 #include "strata/cluster/alpha_beta.h"
 #include "strata/cluster/cluster.h"
 #include "strata/intra/stage_solver.h"
@@ -32,6 +33,17 @@ inline models::ModelSpec tiny_gpt(int layers) {
   models::ModelSpec spec = load_model("gpt-tiny");
   spec.layers = layers;
   return spec;
+}
+
+// The training graph (Adam) of `spec` at `micro_batch`.
+inline ir::Graph training_graph(const models::ModelSpec& spec, int64_t micro_batch) {
+  auto forward = models::build_forward_graph(spec, micro_batch);
+  EXPECT_TRUE(forward.is_ok()) << forward.error().message();
+  autodiff::TrainingOptions options;
+  options.optimizer = autodiff::Optimizer::adam;
+  auto graph = autodiff::build_training_graph(*forward, options);
+  EXPECT_TRUE(graph.is_ok()) << graph.error().message();
+  return std::move(graph).value();
 }
 
 // Costs that depend on the stage's ops, parameters and mesh, so that the DP has real choices:

@@ -8,11 +8,7 @@ src=$1 strata=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mpi=(mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1 -np 1)
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi
-}
-losses() { grep -E '^ +[0-9]+ +[0-9.]+ ' "$1" | awk '{print $1, $2}'; }
+source "$src/tests/runtime/check_lib.sh"
 
 "$strata" plan --model "$src/configs/models/gpt-tiny.yaml" --cluster "$src/configs/clusters/h200-1gpu.yaml" \
   --out "$work/plan.yaml" > "$work/plan.log" 2>&1

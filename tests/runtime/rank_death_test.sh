@@ -20,10 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mpi=(mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1)
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi
-}
+source "$src/tests/runtime/check_lib.sh"
 
 # The pid of the rank-R child of mpirun $launcher (Open MPI puts the rank in each child's environment).
 rank_pid() {

@@ -9,11 +9,7 @@ src=$1 strata=$2 spmd_check=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mpi=(mpirun --allow-run-as-root --oversubscribe --mca mpi_yield_when_idle 1)
-passed=0 failed=0
-check() {  # check NAME CONDITION-EXIT-CODE
-  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi
-}
-losses() { grep -E '^ +[0-9]+ +[0-9.]+ ' "$1" | awk '{print $1, $2}'; }
+source "$src/tests/runtime/check_lib.sh"
 train() { "${mpi[@]}" -np 8 "$strata" train --plan "$work/plan.yaml" --data "$src/data/tiny_corpus.txt" "$@"; }
 schedule=(--lr-warmup-steps 4 --lr-decay cosine --lr-decay-steps 10 --min-lr 1e-4)
 
