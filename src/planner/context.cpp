@@ -18,7 +18,7 @@
 namespace strata::planner {
 namespace {
 
-constexpr const char* kCacheVersion = "strata planner stage cache v4 (block units, memory prices, pinned stages, budget search)";
+constexpr const char* kCacheVersion = "strata planner stage cache v5 (block units, memory prices, pinned stages, budget search, fused pricing, accumulation)";
 
 bool is_power_of_two(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
@@ -211,6 +211,13 @@ Status Context::build(const models::ModelSpec& spec) {
   }
   env.text(comm_.describe()).i64(compute_->has_gemm_table() ? 1 : 0).i64(budget_);
   env.text(compute_->describe()).f64(compute_->op_overhead().value_or(-1)).f64(compute_->memory_bandwidth().value_or(-1));
+  // The measured tables by value: a re-made profile with as many points prices ops differently.
+  for (const profile::GemmPoint& p : compute_->gemm_table()) {
+    env.i64(p.m).i64(p.n).i64(p.k).i64(static_cast<int64_t>(p.dtype)).f64(p.seconds);
+  }
+  for (const profile::AttentionPoint& p : compute_->attention_table()) {
+    env.i64(p.head_dim).i64(p.batch_heads).i64(p.seq).f64(p.forward_seconds).f64(p.backward_seconds);
+  }
   env.text(options_.solve ? "custom solver" : "lp_solve");
   environment_ = env.hex();
   build_units();

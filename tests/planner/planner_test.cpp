@@ -214,6 +214,27 @@ TEST(Planner, IdenticalLayersShareSolutionsAndTheDiskCacheReplans) {
   EXPECT_EQ(plan::plan_to_yaml(repaired->plan), plan::plan_to_yaml(first->plan));
 }
 
+TEST(Planner, TheDiskCacheKeysOnTheMeasuredGemmTimes) {
+  Fixture f("cpu-8");
+  PlannerOptions o = f.options();
+  o.num_layers = 4;
+  o.cache_dir = temp_dir("cache_gemm");
+  cost::ComputeModel compute(f.cluster);
+  compute.use_gemm_table({{1024, 1024, 1024, DType::f32, 1e-3}});
+  o.compute = &compute;
+  auto first = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(first.is_ok()) << first.error().message();
+  auto same = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(same.is_ok());
+  EXPECT_EQ(same->stats.ilp_solves, 0);
+  // The same table shape with another time: every stage is solved again, none read from the disk.
+  compute.use_gemm_table({{1024, 1024, 1024, DType::f32, 2e-3}});
+  auto remeasured = plan_model(tiny_gpt(4), f.cluster, f.comm, o);
+  ASSERT_TRUE(remeasured.is_ok());
+  EXPECT_EQ(remeasured->stats.disk_hits, 0);
+  EXPECT_GT(remeasured->stats.ilp_solves, 0);
+}
+
 TEST(Planner, ThreadsGiveTheSamePlan) {
   Fixture f("cpu-8");
   PlannerOptions o = f.options();

@@ -32,6 +32,7 @@ class ComputeModel {
   // empty dims are ignored.
   void use_gemm_table(std::vector<profile::GemmPoint> points);
   bool has_gemm_table() const { return !gemm_.empty(); }
+  const std::vector<profile::GemmPoint>& gemm_table() const { return gemm_; }
 
   // Everything a profile measured for compute: its GEMM table, the runtime's per-op cost, the
   // achieved bandwidth of memory-bound ops and the fused attention (each only when it has it).
@@ -43,6 +44,7 @@ class ComputeModel {
   // the fused kernels was measured through that backend, so its presence decides.
   void use_attention_table(std::vector<profile::AttentionPoint> points) { attention_ = std::move(points); }
   bool prices_cuda_fusion() const { return !attention_.empty(); }
+  const std::vector<profile::AttentionPoint>& attention_table() const { return attention_; }
   // Added to every op the executor runs (not to sources: Parameter, Input, Constant).
   void set_op_overhead(std::optional<double> seconds) { op_overhead_ = seconds; }
   // Replaces bandwidth · bandwidth_efficiency in the roofline's memory term (measured, so no
