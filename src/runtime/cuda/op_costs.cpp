@@ -248,25 +248,19 @@ Expected<RuntimeCosts> measure_op_costs(Backend& backend, std::string* table) {
   // The GEMMs of GPT layers (hidden 1024, 2048, 2560; 2048 to 8192 tokens a micro-batch), forward
   // and weight gradient, and the 51200-word head: cuBLAS's rate varies with the shape by more than
   // the nearest square point of the profiler's sweep tells.
+  // A weight [h, n] on `tokens` rows: the forward, the weight gradient and the input gradient.
+  auto time_layer_gemms = [&](int64_t tokens, int64_t h, int64_t n) -> Status {
+    STRATA_ASSIGN_OR_RETURN(profile::GemmPoint forward, time_gemm(backend, tokens, n, h, false));
+    STRATA_ASSIGN_OR_RETURN(profile::GemmPoint weight_grad, time_gemm(backend, h, n, tokens, true));
+    STRATA_ASSIGN_OR_RETURN(profile::GemmPoint input_grad, time_gemm(backend, tokens, h, n, false));
+    costs.gemm.insert(costs.gemm.end(), {forward, weight_grad, input_grad});
+    return Status::ok();
+  };
   for (int64_t h : {int64_t{1024}, int64_t{2048}, int64_t{2560}}) {
     for (int64_t tokens : {int64_t{2048}, int64_t{4096}, int64_t{8192}}) {
-      for (int64_t n : {3 * h, h, 4 * h}) {
-        for (bool weight_grad : {false, true}) {
-          STRATA_ASSIGN_OR_RETURN(profile::GemmPoint p, weight_grad ? time_gemm(backend, h, n, tokens, true)
-                                                                     : time_gemm(backend, tokens, n, h, false));
-          costs.gemm.push_back(p);
-        }
-        STRATA_ASSIGN_OR_RETURN(profile::GemmPoint dx, time_gemm(backend, tokens, h, n, false));
-        costs.gemm.push_back(dx);
-      }
+      for (int64_t n : {3 * h, h, 4 * h}) STRATA_RETURN_IF_ERROR(time_layer_gemms(tokens, h, n));
     }
-    for (bool weight_grad : {false, true}) {
-      STRATA_ASSIGN_OR_RETURN(profile::GemmPoint p, weight_grad ? time_gemm(backend, h, 51200, 8192, true)
-                                                                 : time_gemm(backend, 8192, 51200, h, false));
-      costs.gemm.push_back(p);
-    }
-    STRATA_ASSIGN_OR_RETURN(profile::GemmPoint dx, time_gemm(backend, 8192, h, 51200, false));
-    costs.gemm.push_back(dx);
+    STRATA_RETURN_IF_ERROR(time_layer_gemms(8192, h, 51200));
   }
   if (table != nullptr) {
     *table += "# GEMMs through the backend's Dot (bf16), GPT shapes\n#        m        n        k    time(us)  TFLOP/s\n";
